@@ -1,0 +1,86 @@
+//! paravox's developer entry points, run as `cargo xtask <command>` (the alias lives in
+//! `.cargo/config.toml`). Everything a developer or CI needs goes through here, so a fresh
+//! machine with only Rust installed needs two commands: `cargo xtask run` and
+//! `cargo xtask test`.
+
+mod cmd;
+mod licenses;
+mod prereqs;
+mod run;
+mod test;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Developer entry points for the paravox workspace.
+#[derive(Debug, Parser)]
+#[command(name = "xtask", bin_name = "cargo xtask", about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything CI runs: prerequisites, fmt, clippy, licence check, tests.
+    Test,
+    /// Build paravox in release mode and start `paravox serve`.
+    Run {
+        /// Arguments passed to `paravox serve` (write them after `--`).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
+    /// Check that every crate in the dependency tree is usable under Apache-2.0 OR MIT.
+    Licenses,
+}
+
+fn main() -> ExitCode {
+    match dispatch(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The chain of causes without a backtrace: these are user-facing failures.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Test => test::run_all(),
+        Command::Run { args } => run::run(&args),
+        Command::Licenses => licenses::check(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_passes_everything_after_the_separator_to_the_daemon() {
+        let cli = Cli::try_parse_from(["xtask", "run", "--", "--config", "a.toml", "-v"]).unwrap();
+        let Command::Run { args } = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args, ["--config", "a.toml", "-v"]);
+    }
+
+    #[test]
+    fn run_without_arguments_passes_none() {
+        let cli = Cli::try_parse_from(["xtask", "run"]).unwrap();
+        assert!(matches!(cli.command, Command::Run { args } if args.is_empty()));
+    }
+}

@@ -1,0 +1,128 @@
+//! `cargo xtask test`: everything CI checks, as a list of steps run in order. The first
+//! failing step stops the run with a non-zero exit; a step whose inputs do not exist yet
+//! says so and is skipped.
+
+use anyhow::Result;
+
+use crate::{cmd, licenses, prereqs};
+
+/// One step of `cargo xtask test`.
+#[derive(Debug)]
+struct Step {
+    name: &'static str,
+    run: fn() -> Result<Outcome>,
+}
+
+/// How a step ended, when it did not fail.
+#[derive(Debug)]
+enum Outcome {
+    Passed,
+    /// The step's inputs are not there yet; the text says which.
+    Skipped(String),
+}
+
+/// The steps, in order. To add one (end-to-end virtio and Xen tests, browser tests…),
+/// write a small function below and list it here; let it return `Outcome::Skipped` while
+/// what it needs does not exist.
+const STEPS: &[Step] = &[
+    Step {
+        name: "prerequisites",
+        run: prerequisites,
+    },
+    Step {
+        name: "formatting: cargo fmt --check",
+        run: fmt,
+    },
+    Step {
+        name: "lints: cargo clippy",
+        run: clippy,
+    },
+    Step {
+        name: "licence check",
+        run: licence_check,
+    },
+    // Before `cargo test`: plugin-host tests load the built plugin modules.
+    Step {
+        name: "plugins: build for wasm32",
+        run: plugins,
+    },
+    Step {
+        name: "tests: cargo test",
+        run: cargo_test,
+    },
+];
+
+/// Runs every step and stops at the first failure.
+pub fn run_all() -> Result<()> {
+    let total = STEPS.len();
+    let mut skipped = 0;
+    for (index, step) in STEPS.iter().enumerate() {
+        let number = index + 1;
+        println!("\n==> [{number}/{total}] {}", step.name);
+        match (step.run)() {
+            Ok(Outcome::Passed) => {}
+            Ok(Outcome::Skipped(reason)) => {
+                println!("{reason}: skipped");
+                skipped += 1;
+            }
+            Err(error) => {
+                println!("\n==> [{number}/{total}] {} FAILED", step.name);
+                return Err(error);
+            }
+        }
+    }
+    println!(
+        "\n==> xtask test: every step succeeded ({} run, {skipped} skipped)",
+        total - skipped
+    );
+    Ok(())
+}
+
+fn prerequisites() -> Result<Outcome> {
+    prereqs::ensure_prereqs()?;
+    Ok(Outcome::Passed)
+}
+
+fn fmt() -> Result<Outcome> {
+    cmd::run(&mut cmd::cargo(["fmt", "--all", "--check"]))?;
+    Ok(Outcome::Passed)
+}
+
+fn clippy() -> Result<Outcome> {
+    cmd::run(&mut cmd::cargo([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    Ok(Outcome::Passed)
+}
+
+fn licence_check() -> Result<Outcome> {
+    licenses::check()?;
+    Ok(Outcome::Passed)
+}
+
+/// `plugins/` is its own cargo workspace, built for wasm32 only.
+fn plugins() -> Result<Outcome> {
+    if !cmd::workspace_root().join("plugins/Cargo.toml").is_file() {
+        return Ok(Outcome::Skipped("plugins/ not present".to_owned()));
+    }
+    cmd::run(&mut cmd::cargo([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+    ]))?;
+    Ok(Outcome::Passed)
+}
+
+/// Cargo's own output goes straight to our stdout, so CI reads its `test result:` lines.
+fn cargo_test() -> Result<Outcome> {
+    cmd::run(&mut cmd::cargo(["test", "--workspace"]))?;
+    Ok(Outcome::Passed)
+}
