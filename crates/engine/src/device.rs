@@ -1,0 +1,116 @@
+//! The contract between an endpoint thread and the host device behind it.
+//!
+//! A device speaks the endpoint's internal format: interleaved `f32` samples at the
+//! device's rate and channel count, one period per call. The device is the clock: `write`
+//! and `read` return when the device has taken (or produced) the period, so a device that
+//! has no hardware clock of its own (file, null, tone) paces itself with a
+//! [`Pacer`](crate::clock::Pacer). These methods run on the endpoint's real-time thread:
+//! they may do the device's own I/O and wait on its clock, nothing else.
+
+use std::fmt;
+
+/// The fixed internal format of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceFormat {
+    /// Frames per second.
+    pub rate: u32,
+    /// Interleaved channels per frame.
+    pub channels: u32,
+    /// Frames per endpoint cycle.
+    pub period_frames: u32,
+}
+
+impl DeviceFormat {
+    /// Samples (frames × channels) in one period.
+    pub fn period_samples(&self) -> usize {
+        self.period_frames as usize * self.channels as usize
+    }
+}
+
+/// Why a device call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceError {
+    /// The device went away (unplugged, file system gone, PCM closed under us). The
+    /// endpoint keeps its streams moving on its own clock and reopens the device with
+    /// backoff.
+    Lost(String),
+    /// The device reached its natural end (a WAV source without looping).
+    EndOfStream,
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceError::Lost(why) => write!(f, "device lost: {why}"),
+            DeviceError::EndOfStream => f.write_str("end of stream"),
+        }
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
+/// Counters a device keeps about itself, read by the endpoint after each cycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceStats {
+    /// Under- or overruns the device itself saw and recovered from.
+    pub xruns: u64,
+    /// Frames written to (or read from) the device but not yet heard (or delivered):
+    /// the device's own share of the output latency.
+    pub delay_frames: u64,
+}
+
+/// A host output.
+pub trait PlaybackDevice: Send + 'static {
+    /// The endpoint format this device was opened with.
+    fn format(&self) -> DeviceFormat;
+    /// Takes one period of interleaved samples (`format().period_samples()` of them),
+    /// returning when the device has room for the next one.
+    fn write(&mut self, samples: &[f32]) -> Result<(), DeviceError>;
+    /// Takes one period of which only the first `audible_frames` frames carry stream
+    /// audio: 0 when no stream is running, fewer than a period when every stream ran out
+    /// mid-cycle (the end of a playback). A device with a hardware clock must play the
+    /// whole period (the default); a recording device may keep only the audible part, so
+    /// a file holds what was played and not the idle time around it. Either way the call
+    /// takes one period of time.
+    fn write_cycle(&mut self, samples: &[f32], audible_frames: usize) -> Result<(), DeviceError> {
+        let _ = audible_frames;
+        self.write(samples)
+    }
+    /// Device-side counters.
+    fn stats(&self) -> DeviceStats {
+        DeviceStats::default()
+    }
+    /// Called once when the endpoint stops: flush, finalize files. Not real-time.
+    fn finish(&mut self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+}
+
+/// A host input.
+pub trait CaptureDevice: Send + 'static {
+    /// The endpoint format this device was opened with.
+    fn format(&self) -> DeviceFormat;
+    /// Fills one period of interleaved samples, returning when the device produced it.
+    fn read(&mut self, samples: &mut [f32]) -> Result<(), DeviceError>;
+    /// Device-side counters.
+    fn stats(&self) -> DeviceStats {
+        DeviceStats::default()
+    }
+    /// Called once when the endpoint stops. Not real-time.
+    fn finish(&mut self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+}
+
+/// Opens (and, after a loss, reopens) a device. Lives off the real-time thread's hot
+/// path: the endpoint calls it only while recovering.
+pub trait PlaybackOpener: Send + 'static {
+    /// Opens the device.
+    fn open(&self) -> Result<Box<dyn PlaybackDevice>, DeviceError>;
+}
+
+/// Opens (and reopens) a capture device.
+pub trait CaptureOpener: Send + 'static {
+    /// Opens the device.
+    fn open(&self) -> Result<Box<dyn CaptureDevice>, DeviceError>;
+}

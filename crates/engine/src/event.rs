@@ -1,0 +1,85 @@
+//! Lifecycle events on a broadcast bus: what the API's WebSocket and the logs consume.
+//!
+//! Only the control plane publishes (stream operations, the housekeeping thread that
+//! notices xruns and device trouble); the endpoint threads never touch the bus.
+
+use crate::state::StreamState;
+use crate::{CardId, Direction, StreamId};
+
+/// Something that happened in the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A card was created.
+    CardAdded {
+        /// The card.
+        card: CardId,
+        /// Its name.
+        name: String,
+    },
+    /// A card was removed.
+    CardRemoved {
+        /// The card.
+        card: CardId,
+    },
+    /// A stream was created.
+    StreamAdded {
+        /// The card it belongs to.
+        card: CardId,
+        /// The stream.
+        stream: StreamId,
+        /// Playback or capture.
+        direction: Direction,
+    },
+    /// A stream was removed with its card.
+    StreamRemoved {
+        /// The stream.
+        stream: StreamId,
+    },
+    /// A stream changed state.
+    StreamState {
+        /// The stream.
+        stream: StreamId,
+        /// The state it left.
+        from: StreamState,
+        /// The state it is in now.
+        to: StreamState,
+    },
+    /// A stream ran dry (playback) or overflowed (capture).
+    Xrun {
+        /// The stream.
+        stream: StreamId,
+        /// Its xrun count so far.
+        total: u64,
+    },
+    /// A stream's volume or mute changed.
+    Volume {
+        /// The stream.
+        stream: StreamId,
+        /// Volume of the first channel in dB.
+        volume_db: f32,
+        /// Mute flag.
+        muted: bool,
+    },
+    /// A stream was routed to another endpoint.
+    Route {
+        /// The stream.
+        stream: StreamId,
+        /// The endpoint's name.
+        endpoint: String,
+    },
+    /// An endpoint lost its device (it keeps time on its own and retries).
+    DeviceLost {
+        /// The endpoint's name.
+        endpoint: String,
+        /// What the device said.
+        reason: String,
+    },
+    /// An endpoint's device is back.
+    DeviceRecovered {
+        /// The endpoint's name.
+        endpoint: String,
+    },
+}
+
+/// How many events a slow subscriber may lag behind before it misses some.
+pub const EVENT_BACKLOG: usize = 1024;

@@ -1,0 +1,434 @@
+//! The engine: the registry of endpoints, cards and streams, and its housekeeping.
+//!
+//! [`Engine`] is what the transports, the API and the binary hold. It owns the event bus
+//! and a housekeeping thread that drops what endpoint threads hand back and turns xrun
+//! counters and device trouble into events, so no real-time thread ever publishes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use paravox_pcm::HwConstraints;
+use tokio::sync::broadcast;
+use tracing::info;
+
+use crate::device::{CaptureOpener, PlaybackOpener};
+use crate::endpoint::Endpoint;
+use crate::error::{EngineError, Result};
+use crate::event::{EVENT_BACKLOG, Event};
+use crate::stream::Stream;
+use crate::{CardId, Direction, StreamId};
+
+/// How often housekeeping runs.
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(20);
+/// Cards one engine holds at most.
+pub const MAX_CARDS: usize = 256;
+/// Streams one card holds at most.
+pub const MAX_STREAMS_PER_CARD: usize = 64;
+
+/// How a card reaches its guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// A virtio-snd device on a vhost-user socket.
+    Virtio {
+        /// The socket path.
+        socket: String,
+    },
+    /// A Xen para-virtual sound card.
+    Sndif {
+        /// The frontend's domain id.
+        frontend_domid: u32,
+        /// The device index.
+        devid: u32,
+    },
+    /// Streams opened by the host itself (`paravox play`, tests).
+    Local,
+}
+
+/// One virtual sound card.
+#[derive(Debug)]
+pub struct Card {
+    id: CardId,
+    name: String,
+    transport: Transport,
+    streams: Mutex<Vec<Arc<Stream>>>,
+}
+
+impl Card {
+    /// The card's id.
+    pub fn id(&self) -> CardId {
+        self.id
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How it reaches its guest.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Its streams, in creation order.
+    pub fn streams(&self) -> Vec<Arc<Stream>> {
+        lock(&self.streams).clone()
+    }
+}
+
+/// A stream to create on a card.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// A name for logs and the API.
+    pub name: String,
+    /// Playback or capture.
+    pub direction: Direction,
+    /// What the guest may ask for.
+    pub constraints: HwConstraints,
+    /// An explicit endpoint, or `None` for the default of its direction.
+    pub route: Option<String>,
+}
+
+/// The shared state behind [`Engine`].
+#[derive(Debug)]
+pub struct Registry {
+    endpoints: RwLock<BTreeMap<String, Arc<Endpoint>>>,
+    defaults: RwLock<[Option<String>; 2]>,
+    cards: RwLock<BTreeMap<CardId, Arc<Card>>>,
+    streams: RwLock<BTreeMap<StreamId, Arc<Stream>>>,
+    next_id: AtomicU32,
+    events: broadcast::Sender<Event>,
+    stopping: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Registry {
+    pub(crate) fn publish(&self, event: Event) {
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
+    /// The endpoint a stream of `direction` routed to `name` (or the default) uses.
+    pub(crate) fn resolve_route(
+        &self,
+        name: Option<&str>,
+        direction: Direction,
+    ) -> Result<Arc<Endpoint>> {
+        let name = match name {
+            Some(name) => name.to_owned(),
+            None => read(&self.defaults)[direction.index()]
+                .clone()
+                .ok_or(EngineError::NoRoute(direction))?,
+        };
+        let endpoint = read(&self.endpoints)
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| EngineError::NoSuchEndpoint(name.clone()))?;
+        if endpoint.direction() != direction {
+            return Err(EngineError::WrongDirection {
+                endpoint: name,
+                wanted: direction,
+                actual: endpoint.direction(),
+            });
+        }
+        Ok(endpoint)
+    }
+
+    fn housekeeping(&self) {
+        let mut xruns: BTreeMap<StreamId, u64> = BTreeMap::new();
+        let mut lost: BTreeMap<String, bool> = BTreeMap::new();
+        while !self.stopping.load(Ordering::Relaxed) {
+            std::thread::sleep(HOUSEKEEPING_PERIOD);
+            let endpoints: Vec<_> = read(&self.endpoints).values().cloned().collect();
+            for endpoint in endpoints {
+                endpoint.collect();
+                let now_lost = endpoint.stats().device_lost();
+                let was_lost = lost
+                    .insert(endpoint.name().to_owned(), now_lost)
+                    .unwrap_or(false);
+                if now_lost && !was_lost {
+                    self.publish(Event::DeviceLost {
+                        endpoint: endpoint.name().to_owned(),
+                        reason: "the device stopped responding".into(),
+                    });
+                } else if was_lost && !now_lost {
+                    self.publish(Event::DeviceRecovered {
+                        endpoint: endpoint.name().to_owned(),
+                    });
+                }
+            }
+            let streams: Vec<_> = read(&self.streams).values().cloned().collect();
+            xruns.retain(|id, _| streams.iter().any(|s| s.id() == *id));
+            for stream in streams {
+                let total = stream.xruns();
+                let seen = xruns.insert(stream.id(), total).unwrap_or(0);
+                if total > seen {
+                    tracing::debug!(card = stream.card(), stream = stream.id(), total, "xrun");
+                    self.publish(Event::Xrun {
+                        stream: stream.id(),
+                        total,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The engine: endpoints, cards, streams and the event bus.
+#[derive(Debug)]
+pub struct Engine {
+    registry: Arc<Registry>,
+    housekeeper: Option<JoinHandle<()>>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+impl Engine {
+    /// An engine with no endpoints.
+    pub fn new() -> Engine {
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let registry = Arc::new(Registry {
+            endpoints: RwLock::new(BTreeMap::new()),
+            defaults: RwLock::new([None, None]),
+            cards: RwLock::new(BTreeMap::new()),
+            streams: RwLock::new(BTreeMap::new()),
+            next_id: AtomicU32::new(1),
+            events,
+            stopping: AtomicBool::new(false),
+        });
+        let worker = registry.clone();
+        let housekeeper = std::thread::Builder::new()
+            .name("paravox-housekeeping".into())
+            .spawn(move || worker.housekeeping())
+            .ok();
+        Engine {
+            registry,
+            housekeeper,
+        }
+    }
+
+    fn next_id(&self) -> u32 {
+        self.registry.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn add_endpoint(&self, endpoint: Arc<Endpoint>) -> Result<Arc<Endpoint>> {
+        let mut endpoints = write(&self.registry.endpoints);
+        if endpoints.contains_key(endpoint.name()) {
+            return Err(EngineError::EndpointExists(endpoint.name().to_owned()));
+        }
+        endpoints.insert(endpoint.name().to_owned(), endpoint.clone());
+        Ok(endpoint)
+    }
+
+    fn check_new_name(&self, name: &str) -> Result<()> {
+        if read(&self.registry.endpoints).contains_key(name) {
+            return Err(EngineError::EndpointExists(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Opens a playback endpoint named `name` (`spec` is kept for display).
+    pub fn add_playback_endpoint(
+        &self,
+        name: &str,
+        spec: &str,
+        opener: Box<dyn PlaybackOpener>,
+    ) -> Result<Arc<Endpoint>> {
+        self.check_new_name(name)?;
+        self.add_endpoint(Endpoint::playback(name, spec, opener)?)
+    }
+
+    /// Opens a capture endpoint named `name`.
+    pub fn add_capture_endpoint(
+        &self,
+        name: &str,
+        spec: &str,
+        opener: Box<dyn CaptureOpener>,
+    ) -> Result<Arc<Endpoint>> {
+        self.check_new_name(name)?;
+        self.add_endpoint(Endpoint::capture(name, spec, opener)?)
+    }
+
+    /// Removes an endpoint; refused while streams are attached to it.
+    pub fn remove_endpoint(&self, name: &str) -> Result<()> {
+        let mut endpoints = write(&self.registry.endpoints);
+        let endpoint = endpoints
+            .get(name)
+            .ok_or_else(|| EngineError::NoSuchEndpoint(name.to_owned()))?;
+        if endpoint.attached() > 0 {
+            return Err(EngineError::Limit(format!(
+                "endpoint '{name}' still serves {} streams; route them elsewhere first",
+                endpoint.attached()
+            )));
+        }
+        if let Some(endpoint) = endpoints.remove(name) {
+            endpoint.shutdown();
+        }
+        let mut defaults = write(&self.registry.defaults);
+        for default in defaults.iter_mut() {
+            if default.as_deref() == Some(name) {
+                *default = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `name` the endpoint for streams of `direction` without an explicit route.
+    pub fn set_default_endpoint(&self, direction: Direction, name: &str) -> Result<()> {
+        self.registry.resolve_route(Some(name), direction)?;
+        write(&self.registry.defaults)[direction.index()] = Some(name.to_owned());
+        Ok(())
+    }
+
+    /// The default endpoint name of `direction`.
+    pub fn default_endpoint(&self, direction: Direction) -> Option<String> {
+        read(&self.registry.defaults)[direction.index()].clone()
+    }
+
+    /// An endpoint by name.
+    pub fn endpoint(&self, name: &str) -> Option<Arc<Endpoint>> {
+        read(&self.registry.endpoints).get(name).cloned()
+    }
+
+    /// Every endpoint, by name.
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        read(&self.registry.endpoints).values().cloned().collect()
+    }
+
+    /// Creates a card.
+    pub fn create_card(&self, name: &str, transport: Transport) -> Result<Arc<Card>> {
+        let mut cards = write(&self.registry.cards);
+        if cards.len() >= MAX_CARDS {
+            return Err(EngineError::Limit(format!("at most {MAX_CARDS} cards")));
+        }
+        let card = Arc::new(Card {
+            id: self.next_id(),
+            name: name.to_owned(),
+            transport,
+            streams: Mutex::new(Vec::new()),
+        });
+        cards.insert(card.id, card.clone());
+        info!(card = card.id, name, transport = ?card.transport, "card created");
+        self.registry.publish(Event::CardAdded {
+            card: card.id,
+            name: name.to_owned(),
+        });
+        Ok(card)
+    }
+
+    /// Adds a stream to a card.
+    pub fn create_stream(&self, card: CardId, spec: StreamSpec) -> Result<Arc<Stream>> {
+        let card = self.card(card).ok_or(EngineError::NoSuchCard(card))?;
+        let mut streams = lock(&card.streams);
+        if streams.len() >= MAX_STREAMS_PER_CARD {
+            return Err(EngineError::Limit(format!(
+                "card {} has {MAX_STREAMS_PER_CARD} streams already",
+                card.id
+            )));
+        }
+        let stream = Arc::new(Stream::new(
+            self.next_id(),
+            card.id,
+            spec.name,
+            spec.direction,
+            spec.constraints,
+            spec.route,
+            Arc::downgrade(&self.registry),
+        )?);
+        streams.push(stream.clone());
+        write(&self.registry.streams).insert(stream.id(), stream.clone());
+        self.registry.publish(Event::StreamAdded {
+            card: card.id,
+            stream: stream.id(),
+            direction: spec.direction,
+        });
+        Ok(stream)
+    }
+
+    /// Removes a card, releasing its streams.
+    pub fn remove_card(&self, card: CardId) -> Result<()> {
+        let card = write(&self.registry.cards)
+            .remove(&card)
+            .ok_or(EngineError::NoSuchCard(card))?;
+        for stream in lock(&card.streams).drain(..) {
+            stream.teardown();
+            write(&self.registry.streams).remove(&stream.id());
+            self.registry.publish(Event::StreamRemoved {
+                stream: stream.id(),
+            });
+        }
+        info!(card = card.id, "card removed");
+        self.registry.publish(Event::CardRemoved { card: card.id });
+        Ok(())
+    }
+
+    /// A card by id.
+    pub fn card(&self, card: CardId) -> Option<Arc<Card>> {
+        read(&self.registry.cards).get(&card).cloned()
+    }
+
+    /// Every card.
+    pub fn cards(&self) -> Vec<Arc<Card>> {
+        read(&self.registry.cards).values().cloned().collect()
+    }
+
+    /// A stream by id.
+    pub fn stream(&self, stream: StreamId) -> Option<Arc<Stream>> {
+        read(&self.registry.streams).get(&stream).cloned()
+    }
+
+    /// Every stream.
+    pub fn streams(&self) -> Vec<Arc<Stream>> {
+        read(&self.registry.streams).values().cloned().collect()
+    }
+
+    /// A new subscription to the event bus.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.registry.events.subscribe()
+    }
+
+    /// Releases every stream, stops every endpoint and finishes their devices (WAV files
+    /// finalized). Idempotent.
+    pub fn shutdown(&self) {
+        let cards: Vec<_> = read(&self.registry.cards).keys().copied().collect();
+        for card in cards {
+            let _ = self.remove_card(card);
+        }
+        let endpoints: Vec<_> = std::mem::take(&mut *write(&self.registry.endpoints))
+            .into_values()
+            .collect();
+        for endpoint in endpoints {
+            endpoint.shutdown();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+        self.registry.stopping.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.housekeeper.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! Streams: the control-plane face of one guest substream.
+//!
+//! A transport drives a [`Stream`] with the operations of [`crate::state`], writes guest
+//! audio into it (playback) or reads from it (capture), and waits on its position. The
+//! part the endpoint thread sees is [`StreamShared`]: atomics only.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use paravox_pcm::{HwConstraints, HwParams};
+use tracing::{debug, info};
+
+use crate::chain::{CaptureChain, PlaybackChain};
+use crate::endpoint::{Endpoint, Slot, SlotChain};
+use crate::error::{EngineError, Result};
+use crate::event::Event;
+use crate::gain::GainControl;
+use crate::meter::{Meter, MeterReading};
+use crate::notify::PositionWaker;
+use crate::registry::Registry;
+use crate::ring::{self, Consumer, Producer};
+use crate::state::{Operation, StreamState, transition};
+use crate::{CardId, Direction, StreamFormat, StreamId};
+
+/// What the endpoint thread and the control plane share about a stream.
+#[derive(Debug)]
+pub struct StreamShared {
+    id: StreamId,
+    direction: Direction,
+    running: AtomicBool,
+    /// The transport sent its last bytes: running dry now is the end, not an xrun.
+    draining: AtomicBool,
+    /// Bytes consumed (playback) or produced (capture) since the last prepare, published
+    /// after the device took (or gave) them.
+    position_bytes: AtomicU64,
+    xruns: AtomicU64,
+    /// Guest bytes per frame of the current parameters (0 before set-params).
+    frame_bytes: AtomicU32,
+    gain: GainControl,
+    meter: Meter,
+    waker: PositionWaker,
+}
+
+impl StreamShared {
+    /// The stream's id.
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    /// Whether the endpoint should move this stream.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Real-time: publishes a new position and wakes a waiter whose threshold it reached.
+    pub(crate) fn publish_position(&self, position: u64) {
+        self.position_bytes.store(position, Ordering::Release);
+        self.waker.reached(position);
+    }
+
+    /// Real-time: counts one xrun, unless the stream is draining.
+    pub(crate) fn count_xrun(&self) {
+        if !self.draining.load(Ordering::Relaxed) {
+            self.xruns.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The gain controls.
+    pub fn gain(&self) -> &GainControl {
+        &self.gain
+    }
+
+    /// The level meter (post-gain).
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// Bytes consumed or produced since the last prepare.
+    pub fn position_bytes(&self) -> u64 {
+        self.position_bytes.load(Ordering::Acquire)
+    }
+
+    /// Xruns so far.
+    pub fn xruns(&self) -> u64 {
+        self.xruns.load(Ordering::Relaxed)
+    }
+}
+
+/// The transport's end of the ring.
+#[derive(Debug)]
+enum RingEnd {
+    /// Playback: the transport writes.
+    Producer(Producer),
+    /// Capture: the transport reads.
+    Consumer(Consumer),
+}
+
+#[derive(Debug)]
+struct Control {
+    state: StreamState,
+    params: Option<HwParams>,
+    route: Option<String>,
+    ring: Option<RingEnd>,
+    endpoint: Option<Arc<Endpoint>>,
+}
+
+/// One guest-visible playback or capture substream.
+#[derive(Debug)]
+pub struct Stream {
+    card: CardId,
+    name: String,
+    constraints: HwConstraints,
+    shared: Arc<StreamShared>,
+    control: Mutex<Control>,
+    registry: Weak<Registry>,
+}
+
+/// A snapshot of a stream for the API and logs.
+#[derive(Debug, Clone)]
+pub struct StreamStatus {
+    /// The stream's id.
+    pub id: StreamId,
+    /// Its card.
+    pub card: CardId,
+    /// Its name.
+    pub name: String,
+    /// Playback or capture.
+    pub direction: Direction,
+    /// Current state.
+    pub state: StreamState,
+    /// Negotiated parameters, once set.
+    pub params: Option<HwParams>,
+    /// The endpoint it is (or would be) routed to.
+    pub route: Option<String>,
+    /// Bytes consumed or produced since prepare.
+    pub position_bytes: u64,
+    /// Bytes queued between the transport and the device.
+    pub queued_bytes: u64,
+    /// Xruns so far.
+    pub xruns: u64,
+    /// Volume of each guest channel in dB.
+    pub volume_db: Vec<f32>,
+    /// Mute flag.
+    pub muted: bool,
+    /// Level meter, not reset by this read.
+    pub meter: MeterReading,
+}
+
+impl Stream {
+    pub(crate) fn new(
+        id: StreamId,
+        card: CardId,
+        name: String,
+        direction: Direction,
+        constraints: HwConstraints,
+        route: Option<String>,
+        registry: Weak<Registry>,
+    ) -> Result<Stream> {
+        Ok(Stream {
+            card,
+            name,
+            constraints,
+            shared: Arc::new(StreamShared {
+                id,
+                direction,
+                running: AtomicBool::new(false),
+                draining: AtomicBool::new(false),
+                position_bytes: AtomicU64::new(0),
+                xruns: AtomicU64::new(0),
+                frame_bytes: AtomicU32::new(0),
+                gain: GainControl::default(),
+                meter: Meter::default(),
+                waker: PositionWaker::new()?,
+            }),
+            control: Mutex::new(Control {
+                state: StreamState::Idle,
+                params: None,
+                route,
+                ring: None,
+                endpoint: None,
+            }),
+            registry,
+        })
+    }
+
+    /// The stream's id.
+    pub fn id(&self) -> StreamId {
+        self.shared.id
+    }
+
+    /// The card it belongs to.
+    pub fn card(&self) -> CardId {
+        self.card
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Playback or capture.
+    pub fn direction(&self) -> Direction {
+        self.shared.direction
+    }
+
+    /// What the stream accepts.
+    pub fn constraints(&self) -> &HwConstraints {
+        &self.constraints
+    }
+
+    /// The atomics shared with the endpoint thread.
+    pub fn shared(&self) -> &Arc<StreamShared> {
+        &self.shared
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Control> {
+        // A panic while holding this lock would be a bug in the engine itself; the data
+        // (plain state) stays consistent, so carry on with it rather than poison callers.
+        self.control
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Current state.
+    pub fn state(&self) -> StreamState {
+        self.lock().state
+    }
+
+    /// Negotiated parameters.
+    pub fn params(&self) -> Option<HwParams> {
+        self.lock().params
+    }
+
+    fn registry(&self) -> Result<Arc<Registry>> {
+        self.registry
+            .upgrade()
+            .ok_or_else(|| EngineError::Limit("the engine has shut down".into()))
+    }
+
+    fn check(&self, control: &Control, operation: Operation) -> Result<StreamState> {
+        transition(control.state, operation).ok_or(EngineError::IllegalTransition {
+            state: control.state,
+            operation,
+        })
+    }
+
+    fn enter(&self, control: &mut Control, to: StreamState) {
+        let from = control.state;
+        control.state = to;
+        if from != to {
+            debug!(card = self.card, stream = self.id(), %from, %to, "stream state");
+            if let Ok(registry) = self.registry() {
+                registry.publish(Event::StreamState {
+                    stream: self.id(),
+                    from,
+                    to,
+                });
+            }
+        }
+    }
+
+    /// Sets the hardware parameters after checking them against the constraints.
+    pub fn set_params(&self, params: HwParams) -> Result<()> {
+        let mut control = self.lock();
+        let to = self.check(&control, Operation::SetParams)?;
+        self.constraints.validate(&params)?;
+        self.detach(&mut control);
+        control.params = Some(params);
+        control.ring = None;
+        let frame_bytes = paravox_pcm::frame_bytes(params.format, params.channels)?;
+        self.shared
+            .frame_bytes
+            .store(frame_bytes, Ordering::Relaxed);
+        self.enter(&mut control, to);
+        Ok(())
+    }
+
+    /// Allocates the ring (one guest buffer) and chain, resets the position and attaches
+    /// the stream, not moving, to its endpoint.
+    pub fn prepare(&self) -> Result<()> {
+        let mut control = self.lock();
+        let to = self.check(&control, Operation::Prepare)?;
+        let params = control.params.ok_or(EngineError::IllegalTransition {
+            state: control.state,
+            operation: Operation::Prepare,
+        })?;
+        self.detach(&mut control);
+        let registry = self.registry()?;
+        let endpoint = registry.resolve_route(control.route.as_deref(), self.direction())?;
+        let format = StreamFormat {
+            format: params.format,
+            rate: params.rate,
+            channels: params.channels,
+        };
+        let (producer, consumer) = ring::ring(params.buffer_bytes as usize);
+        let (ring_end, chain) = match self.direction() {
+            Direction::Playback => {
+                let mut chain = PlaybackChain::new(&format, &endpoint.format())?;
+                chain.settle_gain(&self.shared.gain);
+                (
+                    RingEnd::Producer(producer),
+                    SlotChain::Playback {
+                        ring: consumer,
+                        chain: Box::new(chain),
+                    },
+                )
+            }
+            Direction::Capture => {
+                let mut chain = CaptureChain::new(&format, &endpoint.format())?;
+                chain.settle_gain(&self.shared.gain);
+                (
+                    RingEnd::Consumer(consumer),
+                    SlotChain::Capture {
+                        ring: producer,
+                        chain: Box::new(chain),
+                    },
+                )
+            }
+        };
+        self.shared.running.store(false, Ordering::Release);
+        self.shared.draining.store(false, Ordering::Relaxed);
+        self.shared.position_bytes.store(0, Ordering::Release);
+        endpoint.attach(Slot::new(self.shared.clone(), chain))?;
+        info!(
+            card = self.card,
+            stream = self.id(),
+            endpoint = endpoint.name(),
+            format = %params.format,
+            rate = params.rate,
+            channels = params.channels,
+            buffer_bytes = params.buffer_bytes,
+            period_bytes = params.period_bytes,
+            "stream prepared"
+        );
+        control.ring = Some(ring_end);
+        control.endpoint = Some(endpoint);
+        self.enter(&mut control, to);
+        Ok(())
+    }
+
+    /// Starts moving.
+    pub fn start(&self) -> Result<()> {
+        self.run_transition(Operation::Start, true)
+    }
+
+    /// Holds a running stream; its position and queued audio are kept.
+    pub fn pause(&self) -> Result<()> {
+        self.run_transition(Operation::Pause, false)
+    }
+
+    /// Continues a held stream.
+    pub fn resume(&self) -> Result<()> {
+        self.run_transition(Operation::Resume, true)
+    }
+
+    /// Stops moving and returns to the prepared state (queued audio and the position are
+    /// kept; prepare again to reset them).
+    pub fn stop(&self) -> Result<()> {
+        self.run_transition(Operation::Stop, false)
+    }
+
+    /// Playback: the transport has written its last bytes; the ring running dry from now
+    /// on is the end of the stream, not an xrun. Cleared by the next prepare or start.
+    pub fn drain(&self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
+    }
+
+    fn run_transition(&self, operation: Operation, running: bool) -> Result<()> {
+        let mut control = self.lock();
+        let to = self.check(&control, operation)?;
+        if operation == Operation::Start {
+            self.shared.draining.store(false, Ordering::Relaxed);
+        }
+        self.shared.running.store(running, Ordering::Release);
+        self.enter(&mut control, to);
+        // A transport blocked on the position must re-examine the state.
+        self.shared.waker.wake();
+        Ok(())
+    }
+
+    /// Detaches from the endpoint and frees the ring; the parameters are kept.
+    pub fn release(&self) -> Result<()> {
+        let mut control = self.lock();
+        let to = self.check(&control, Operation::Release)?;
+        self.detach(&mut control);
+        control.ring = None;
+        self.enter(&mut control, to);
+        self.shared.waker.wake();
+        Ok(())
+    }
+
+    fn detach(&self, control: &mut Control) {
+        self.shared.running.store(false, Ordering::Release);
+        if let Some(endpoint) = control.endpoint.take() {
+            endpoint.detach(self.id());
+        }
+    }
+
+    /// Playback: copies as much of `data` into the ring as fits; returns the bytes taken.
+    /// Zero when the stream is not prepared or the ring is full.
+    pub fn write(&self, data: &[u8]) -> usize {
+        match self.lock().ring.as_mut() {
+            Some(RingEnd::Producer(producer)) => producer.write(data),
+            _ => 0,
+        }
+    }
+
+    /// Capture: copies up to `out.len()` captured bytes out; returns how many.
+    pub fn read(&self, out: &mut [u8]) -> usize {
+        match self.lock().ring.as_mut() {
+            Some(RingEnd::Consumer(consumer)) => consumer.read(out),
+            _ => 0,
+        }
+    }
+
+    /// Playback: ring space free for writing. Capture: captured bytes ready to read.
+    pub fn ring_room(&self) -> usize {
+        match self.lock().ring.as_ref() {
+            Some(RingEnd::Producer(producer)) => producer.free(),
+            Some(RingEnd::Consumer(consumer)) => consumer.available(),
+            None => 0,
+        }
+    }
+
+    /// Playback: bytes written by the transport since prepare. Capture: bytes read by it.
+    pub fn transport_bytes(&self) -> u64 {
+        match self.lock().ring.as_ref() {
+            Some(RingEnd::Producer(producer)) => producer.written(),
+            Some(RingEnd::Consumer(consumer)) => consumer.position(),
+            None => 0,
+        }
+    }
+
+    /// Bytes consumed (playback) or produced (capture) by the endpoint since prepare.
+    pub fn position_bytes(&self) -> u64 {
+        self.shared.position_bytes()
+    }
+
+    /// Playback: bytes written but not yet played. Capture: bytes captured, not yet read.
+    pub fn queued_bytes(&self) -> u64 {
+        let transport = self.transport_bytes();
+        let position = self.position_bytes();
+        match self.direction() {
+            Direction::Playback => transport.saturating_sub(position),
+            Direction::Capture => position.saturating_sub(transport),
+        }
+    }
+
+    /// Blocks until the position reaches `position`, the stream stops moving, or the
+    /// timeout passes. Returns whether the position was reached.
+    pub fn wait_position(&self, position: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let waker = &self.shared.waker;
+            waker.arm(position);
+            if self.position_bytes() >= position {
+                waker.disarm();
+                return true;
+            }
+            if !self.shared.is_running() {
+                waker.disarm();
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                waker.disarm();
+                return false;
+            }
+            waker
+                .event()
+                .wait(left.as_millis().min(i32::MAX as u128) as i32);
+        }
+    }
+
+    /// Xruns so far.
+    pub fn xruns(&self) -> u64 {
+        self.shared.xruns()
+    }
+
+    /// Sets the volume of every channel.
+    pub fn set_volume_db(&self, db: f32) {
+        self.shared.gain.set_volume_db(db);
+        self.publish_volume();
+    }
+
+    /// Sets the volume of one guest channel; errors for a channel the stream lacks.
+    pub fn set_channel_volume_db(&self, channel: usize, db: f32) -> Result<()> {
+        if channel >= crate::MAX_CHANNELS {
+            return Err(EngineError::Limit(format!(
+                "channel {channel} does not exist (at most {} channels)",
+                crate::MAX_CHANNELS
+            )));
+        }
+        self.shared.gain.set_channel_volume_db(channel, db);
+        self.publish_volume();
+        Ok(())
+    }
+
+    /// Mutes or unmutes.
+    pub fn set_muted(&self, muted: bool) {
+        self.shared.gain.set_muted(muted);
+        self.publish_volume();
+    }
+
+    fn publish_volume(&self) {
+        if let Ok(registry) = self.registry() {
+            registry.publish(Event::Volume {
+                stream: self.id(),
+                volume_db: self.shared.gain.channel_volume_db(0),
+                muted: self.shared.gain.muted(),
+            });
+        }
+    }
+
+    /// Routes the stream to the named endpoint (`None`: the default for its direction).
+    /// A prepared stream moves at once, keeping its ring, position and queued audio.
+    pub fn set_route(&self, endpoint: Option<String>) -> Result<()> {
+        let registry = self.registry()?;
+        let target = registry.resolve_route(endpoint.as_deref(), self.direction())?;
+        let mut control = self.lock();
+        if let Some(current) = control.endpoint.clone()
+            && !Arc::ptr_eq(&current, &target)
+        {
+            let params = control.params.ok_or(EngineError::IllegalTransition {
+                state: control.state,
+                operation: Operation::Prepare,
+            })?;
+            let format = StreamFormat {
+                format: params.format,
+                rate: params.rate,
+                channels: params.channels,
+            };
+            // Build the new chain first so a refusal leaves the stream where it was.
+            let fresh = SlotChain::build(self.direction(), &format, &target.format())?;
+            let mut slot = current.detach(self.id()).ok_or_else(|| {
+                EngineError::Limit(format!(
+                    "endpoint '{}' did not hand the stream back",
+                    current.name()
+                ))
+            })?;
+            slot.replace_chain(fresh, &self.shared.gain);
+            if let Err(error) = target.attach(slot) {
+                control.endpoint = None;
+                return Err(error);
+            }
+            control.endpoint = Some(target.clone());
+        }
+        control.route = endpoint;
+        drop(control);
+        registry.publish(Event::Route {
+            stream: self.id(),
+            endpoint: target.name().to_owned(),
+        });
+        Ok(())
+    }
+
+    /// The endpoint name the stream is routed to, if explicitly routed.
+    pub fn route(&self) -> Option<String> {
+        self.lock().route.clone()
+    }
+
+    /// A snapshot for the API.
+    pub fn status(&self) -> StreamStatus {
+        let (state, params, route, endpoint) = {
+            let control = self.lock();
+            (
+                control.state,
+                control.params,
+                control.route.clone(),
+                control.endpoint.as_ref().map(|e| e.name().to_owned()),
+            )
+        };
+        let channels = params.map_or(1, |p| p.channels as usize);
+        StreamStatus {
+            id: self.id(),
+            card: self.card,
+            name: self.name.clone(),
+            direction: self.direction(),
+            state,
+            params,
+            route: endpoint.or(route),
+            position_bytes: self.position_bytes(),
+            queued_bytes: self.queued_bytes(),
+            xruns: self.xruns(),
+            volume_db: (0..channels.min(crate::MAX_CHANNELS))
+                .map(|c| self.shared.gain.channel_volume_db(c))
+                .collect(),
+            muted: self.shared.gain.muted(),
+            meter: self.shared.meter.peek(),
+        }
+    }
+
+    /// Detaches and frees everything (the card is going away).
+    pub(crate) fn teardown(&self) {
+        let mut control = self.lock();
+        self.detach(&mut control);
+        control.ring = None;
+        self.shared.waker.wake();
+    }
+}
