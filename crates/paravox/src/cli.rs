@@ -1,0 +1,93 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Sound cards for virtual machines.
+#[derive(Debug, Parser)]
+#[command(name = "paravox", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+    /// More log detail (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Serve(ServeArgs),
+    /// Play a WAV file through an endpoint, like aplay.
+    Play(PlayArgs),
+    /// Record from an endpoint into a WAV file, like arecord.
+    Record(RecordArgs),
+}
+
+const ENDPOINT_HELP: &str = "ENDPOINT: wav:PATH, null, alsa:PCM, tone:FREQ or wavsrc:PATH, \
+each with optional ,rate=R,channels=C,format=F,period=FRAMES";
+
+#[derive(Debug, Args)]
+#[command(after_help = ENDPOINT_HELP)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Without it, the embedded default configuration is used.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Directory for state and default output files.
+    #[arg(long, env = "PARAVOX_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Default playback endpoint: a configured endpoint's name or an ENDPOINT spec.
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Default capture endpoint: a configured endpoint's name or an ENDPOINT spec.
+    #[arg(long)]
+    pub input: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = ENDPOINT_HELP)]
+pub struct PlayArgs {
+    /// The WAV file to play.
+    pub file: PathBuf,
+    /// Where to play it (ENDPOINT spec).
+    #[arg(long)]
+    pub to: String,
+    /// Volume in dB (0 = unchanged).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub volume: f32,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = ENDPOINT_HELP)]
+pub struct RecordArgs {
+    /// The WAV file to write.
+    pub file: PathBuf,
+    /// Where to record from (ENDPOINT spec).
+    #[arg(long)]
+    pub from: String,
+    /// How long to record.
+    #[arg(long)]
+    pub seconds: f64,
+    /// Sample rate of the recording.
+    #[arg(long, default_value_t = 48_000)]
+    pub rate: u32,
+    /// Channels of the recording.
+    #[arg(long, default_value_t = 2)]
+    pub channels: u32,
+    /// Sample format of the recording (s16_le, s24_3le, s32_le, float_le, ...).
+    #[arg(long, default_value = "s16_le")]
+    pub format: String,
+}

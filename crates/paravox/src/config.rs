@@ -1,0 +1,303 @@
+//! The configuration file (TOML) and the embedded default.
+//!
+//! ```toml
+//! [[output]]                         # playback endpoints
+//! name = "speakers"
+//! spec = "alsa:default"              # ENDPOINT spec
+//! fallback = "wav:/var/lib/paravox/output.wav"   # used when spec cannot be opened
+//!
+//! [[input]]                          # capture endpoints
+//! name = "mic"
+//! spec = "tone:440"
+//!
+//! [defaults]                         # where streams without a route go
+//! output = "speakers"
+//! input = "mic"
+//! ```
+//!
+//! In `spec` and `fallback`, `${state_dir}` stands for the state directory. Unknown keys
+//! are errors, and every error names the line and what is allowed.
+
+use std::path::Path;
+
+use anyhow::Result;
+use paravox_engine::Direction;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::endpoints;
+use crate::usage;
+
+/// The configuration used when no file is given: ALSA `default` when it opens, else a WAV
+/// file in the state directory (playback) or silence-free tone-less null input.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// A parsed, validated configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Playback endpoints.
+    #[serde(default)]
+    pub output: Vec<EndpointConfig>,
+    /// Capture endpoints.
+    #[serde(default)]
+    pub input: Vec<EndpointConfig>,
+    /// Default routes.
+    #[serde(default)]
+    pub defaults: Defaults,
+}
+
+/// One endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Unique name streams are routed by.
+    pub name: Spanned<String>,
+    /// ENDPOINT spec.
+    pub spec: Spanned<String>,
+    /// ENDPOINT spec used when `spec` cannot be opened.
+    #[serde(default)]
+    pub fallback: Option<Spanned<String>>,
+}
+
+/// Where unrouted streams go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Name of the default playback endpoint.
+    pub output: Option<Spanned<String>>,
+    /// Name of the default capture endpoint.
+    pub input: Option<Spanned<String>>,
+}
+
+/// Where a configuration came from, for messages.
+#[derive(Debug, Clone)]
+pub struct Source<'a> {
+    pub name: String,
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn error_at<T>(&self, value: &Spanned<T>, message: impl std::fmt::Display) -> anyhow::Error {
+        usage(format!(
+            "{} line {}: {message}",
+            self.name,
+            self.line_of(value.span().start)
+        ))
+    }
+}
+
+impl Config {
+    /// Parses and validates `text`; `state_dir` replaces `${state_dir}`.
+    pub fn parse(source: &Source<'_>, state_dir: &Path) -> Result<Config> {
+        let mut config: Config = toml::from_str(source.text)
+            .map_err(|error| usage(format!("{}: {}", source.name, error.to_string().trim_end())))?;
+        let state = state_dir.display().to_string();
+        for endpoint in config.output.iter_mut().chain(config.input.iter_mut()) {
+            expand(&mut endpoint.spec, &state);
+            if let Some(fallback) = endpoint.fallback.as_mut() {
+                expand(fallback, &state);
+            }
+        }
+        config.validate(source)?;
+        Ok(config)
+    }
+
+    /// Reads a file.
+    pub fn load(path: &Path, state_dir: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| usage(format!("cannot read config {}: {error}", path.display())))?;
+        Config::parse(
+            &Source {
+                name: path.display().to_string(),
+                text: &text,
+            },
+            state_dir,
+        )
+    }
+
+    /// The embedded default.
+    pub fn default_for(state_dir: &Path) -> Result<Config> {
+        Config::parse(
+            &Source {
+                name: "embedded default config".into(),
+                text: DEFAULT_CONFIG,
+            },
+            state_dir,
+        )
+    }
+
+    fn validate(&self, source: &Source<'_>) -> Result<()> {
+        let mut names: Vec<&str> = Vec::new();
+        for (direction, list) in [
+            (Direction::Playback, &self.output),
+            (Direction::Capture, &self.input),
+        ] {
+            for endpoint in list {
+                let name = endpoint.name.get_ref();
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    return Err(source.error_at(
+                        &endpoint.name,
+                        format!("endpoint name '{name}' must be non-empty letters, digits, '-', '_' or '.'"),
+                    ));
+                }
+                if names.contains(&name.as_str()) {
+                    return Err(source.error_at(
+                        &endpoint.name,
+                        format!("endpoint name '{name}' is used twice"),
+                    ));
+                }
+                names.push(name);
+                for spec in std::iter::once(&endpoint.spec).chain(endpoint.fallback.as_ref()) {
+                    let parsed = endpoints::parse(spec.get_ref()).and_then(|parsed| {
+                        endpoints::check_direction(spec.get_ref(), &parsed, direction)
+                    });
+                    if let Err(error) = parsed {
+                        return Err(source.error_at(spec, error));
+                    }
+                }
+            }
+        }
+        for (default, list, key) in [
+            (&self.defaults.output, &self.output, "output"),
+            (&self.defaults.input, &self.input, "input"),
+        ] {
+            if let Some(name) = default
+                && !list.iter().any(|e| e.name.get_ref() == name.get_ref())
+            {
+                let known: Vec<_> = list.iter().map(|e| e.name.get_ref().as_str()).collect();
+                return Err(source.error_at(
+                    name,
+                    format!(
+                        "defaults.{key} = '{}' names no [[{key}]] endpoint (known: {})",
+                        name.get_ref(),
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn expand(value: &mut Spanned<String>, state_dir: &str) {
+    let span = value.span();
+    let text = value.get_ref().replace("${state_dir}", state_dir);
+    *value = Spanned::new(span, text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(
+            &Source {
+                name: "test.toml".into(),
+                text,
+            },
+            Path::new("/state"),
+        )
+    }
+
+    fn message(text: &str) -> String {
+        let error = parse(text).expect_err("accepted a bad config");
+        assert!(
+            error.downcast_ref::<crate::UsageError>().is_some(),
+            "not a usage error"
+        );
+        error.to_string()
+    }
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let config = Config::default_for(Path::new("/var/lib/paravox")).expect("default config");
+        assert!(
+            config.output[0]
+                .fallback
+                .as_ref()
+                .unwrap()
+                .get_ref()
+                .contains("/var/lib/paravox/")
+        );
+        assert!(config.defaults.output.is_some() && config.defaults.input.is_some());
+    }
+
+    #[test]
+    fn a_full_config_parses() {
+        let config = parse(
+            "[[output]]\nname = \"a\"\nspec = \"wav:${state_dir}/a.wav,rate=44100\"\n\
+             [[input]]\nname = \"b\"\nspec = \"tone:440\"\n[defaults]\noutput = \"a\"\ninput = \"b\"\n",
+        )
+        .expect("config");
+        assert_eq!(
+            config.output[0].spec.get_ref(),
+            "wav:/state/a.wav,rate=44100"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line_and_what_is_allowed() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[[output]]\nname = \"a\"\nspec = \"bogus:1\"\n",
+                &["line 3", "bogus", "wav:PATH"],
+            ),
+            (
+                "[[output]]\nname = \"a\"\nspec = \"tone:440\"\n",
+                &["line 3", "playback"],
+            ),
+            (
+                "[[input]]\nname = \"a\"\nspec = \"null\"\n",
+                &["line 3", "capture"],
+            ),
+            (
+                "[[output]]\nname = \"a\"\nspec = \"null\"\nvolume = 3\n",
+                &["line 4", "volume"],
+            ),
+            (
+                "[[output]]\nname = \"a\"\nspec = \"null\"\n[[output]]\nname = \"a\"\nspec = \"null\"\n",
+                &["line 5", "twice"],
+            ),
+            (
+                "[defaults]\noutput = \"x\"\n",
+                &["line 2", "names no [[output]]"],
+            ),
+            (
+                "[[output]]\nname = \"a b\"\nspec = \"null\"\n",
+                &["line 2", "letters"],
+            ),
+            (
+                "[[output]]\nname = \"a\"\nspec = \"wav:/x.wav,rate=banana\"\n",
+                &["line 3", "rate"],
+            ),
+            ("[[output]]\nname = \"a\"\n", &["spec"]),
+            ("[[output]\n", &["line 1"]),
+            ("frobnicate = 1\n", &["frobnicate"]),
+        ];
+        for (text, expected) in cases {
+            let message = message(text);
+            for fragment in *expected {
+                assert!(
+                    message.contains(fragment),
+                    "{text:?}: '{message}' lacks '{fragment}'"
+                );
+            }
+        }
+    }
+}

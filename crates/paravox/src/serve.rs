@@ -1,0 +1,99 @@
+//! `paravox serve`: the daemon.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use paravox_engine::{Direction, Engine};
+use tracing::info;
+
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::{endpoints, signals, usage};
+
+/// The state directory: `--state-dir`, else `/var/lib/paravox` for root, else
+/// `$XDG_STATE_HOME/paravox` (or `~/.local/state/paravox`).
+pub fn state_dir(explicit: Option<PathBuf>) -> PathBuf {
+    if let Some(dir) = explicit {
+        return dir;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/paravox");
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("paravox")
+}
+
+/// Builds the engine's endpoints from the configuration and command-line overrides.
+pub fn build_engine(config: &Config, output: Option<&str>, input: Option<&str>) -> Result<Engine> {
+    let engine = Engine::new();
+    for (direction, list) in [
+        (Direction::Playback, &config.output),
+        (Direction::Capture, &config.input),
+    ] {
+        for endpoint in list {
+            endpoints::open_with_fallback(
+                &engine,
+                endpoint.name.get_ref(),
+                endpoint.spec.get_ref(),
+                endpoint.fallback.as_ref().map(|f| f.get_ref().as_str()),
+                direction,
+            )?;
+        }
+    }
+    for (direction, default, overridden, cli_name) in [
+        (
+            Direction::Playback,
+            &config.defaults.output,
+            output,
+            "output",
+        ),
+        (Direction::Capture, &config.defaults.input, input, "input"),
+    ] {
+        let name = match overridden {
+            // A configured endpoint's name, or a spec opened as a new endpoint.
+            Some(value) if engine.endpoint(value).is_some() => value.to_owned(),
+            Some(spec) => {
+                let name = format!("cli-{cli_name}");
+                endpoints::open(&engine, &name, spec, direction)
+                    .with_context(|| format!("--{cli_name} {spec}"))?;
+                name
+            }
+            None => match default {
+                Some(name) => name.get_ref().clone(),
+                None => continue,
+            },
+        };
+        engine
+            .set_default_endpoint(direction, &name)
+            .map_err(|error| usage(format!("--{cli_name}: {error}")))?;
+        info!(%direction, endpoint = name, "default endpoint");
+    }
+    Ok(engine)
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let state_dir = state_dir(args.state_dir);
+    let config = match &args.config {
+        Some(path) => Config::load(path, &state_dir)?,
+        None => Config::default_for(&state_dir)?,
+    };
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
+    let shutdown = signals::block_and_watch();
+    let engine = build_engine(&config, args.output.as_deref(), args.input.as_deref())?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        state_dir = %state_dir.display(),
+        config = %args.config.as_ref().map_or("embedded default".into(), |p| p.display().to_string()),
+        "paravox ready"
+    );
+    let signal = shutdown.recv().unwrap_or(libc::SIGTERM);
+    info!(signal = signals::name(signal), "shutting down");
+    engine.shutdown();
+    info!("stopped");
+    Ok(())
+}
