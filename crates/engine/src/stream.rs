@@ -66,6 +66,11 @@ impl StreamShared {
         }
     }
 
+    /// The position waker transports arm and wait on (or register with epoll).
+    pub fn waker(&self) -> &PositionWaker {
+        &self.waker
+    }
+
     /// The gain controls.
     pub fn gain(&self) -> &GainControl {
         &self.gain
@@ -476,6 +481,19 @@ impl Stream {
     /// Xruns so far.
     pub fn xruns(&self) -> u64 {
         self.shared.xruns()
+    }
+
+    /// Guest bytes the endpoint's device holds but has not yet played (or captured but
+    /// not yet delivered): the latency beyond the stream's own ring. 0 when detached.
+    pub fn device_delay_bytes(&self) -> u64 {
+        let control = self.lock();
+        let (Some(endpoint), Some(params)) = (control.endpoint.as_ref(), control.params) else {
+            return 0;
+        };
+        let format = endpoint.format();
+        let frames = endpoint.stats().device_delay_frames() * u64::from(params.rate)
+            / u64::from(format.rate.max(1));
+        frames * u64::from(self.shared.frame_bytes.load(Ordering::Relaxed))
     }
 
     /// Sets the volume of every channel.

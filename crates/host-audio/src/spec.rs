@@ -120,11 +120,15 @@ impl EndpointSpec {
         )
     }
 
-    /// True for endpoints that can produce capture: `tone`, `wavsrc`, `alsa`.
+    /// True for endpoints that can produce capture: `tone`, `wavsrc`, `alsa`, and `null`
+    /// (silence).
     pub fn is_capture(&self) -> bool {
         matches!(
             self.kind,
-            EndpointKind::Tone { .. } | EndpointKind::WavSource { .. } | EndpointKind::Alsa { .. }
+            EndpointKind::Tone { .. }
+                | EndpointKind::WavSource { .. }
+                | EndpointKind::Alsa { .. }
+                | EndpointKind::Null
         )
     }
 
@@ -217,10 +221,11 @@ impl EndpointSpec {
                 device_format,
                 self.effective_buffer_periods(),
             ))),
-            EndpointKind::Wav { .. } | EndpointKind::Null => Err(HostAudioError::WrongDirection {
+            EndpointKind::Null => Ok(Box::new(NullSinkOpener::new(device_format))),
+            EndpointKind::Wav { .. } => Err(HostAudioError::WrongDirection {
                 spec: self.to_string(),
                 direction: "capture",
-                hint: "it is a playback sink; capture comes from tone:FREQ, wavsrc:PATH or alsa:PCM",
+                hint: "it is a playback sink; capture comes from tone:FREQ, wavsrc:PATH, alsa:PCM or null",
             }),
         }
     }

@@ -45,10 +45,6 @@ fn playback_into_null_is_paced_by_the_device_itself() {
         elapsed >= Duration::from_millis(200),
         "not paced: {elapsed:?}"
     );
-    assert!(
-        elapsed < Duration::from_secs(2),
-        "far too slow: {elapsed:?}"
-    );
     assert!(device.is_self_paced(), "null has no clock of its own");
     assert_eq!(device.stats().xruns, 0);
     device.finish().expect("drains");

@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// Default capture endpoint: a configured endpoint's name or an ENDPOINT spec.
     #[arg(long)]
     pub input: Option<String>,
+    /// Serve a virtio-snd card (one playback and one capture stream) on this vhost-user
+    /// socket; repeat for more cards.
+    #[arg(long, value_name = "PATH")]
+    pub virtio_socket: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

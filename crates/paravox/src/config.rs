@@ -45,6 +45,42 @@ pub struct Config {
     /// Default routes.
     #[serde(default)]
     pub defaults: Defaults,
+    /// virtio-snd cards, one vhost-user socket each.
+    #[serde(default)]
+    pub virtio: Vec<VirtioConfig>,
+}
+
+/// A virtio-snd card.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtioConfig {
+    /// Card name.
+    pub name: Spanned<String>,
+    /// vhost-user socket path the VMM connects to.
+    pub socket: Spanned<String>,
+    /// Streams in virtio stream-id order; none: one playback and one capture stream.
+    #[serde(default)]
+    pub stream: Vec<VirtioStreamConfig>,
+}
+
+/// One stream of a virtio-snd card.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtioStreamConfig {
+    /// Stream name.
+    pub name: Option<String>,
+    /// "playback" or "capture".
+    pub direction: Spanned<String>,
+    /// Endpoint name (default: the default endpoint of its direction).
+    pub route: Option<Spanned<String>>,
+    /// Sample formats offered (XenStore-style names); default: every one paravox converts.
+    pub formats: Option<Spanned<Vec<String>>>,
+    /// Rates offered; default: every virtio rate.
+    pub rates: Option<Spanned<Vec<u32>>>,
+    /// `[min, max]` channels; default `[1, 2]`.
+    pub channels: Option<Spanned<Vec<u32>>>,
+    /// Offer PCM_XRUN events (default true).
+    pub xrun_events: Option<bool>,
 }
 
 /// One endpoint.
@@ -100,6 +136,9 @@ impl Config {
         let mut config: Config = toml::from_str(source.text)
             .map_err(|error| usage(format!("{}: {}", source.name, error.to_string().trim_end())))?;
         let state = state_dir.display().to_string();
+        for card in config.virtio.iter_mut() {
+            expand(&mut card.socket, &state);
+        }
         for endpoint in config.output.iter_mut().chain(config.input.iter_mut()) {
             expand(&mut endpoint.spec, &state);
             if let Some(fallback) = endpoint.fallback.as_mut() {
@@ -134,7 +173,42 @@ impl Config {
         )
     }
 
+    /// The virtio cards' topologies, checked.
+    pub fn virtio_cards(
+        &self,
+        source: &Source<'_>,
+    ) -> Result<Vec<(String, String, paravox_virtio_snd::CardTopology)>> {
+        let mut cards = Vec::new();
+        for card in &self.virtio {
+            let streams = if card.stream.is_empty() {
+                paravox_virtio_snd::CardTopology::quick_start().streams
+            } else {
+                card.stream
+                    .iter()
+                    .enumerate()
+                    .map(|(index, stream)| {
+                        stream_topology(source, index, stream, &self.output, &self.input)
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let topology = paravox_virtio_snd::CardTopology { streams };
+            topology
+                .validate()
+                .map_err(|error| source.error_at(&card.name, error))?;
+            if card.socket.get_ref().is_empty() {
+                return Err(source.error_at(&card.socket, "socket must be a path"));
+            }
+            cards.push((
+                card.name.get_ref().clone(),
+                card.socket.get_ref().clone(),
+                topology,
+            ));
+        }
+        Ok(cards)
+    }
+
     fn validate(&self, source: &Source<'_>) -> Result<()> {
+        self.virtio_cards(source)?;
         let mut names: Vec<&str> = Vec::new();
         for (direction, list) in [
             (Direction::Playback, &self.output),
@@ -195,6 +269,77 @@ impl Config {
     }
 }
 
+fn stream_topology(
+    source: &Source<'_>,
+    index: usize,
+    stream: &VirtioStreamConfig,
+    outputs: &[EndpointConfig],
+    inputs: &[EndpointConfig],
+) -> Result<paravox_virtio_snd::StreamTopology> {
+    let direction = match stream.direction.get_ref().as_str() {
+        "playback" => Direction::Playback,
+        "capture" => Direction::Capture,
+        other => {
+            return Err(source.error_at(
+                &stream.direction,
+                format!("direction '{other}' must be \"playback\" or \"capture\""),
+            ));
+        }
+    };
+    let name = stream
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("stream{index}"));
+    let mut topology = paravox_virtio_snd::StreamTopology::new(&name, direction);
+    if let Some(route) = &stream.route {
+        let known = match direction {
+            Direction::Playback => outputs,
+            Direction::Capture => inputs,
+        };
+        if !known.iter().any(|e| e.name.get_ref() == route.get_ref()) {
+            return Err(source.error_at(
+                route,
+                format!("route '{}' names no {direction} endpoint", route.get_ref()),
+            ));
+        }
+        topology.route = Some(route.get_ref().clone());
+    }
+    if let Some(formats) = &stream.formats {
+        let mut set = paravox_pcm::FormatSet::EMPTY;
+        for name in formats.get_ref() {
+            let format = paravox_pcm::Format::parse(name)
+                .filter(|f| paravox_virtio_snd::topology::virtio_convertible_formats().contains(*f))
+                .ok_or_else(|| source.error_at(formats, format!("format '{name}' is not one virtio-snd can carry and paravox can convert (e.g. s16_le, s32_le, float_le)")))?;
+            set.insert(format);
+        }
+        topology.formats = set;
+    }
+    if let Some(rates) = &stream.rates {
+        topology.rates = paravox_pcm::RateSet::new(rates.get_ref())
+            .map_err(|error| source.error_at(rates, error))?;
+    }
+    if let Some(channels) = &stream.channels {
+        match channels.get_ref().as_slice() {
+            [min, max] if (1..=18).contains(min) && (min..=&18).contains(&max) => {
+                topology.channels = paravox_pcm::Interval {
+                    min: *min,
+                    max: *max,
+                };
+            }
+            _ => {
+                return Err(source.error_at(
+                    channels,
+                    "channels must be [min, max] with 1 <= min <= max <= 18",
+                ));
+            }
+        }
+    }
+    if let Some(xruns) = stream.xrun_events {
+        topology.xrun_events = xruns;
+    }
+    Ok(topology)
+}
+
 fn expand(value: &mut Spanned<String>, state_dir: &str) {
     let span = value.span();
     let text = value.get_ref().replace("${state_dir}", state_dir);
@@ -252,6 +397,28 @@ mod tests {
     }
 
     #[test]
+    fn virtio_cards_parse_with_their_streams() {
+        let config = parse(
+            "[[output]]\nname = \"a\"\nspec = \"null\"\n\
+             [[virtio]]\nname = \"vm\"\nsocket = \"${state_dir}/vm.sock\"\n\
+             [[virtio.stream]]\ndirection = \"playback\"\nroute = \"a\"\nformats = [\"s16_le\", \"float_le\"]\nrates = [48000]\nchannels = [2, 6]\n\
+             [[virtio.stream]]\ndirection = \"capture\"\n",
+        )
+        .expect("config");
+        let source = Source {
+            name: "t".into(),
+            text: "",
+        };
+        let cards = config.virtio_cards(&source).expect("cards");
+        assert_eq!(cards[0].1, "/state/vm.sock");
+        let streams = &cards[0].2.streams;
+        assert_eq!(streams.len(), 2);
+        assert_eq!(streams[0].route.as_deref(), Some("a"));
+        assert_eq!(streams[0].channels.max, 6);
+        assert_eq!(streams[0].formats.len(), 2);
+    }
+
+    #[test]
     fn errors_name_the_line_and_what_is_allowed() {
         let cases: &[(&str, &[&str])] = &[
             (
@@ -263,7 +430,7 @@ mod tests {
                 &["line 3", "playback"],
             ),
             (
-                "[[input]]\nname = \"a\"\nspec = \"null\"\n",
+                "[[input]]\nname = \"a\"\nspec = \"wav:/x.wav\"\n",
                 &["line 3", "capture"],
             ),
             (
@@ -289,6 +456,27 @@ mod tests {
             ("[[output]]\nname = \"a\"\n", &["spec"]),
             ("[[output]\n", &["line 1"]),
             ("frobnicate = 1\n", &["frobnicate"]),
+            (
+                "[[virtio]]\nname = \"vm\"\nsocket = \"/s\"\n[[virtio.stream]]\ndirection = \"sideways\"\n",
+                &["line 5", "playback"],
+            ),
+            (
+                "[[virtio]]\nname = \"vm\"\nsocket = \"/s\"\n[[virtio.stream]]\ndirection = \"playback\"\nformats = [\"mpeg\"]\n",
+                &["line 6", "mpeg"],
+            ),
+            (
+                "[[virtio]]\nname = \"vm\"\nsocket = \"/s\"\n[[virtio.stream]]\ndirection = \"playback\"\nchannels = [2, 1]\n",
+                &["line 6", "channels"],
+            ),
+            (
+                "[[virtio]]\nname = \"vm\"\nsocket = \"/s\"\n[[virtio.stream]]\ndirection = \"playback\"\nroute = \"nowhere\"\n",
+                &["line 6", "nowhere"],
+            ),
+            (
+                "[[virtio]]\nname = \"vm\"\nsocket = \"/s\"\n[[virtio.stream]]\ndirection = \"playback\"\nrates = [44101]\n",
+                &["line 2", "rate"],
+            ),
+            ("[[virtio]]\nname = \"vm\"\n", &["socket"]),
         ];
         for (text, expected) in cases {
             let message = message(text);

@@ -28,7 +28,7 @@ pub fn check_direction(text: &str, spec: &EndpointSpec, direction: Direction) ->
             "endpoint '{text}' cannot be used for {direction}: {}",
             match direction {
                 Direction::Playback => "playback goes to wav:PATH, null or alsa:PCM",
-                Direction::Capture => "capture comes from tone:FREQ, wavsrc:PATH or alsa:PCM",
+                Direction::Capture => "capture comes from tone:FREQ, wavsrc:PATH, alsa:PCM or null",
             }
         )))
     }

@@ -1,9 +1,11 @@
 //! `paravox serve`: the daemon.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use paravox_engine::{Direction, Engine};
+use paravox_virtio_snd::VirtioCard;
 use tracing::info;
 
 use crate::cli::ServeArgs;
@@ -77,14 +79,48 @@ pub fn build_engine(config: &Config, output: Option<&str>, input: Option<&str>) 
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let state_dir = state_dir(args.state_dir);
-    let config = match &args.config {
-        Some(path) => Config::load(path, &state_dir)?,
-        None => Config::default_for(&state_dir)?,
+    let (config, config_text) = match &args.config {
+        Some(path) => (Config::load(path, &state_dir)?, path.display().to_string()),
+        None => (
+            Config::default_for(&state_dir)?,
+            "embedded default config".to_owned(),
+        ),
     };
+    let mut virtio = config.virtio_cards(&crate::config::Source {
+        name: config_text,
+        text: "",
+    })?;
+    for (index, socket) in args.virtio_socket.iter().enumerate() {
+        let name = socket.file_stem().map_or_else(
+            || format!("virtio{index}"),
+            |stem| stem.to_string_lossy().into_owned(),
+        );
+        virtio.push((
+            name,
+            socket.display().to_string(),
+            paravox_virtio_snd::CardTopology::quick_start(),
+        ));
+    }
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
     let shutdown = signals::block_and_watch();
-    let engine = build_engine(&config, args.output.as_deref(), args.input.as_deref())?;
+    let engine = Arc::new(build_engine(
+        &config,
+        args.output.as_deref(),
+        args.input.as_deref(),
+    )?);
+    let mut cards = Vec::new();
+    for (name, socket, topology) in virtio {
+        let socket = PathBuf::from(socket);
+        if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        cards.push(
+            VirtioCard::spawn(engine.clone(), &name, &socket, topology)
+                .with_context(|| format!("virtio-snd card '{name}' on {}", socket.display()))?,
+        );
+    }
     info!(
         version = env!("CARGO_PKG_VERSION"),
         state_dir = %state_dir.display(),
@@ -93,6 +129,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     );
     let signal = shutdown.recv().unwrap_or(libc::SIGTERM);
     info!(signal = signals::name(signal), "shutting down");
+    drop(cards);
     engine.shutdown();
     info!("stopped");
     Ok(())

@@ -348,7 +348,7 @@ fn more_refusals() {
 fn directions() {
     let cases = [
         ("wav:/x.wav", true, false),
-        ("null", true, false),
+        ("null", true, true),
         ("alsa:default", true, true),
         ("tone:440", false, true),
         ("wavsrc:/x.wav", false, true),
@@ -381,8 +381,8 @@ fn openers_are_refused_for_the_wrong_direction() {
     assert!(message.contains("cannot be used for playback"), "{message}");
     assert!(message.contains("wav:PATH, null or alsa:PCM"), "{message}");
 
-    let null: EndpointSpec = "null".parse().expect("valid");
-    let message = null.capture_opener().err().expect("refused").to_string();
+    let wav: EndpointSpec = "wav:/x.wav".parse().expect("valid");
+    let message = wav.capture_opener().err().expect("refused").to_string();
     assert!(message.contains("cannot be used for capture"), "{message}");
 }
 

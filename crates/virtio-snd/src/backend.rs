@@ -1,0 +1,235 @@
+//! The vhost-user side: features, config space, and the queue and stream events of the
+//! daemon's epoll thread, handed to the [`Device`].
+//!
+//! All queues and every stream's position waker are served by one epoll thread, so the
+//! device needs no locking against itself; the mutex only guards against the API thread.
+//! Stream wakers are registered as extra listeners (tokens after the queues), so a stream
+//! moving is an event like a queue kick: nothing polls.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tracing::warn;
+use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use virtio_queue::QueueT;
+use vm_memory::{ByteValued, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{
+    EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
+};
+
+use paravox_engine::notify::EventFd;
+
+use crate::device::Device;
+use crate::message::Message;
+use crate::wire::{self, NUM_QUEUES};
+
+/// Descriptors per queue (the Linux driver does not check; ≥ 64 is needed).
+pub const QUEUE_SIZE: usize = 256;
+/// `VHOST_USER_F_PROTOCOL_FEATURES`.
+const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
+/// Epoll token of the "a control changed on the host" eventfd.
+pub const CONTROL_CHANGED_TOKEN: u16 = NUM_QUEUES as u16 + 1;
+/// Epoll token of stream 0's position waker; stream `i` uses this plus `i`.
+pub const FIRST_STREAM_TOKEN: u16 = NUM_QUEUES as u16 + 2;
+
+type Memory = GuestMemoryAtomic<GuestMemoryMmap>;
+
+/// The backend handed to `VhostUserDaemon`.
+#[derive(Clone)]
+pub struct Backend {
+    device: Arc<Mutex<Device>>,
+    memory: Arc<Mutex<Option<Memory>>>,
+    event_idx: Arc<std::sync::atomic::AtomicBool>,
+    control_changed: Arc<EventFd>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Backend {
+    /// A backend serving `device`; `control_changed` is signalled when a control value
+    /// changes on the host side.
+    pub fn new(device: Arc<Mutex<Device>>, control_changed: Arc<EventFd>) -> Backend {
+        Backend {
+            device,
+            memory: Arc::new(Mutex::new(None)),
+            event_idx: Arc::default(),
+            control_changed,
+        }
+    }
+
+    fn process_queue(&self, queue: u16, vrings: &[VringRwLock]) -> io::Result<()> {
+        let Some(memory) = lock(&self.memory).clone() else {
+            return Ok(());
+        };
+        let Some(vring) = vrings.get(queue as usize) else {
+            return Ok(());
+        };
+        let event_idx = self.event_idx.load(std::sync::atomic::Ordering::Relaxed);
+        loop {
+            if event_idx {
+                vring.disable_notification().map_err(io::Error::other)?;
+            }
+            let guard = memory.memory();
+            let chains: Vec<Message> = {
+                let mut state = vring.get_mut();
+                let queue_state = state.get_queue_mut();
+                let mut chains = Vec::new();
+                while let Some(chain) = queue_state.pop_descriptor_chain(memory.memory()) {
+                    match Message::from_chain(chain.clone()) {
+                        Some(message) => chains.push(message),
+                        None => {
+                            warn!(queue, "malformed descriptor chain returned unused");
+                            chains.push(Message {
+                                head: chain.head_index(),
+                                readable: Vec::new(),
+                                writable: Vec::new(),
+                            });
+                        }
+                    }
+                }
+                chains
+            };
+            {
+                let mut device = lock(&self.device);
+                for message in chains {
+                    match queue {
+                        wire::CONTROL_QUEUE => device.handle_control(&*guard, message),
+                        wire::EVENT_QUEUE => device.add_event_buffer(&*guard, message),
+                        _ => device.handle_io(&*guard, queue, message),
+                    }
+                }
+            }
+            self.publish(vrings)?;
+            if !event_idx || !vring.enable_notification().map_err(io::Error::other)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the device's completions to the used rings and notifies the guest.
+    fn publish(&self, vrings: &[VringRwLock]) -> io::Result<()> {
+        let completions = lock(&self.device).take_completions();
+        let mut touched = [false; NUM_QUEUES];
+        for completion in completions {
+            if let Some(vring) = vrings.get(completion.queue as usize) {
+                vring
+                    .add_used(completion.head, completion.len)
+                    .map_err(io::Error::other)?;
+                touched[completion.queue as usize] = true;
+            }
+        }
+        for (queue, touched) in touched.iter().enumerate() {
+            if *touched
+                && vrings[queue]
+                    .needs_notification()
+                    .map_err(io::Error::other)?
+            {
+                vrings[queue].signal_used_queue()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn with_device(
+        &self,
+        vrings: &[VringRwLock],
+        action: impl FnOnce(&mut Device, &GuestMemoryMmap),
+    ) -> io::Result<()> {
+        let Some(memory) = lock(&self.memory).clone() else {
+            return Ok(());
+        };
+        let guard = memory.memory();
+        action(&mut lock(&self.device), &guard);
+        self.publish(vrings)
+    }
+}
+
+impl VhostUserBackend for Backend {
+    type Bitmap = ();
+    type Vring = VringRwLock;
+
+    fn num_queues(&self) -> usize {
+        NUM_QUEUES
+    }
+
+    fn max_queue_size(&self) -> usize {
+        QUEUE_SIZE
+    }
+
+    fn features(&self) -> u64 {
+        (1 << VIRTIO_F_VERSION_1)
+            | (1 << VIRTIO_RING_F_EVENT_IDX)
+            | (1 << VIRTIO_RING_F_INDIRECT_DESC)
+            | (1 << wire::VIRTIO_SND_F_CTLS)
+            | VHOST_USER_F_PROTOCOL_FEATURES
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::MQ
+    }
+
+    fn set_event_idx(&self, enabled: bool) {
+        self.event_idx
+            .store(enabled, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        let config = lock(&self.device).config();
+        let bytes = config.as_slice();
+        let start = (offset as usize).min(bytes.len());
+        let end = start.saturating_add(size as usize).min(bytes.len());
+        bytes[start..end].to_vec()
+    }
+
+    fn update_memory(&self, memory: Memory) -> io::Result<()> {
+        *lock(&self.memory) = Some(memory);
+        Ok(())
+    }
+
+    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        new_event_consumer_and_notifier(EventFlag::NONBLOCK).ok()
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[VringRwLock],
+        _thread_id: usize,
+    ) -> io::Result<()> {
+        if evset != EventSet::IN {
+            return Ok(());
+        }
+        match device_event {
+            queue if (queue as usize) < NUM_QUEUES => self.process_queue(queue, vrings),
+            CONTROL_CHANGED_TOKEN => {
+                // Drain first: the fd is level-triggered and must not stay readable.
+                self.control_changed.drain();
+                self.with_device(vrings, |device, memory| {
+                    device.notify_control_changes(memory)
+                })
+            }
+            token if token >= FIRST_STREAM_TOKEN => {
+                let index = usize::from(token - FIRST_STREAM_TOKEN);
+                lock(&self.device).drain_waker(index);
+                self.with_device(vrings, |device, memory| device.stream_woken(memory, index))
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! One listening vhost-user socket per card, served by its own thread: a VMM connects,
+//! uses the card, and when it goes away the card's streams are released and the socket
+//! listens again for the next VMM.
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use paravox_engine::notify::EventFd;
+use paravox_engine::{Engine, Event};
+use tracing::{error, info, warn};
+use vhost_user_backend::VhostUserDaemon;
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+
+use crate::backend::{Backend, CONTROL_CHANGED_TOKEN, FIRST_STREAM_TOKEN};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::topology::CardTopology;
+
+/// A virtio-snd card being served on a socket.
+#[derive(Debug)]
+pub struct VirtioCard {
+    socket: PathBuf,
+    card: u32,
+    stopping: Arc<AtomicBool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl VirtioCard {
+    /// Creates the card in the engine and serves it on `socket` (replacing a stale socket
+    /// file).
+    pub fn spawn(
+        engine: Arc<Engine>,
+        name: &str,
+        socket: &Path,
+        topology: CardTopology,
+    ) -> Result<VirtioCard> {
+        let device = Device::new(&engine, name, &socket.display().to_string(), topology)?;
+        let card = device.card().id();
+        let device = Arc::new(Mutex::new(device));
+        let control_changed = Arc::new(EventFd::new()?);
+        let stopping = Arc::new(AtomicBool::new(false));
+        spawn_control_watcher(&engine, card, control_changed.clone(), stopping.clone())?;
+        let server = {
+            let socket = socket.to_owned();
+            let name = name.to_owned();
+            let stopping = stopping.clone();
+            std::thread::Builder::new()
+                .name(format!("paravox-vu-{card}"))
+                .spawn(move || serve(&name, &socket, &device, &control_changed, &stopping))?
+        };
+        info!(card, socket = %socket.display(), "virtio-snd card listening");
+        Ok(VirtioCard {
+            socket: socket.to_owned(),
+            card,
+            stopping,
+            server: Some(server),
+        })
+    }
+
+    /// The engine card id.
+    pub fn card(&self) -> u32 {
+        self.card
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl Drop for VirtioCard {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        // The server thread may be blocked in accept(); it ends with the process or the
+        // next connection. Remove the socket so no VMM connects to a card being removed.
+        let _ = std::fs::remove_file(&self.socket);
+        drop(self.server.take());
+    }
+}
+
+/// Accept, serve, reset, repeat.
+fn serve(
+    name: &str,
+    socket: &Path,
+    device: &Arc<Mutex<Device>>,
+    control_changed: &Arc<EventFd>,
+    stopping: &AtomicBool,
+) {
+    let socket_text = socket.display().to_string();
+    while !stopping.load(Ordering::Relaxed) {
+        let backend = Backend::new(device.clone(), control_changed.clone());
+        let mut daemon = match VhostUserDaemon::new(
+            name.to_owned(),
+            backend,
+            GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+        ) {
+            Ok(daemon) => daemon,
+            Err(error) => {
+                error!(socket = socket_text, %error, "cannot create the vhost-user daemon");
+                return;
+            }
+        };
+        if let Err(error) = register_wakers(&daemon, device, control_changed) {
+            error!(socket = socket_text, %error, "cannot register stream wake-ups");
+            return;
+        }
+        match daemon.serve(socket) {
+            Ok(()) => info!(socket = socket_text, "VMM disconnected"),
+            Err(error) => warn!(socket = socket_text, %error, "VMM connection ended with an error"),
+        }
+        device.lock().unwrap_or_else(|p| p.into_inner()).reset();
+        info!(
+            socket = socket_text,
+            "card reset; listening for the next VMM"
+        );
+    }
+}
+
+fn register_wakers(
+    daemon: &VhostUserDaemon<Backend>,
+    device: &Arc<Mutex<Device>>,
+    control_changed: &EventFd,
+) -> Result<()> {
+    let handlers = daemon.get_epoll_handlers();
+    let handler = handlers
+        .first()
+        .ok_or_else(|| Error::VhostUser("the daemon has no epoll thread".into()))?;
+    handler
+        .register_listener(
+            control_changed.as_raw_fd(),
+            EventSet::IN,
+            u64::from(CONTROL_CHANGED_TOKEN),
+        )
+        .map_err(|e| Error::VhostUser(format!("registering the control eventfd: {e}")))?;
+    let device = device.lock().unwrap_or_else(|p| p.into_inner());
+    for (index, stream) in device.streams().enumerate() {
+        let token = u64::from(FIRST_STREAM_TOKEN) + index as u64;
+        handler
+            .register_listener(
+                stream.shared().waker().event().as_raw_fd(),
+                EventSet::IN,
+                token,
+            )
+            .map_err(|e| Error::VhostUser(format!("registering stream {index}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Turns host-side volume/mute changes of this card's streams into a wake-up of the
+/// device thread, which sends CTL_NOTIFY for what really changed.
+fn spawn_control_watcher(
+    engine: &Engine,
+    card: u32,
+    signal: Arc<EventFd>,
+    stopping: Arc<AtomicBool>,
+) -> Result<()> {
+    let mut events = engine.subscribe();
+    let streams: Vec<u32> = engine
+        .card(card)
+        .map(|c| c.streams().iter().map(|s| s.id()).collect())
+        .unwrap_or_default();
+    std::thread::Builder::new()
+        .name(format!("paravox-vu-ctl-{card}"))
+        .spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match events.blocking_recv() {
+                    Ok(Event::Volume { stream, .. }) if streams.contains(&stream) => {
+                        signal.signal()
+                    }
+                    Ok(Event::CardRemoved { card: removed }) if removed == card => break,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        })?;
+    Ok(())
+}
