@@ -61,6 +61,8 @@ pub struct VirtioConfig {
     /// Streams in virtio stream-id order; none: one playback and one capture stream.
     #[serde(default)]
     pub stream: Vec<VirtioStreamConfig>,
+    /// Offer volume and mute controls (default true; QEMU needs `controls=on`).
+    pub controls: Option<bool>,
 }
 
 /// One stream of a virtio-snd card.
@@ -191,7 +193,10 @@ impl Config {
                     })
                     .collect::<Result<Vec<_>>>()?
             };
-            let topology = paravox_virtio_snd::CardTopology { streams };
+            let topology = paravox_virtio_snd::CardTopology {
+                streams,
+                controls: card.controls.unwrap_or(true),
+            };
             topology
                 .validate()
                 .map_err(|error| source.error_at(&card.name, error))?;

@@ -172,10 +172,15 @@ impl VhostUserBackend for Backend {
     }
 
     fn features(&self) -> u64 {
+        let controls = if lock(&self.device).config().controls > 0 {
+            1 << wire::VIRTIO_SND_F_CTLS
+        } else {
+            0
+        };
         (1 << VIRTIO_F_VERSION_1)
             | (1 << VIRTIO_RING_F_EVENT_IDX)
             | (1 << VIRTIO_RING_F_INDIRECT_DESC)
-            | (1 << wire::VIRTIO_SND_F_CTLS)
+            | controls
             | VHOST_USER_F_PROTOCOL_FEATURES
     }
 
@@ -190,6 +195,15 @@ impl VhostUserBackend for Backend {
 
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
         let config = lock(&self.device).config();
+        if offset == 0 && size < 16 && config.controls > 0 {
+            // QEMU sizes the config space without `controls` unless told to, yet passes
+            // VIRTIO_SND_F_CTLS on: the guest then reads garbage and fails to probe.
+            warn!(
+                "the VMM reads only {size} bytes of config space: start QEMU with \
+                 `-device vhost-user-snd-pci,...,controls=on`, or set `controls = false` \
+                 for this card; without either the guest driver fails to probe"
+            );
+        }
         let bytes = config.as_slice();
         let start = (offset as usize).min(bytes.len());
         let end = start.saturating_add(size as usize).min(bytes.len());

@@ -81,6 +81,9 @@ pub fn virtio_convertible_formats() -> FormatSet {
 pub struct CardTopology {
     /// Streams, in virtio stream-id order.
     pub streams: Vec<StreamTopology>,
+    /// Offer control elements (`VIRTIO_SND_F_CTLS`: volume and mute per stream). QEMU
+    /// passes them to the guest only with `-device vhost-user-snd-pci,controls=on`.
+    pub controls: bool,
 }
 
 impl CardTopology {
@@ -91,6 +94,7 @@ impl CardTopology {
                 StreamTopology::new("playback", Direction::Playback),
                 StreamTopology::new("capture", Direction::Capture),
             ],
+            controls: true,
         }
     }
 
@@ -142,9 +146,13 @@ impl CardTopology {
         self.streams.len()
     }
 
-    /// Two controls per stream: volume and switch (mute).
+    /// Two controls per stream (volume and switch), when controls are offered.
     pub fn controls(&self) -> usize {
-        self.streams.len() * 2
+        if self.controls {
+            self.streams.len() * 2
+        } else {
+            0
+        }
     }
 }
 
@@ -174,6 +182,13 @@ mod tests {
         let mut card = CardTopology::quick_start();
         card.streams[0].rates = RateSet::new(&[44_101]).expect("set");
         assert!(card.validate().is_err());
-        assert!(CardTopology { streams: vec![] }.validate().is_err());
+        assert!(
+            CardTopology {
+                streams: vec![],
+                controls: true
+            }
+            .validate()
+            .is_err()
+        );
     }
 }
