@@ -22,7 +22,7 @@ use crate::stream::Stream;
 use crate::{CardId, Direction, StreamId};
 
 /// How often housekeeping runs.
-const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(20);
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(100);
 /// Cards one engine holds at most.
 pub const MAX_CARDS: usize = 256;
 /// Streams one card holds at most.

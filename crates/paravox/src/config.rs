@@ -175,6 +175,28 @@ impl Config {
         )
     }
 
+    /// The name of the default endpoint of `direction`.
+    pub fn defaults_name(&self, direction: Direction) -> Option<&String> {
+        match direction {
+            Direction::Playback => self.defaults.output.as_ref(),
+            Direction::Capture => self.defaults.input.as_ref(),
+        }
+        .map(|name| name.get_ref())
+    }
+
+    /// Whether a virtio stream routes to `endpoint` by name.
+    pub fn is_routed_explicitly(&self, endpoint: &str) -> bool {
+        self.virtio
+            .iter()
+            .flat_map(|card| &card.stream)
+            .any(|stream| {
+                stream
+                    .route
+                    .as_ref()
+                    .is_some_and(|route| route.get_ref() == endpoint)
+            })
+    }
+
     /// The virtio cards' topologies, checked.
     pub fn virtio_cards(
         &self,

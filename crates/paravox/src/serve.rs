@@ -32,14 +32,23 @@ pub fn state_dir(explicit: Option<PathBuf>) -> PathBuf {
 /// Builds the engine's endpoints from the configuration and command-line overrides.
 pub fn build_engine(config: &Config, output: Option<&str>, input: Option<&str>) -> Result<Engine> {
     let engine = Engine::new();
-    for (direction, list) in [
-        (Direction::Playback, &config.output),
-        (Direction::Capture, &config.input),
+    for (direction, list, overridden) in [
+        (Direction::Playback, &config.output, output),
+        (Direction::Capture, &config.input, input),
     ] {
         for endpoint in list {
+            let name = endpoint.name.get_ref();
+            // An endpoint that only served as the default, replaced on the command line by
+            // a new spec, is not opened: it would hold a device and a thread for nothing.
+            let replaced = overridden.is_some_and(|value| value != name)
+                && config.defaults_name(direction).map(String::as_str) == Some(name.as_str())
+                && !config.is_routed_explicitly(name);
+            if replaced {
+                continue;
+            }
             endpoints::open_with_fallback(
                 &engine,
-                endpoint.name.get_ref(),
+                name,
                 endpoint.spec.get_ref(),
                 endpoint.fallback.as_ref().map(|f| f.get_ref().as_str()),
                 direction,
