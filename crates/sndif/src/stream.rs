@@ -1,0 +1,581 @@
+//! One sndif stream: its request ring, its shared buffer, and the translation of each
+//! request into engine operations.
+//!
+//! | request | engine |
+//! |---|---|
+//! | OPEN | validate against the XenStore constraints, map the buffer, `set_params` + `prepare` |
+//! | CLOSE | `release`, unmap |
+//! | WRITE / READ | copy `[offset, offset + length)` of the buffer into / out of the stream's ring |
+//! | SET_VOLUME / GET_VOLUME / MUTE / UNMUTE | per-channel gain (0.001 dB units, mute flags) |
+//! | TRIGGER | `start` / `pause` / `stop` (which also drops queued audio) / `resume` |
+//! | HW_PARAM_QUERY | [`HwConstraints::refine`] further capped by `buffer-size` bytes |
+//!
+//! Every request gets a response; anything wrong with it is a negative errno, and the
+//! stream, its device and the daemon carry on. Only a corrupted ring index is fatal, and
+//! only to this device ([`StreamChannel::service`] returns the error).
+
+use std::sync::Arc;
+
+use paravox_engine::gain::MIN_DB;
+use paravox_engine::{Direction, EngineError, MAX_CHANNELS, Stream, StreamState};
+use paravox_pcm::{Format, HwConstraints, HwParams, Interval, PcmError};
+use tracing::{debug, info, trace};
+
+use crate::buffer::SharedBuffer;
+use crate::config::{HwConfig, StreamConfig};
+use crate::error::Result;
+use crate::evtchn::{EventChannels, Port};
+use crate::grant::{DomId, GrantMapper};
+use crate::position::PositionReporter;
+use crate::ring::BackRing;
+use crate::wire::{
+    Errno, HwParamBlock, OpenRequest, ParsedRequest, Request, Response, RwRequest, TriggerKind,
+};
+
+/// What a handler answers: maybe a `HW_PARAM_QUERY` block, or an errno.
+type Outcome = std::result::Result<Option<HwParamBlock>, Errno>;
+
+/// The state of an opened stream.
+#[derive(Debug)]
+struct Opened {
+    format: Format,
+    channels: u32,
+    frame_bytes: u32,
+    buffer: SharedBuffer,
+}
+
+/// Counters of one stream, for logs.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StreamCounters {
+    pub requests: u64,
+    pub errors: u64,
+    pub overflows: u64,
+    pub underruns: u64,
+}
+
+/// One stream of a connected device.
+pub(crate) struct StreamChannel {
+    pub label: String,
+    config: StreamConfig,
+    constraints: HwConstraints,
+    engine: Arc<Stream>,
+    domid: DomId,
+    grants: Arc<dyn GrantMapper>,
+    ring: BackRing,
+    req_port: Port,
+    channels: Arc<dyn EventChannels>,
+    reporter: PositionReporter,
+    opened: Option<Opened>,
+    /// Per-channel volume in 0.001 dB, as the frontend set it.
+    volume: [i32; MAX_CHANNELS],
+    /// Per-channel mute flags.
+    muted: [bool; MAX_CHANNELS],
+    scratch: Vec<u8>,
+    pub counters: StreamCounters,
+}
+
+/// What a new stream channel is made of.
+pub(crate) struct StreamParts {
+    pub label: String,
+    pub config: StreamConfig,
+    pub engine: Arc<Stream>,
+    pub domid: DomId,
+    pub grants: Arc<dyn GrantMapper>,
+    pub ring: BackRing,
+    pub req_port: Port,
+    pub channels: Arc<dyn EventChannels>,
+    pub reporter: PositionReporter,
+}
+
+fn engine_errno(error: &EngineError) -> Errno {
+    match error {
+        EngineError::IllegalTransition { .. } | EngineError::Params(_) => Errno::Invalid,
+        EngineError::Limit(_) => Errno::Busy,
+        _ => Errno::Io,
+    }
+}
+
+fn greatest_common_divisor(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+impl StreamChannel {
+    pub fn new(parts: StreamParts) -> StreamChannel {
+        let constraints = parts.config.hw.constraints();
+        StreamChannel {
+            label: parts.label,
+            config: parts.config,
+            constraints,
+            engine: parts.engine,
+            domid: parts.domid,
+            grants: parts.grants,
+            ring: parts.ring,
+            req_port: parts.req_port,
+            channels: parts.channels,
+            reporter: parts.reporter,
+            opened: None,
+            volume: [0; MAX_CHANNELS],
+            muted: [false; MAX_CHANNELS],
+            scratch: Vec::new(),
+            counters: StreamCounters::default(),
+        }
+    }
+
+    /// The local port of the request ring's event channel.
+    pub fn req_port(&self) -> Port {
+        self.req_port
+    }
+
+    /// Answers every waiting request, then re-arms the frontend's notification. An error
+    /// means the ring is corrupted and the device must be cut off.
+    pub fn service(&mut self) -> Result<()> {
+        loop {
+            while let Some(bytes) = self.ring.next_request()? {
+                let request = ParsedRequest::decode(&bytes);
+                let response = self.handle(&request);
+                self.ring.push_response(&response.encode())?;
+                if self.ring.publish_responses()
+                    && let Err(error) = self.channels.notify(self.req_port)
+                {
+                    debug!(stream = self.label, %error, "request channel notify failed");
+                }
+            }
+            if !self.ring.final_check_for_requests()? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn handle(&mut self, request: &ParsedRequest) -> Response {
+        self.counters.requests += 1;
+        let outcome = match request.body {
+            Err(bad) => {
+                debug!(
+                    stream = self.label,
+                    id = request.id,
+                    ?bad,
+                    "malformed request"
+                );
+                Err(bad.errno())
+            }
+            Ok(body) => self.dispatch(body),
+        };
+        let (status, hw_param) = match outcome {
+            Ok(block) => (0, block.unwrap_or_default()),
+            Err(errno) => {
+                self.counters.errors += 1;
+                debug!(
+                    stream = self.label,
+                    id = request.id,
+                    operation = request.operation,
+                    status = errno.status(),
+                    "request refused"
+                );
+                (errno.status(), HwParamBlock::default())
+            }
+        };
+        Response {
+            id: request.id,
+            operation: request.operation,
+            status,
+            hw_param,
+            ..Response::default()
+        }
+    }
+
+    fn dispatch(&mut self, request: Request) -> Outcome {
+        match request {
+            Request::Open(open) => self.open(&open),
+            Request::Close => self.close(),
+            Request::Write(rw) => self.write(rw),
+            Request::Read(rw) => self.read(rw),
+            Request::SetVolume(rw) => self.set_volume(rw),
+            Request::GetVolume(rw) => self.get_volume(rw),
+            Request::Mute(rw) => self.mute(rw, true),
+            Request::Unmute(rw) => self.mute(rw, false),
+            Request::Trigger(kind) => self.trigger(kind),
+            Request::HwParamQuery(block) => self.query(&block),
+        }
+    }
+
+    fn open(&mut self, open: &OpenRequest) -> Outcome {
+        let label = self.label.clone();
+        let refuse = |why: String| {
+            debug!(stream = label, ?open, why, "OPEN refused");
+            Errno::Invalid
+        };
+        let format = Format::from_sndif(open.pcm_format)
+            .ok_or_else(|| refuse(format!("format code {} is not defined", open.pcm_format)))?;
+        let channels = u32::from(open.pcm_channels);
+        if open.buffer_sz > self.config.hw.buffer_bytes {
+            return Err(refuse(format!(
+                "buffer of {} bytes exceeds buffer-size {}",
+                open.buffer_sz, self.config.hw.buffer_bytes
+            )));
+        }
+        if open.period_sz > open.buffer_sz {
+            return Err(refuse("period larger than the buffer".into()));
+        }
+        let period_bytes = if open.period_sz == 0 {
+            open.buffer_sz
+        } else {
+            open.period_sz
+        };
+        let guest = HwParams {
+            format,
+            rate: open.pcm_rate,
+            channels,
+            buffer_bytes: open.buffer_sz,
+            period_bytes,
+        };
+        // sndif, unlike virtio-snd, allows a buffer that is not a whole number of periods
+        // (ALSA may pick one): only the period's own limits matter here.
+        match self.constraints.validate(&guest) {
+            Ok(()) | Err(PcmError::BufferNotWholePeriods { .. }) => {}
+            Err(error) => return Err(refuse(error.to_string())),
+        }
+        let frame_bytes = guest.frame_bytes().map_err(|e| refuse(e.to_string()))?;
+        // The engine wants whole periods; it only uses them for bookkeeping, so give it
+        // the largest period that divides both (a whole number of frames, since both are).
+        let engine_params = HwParams {
+            period_bytes: greatest_common_divisor(open.buffer_sz, period_bytes),
+            ..guest
+        };
+        // The tolerated error above ends validation early; check the rest on these.
+        self.constraints
+            .validate(&engine_params)
+            .map_err(|error| refuse(error.to_string()))?;
+        self.close_engine();
+        let buffer = SharedBuffer::map(
+            self.grants.as_ref(),
+            self.domid,
+            open.gref_directory,
+            open.buffer_sz,
+        )
+        .map_err(|e| refuse(e.to_string()))?;
+        let engine = self.engine.clone();
+        self.reporter
+            .update(|plan| {
+                plan.open(open.period_sz);
+                engine.set_params(engine_params)?;
+                engine.prepare()
+            })
+            .map_err(|error| {
+                debug!(stream = self.label, %error, "OPEN failed in the engine");
+                engine_errno(&error)
+            })?;
+        info!(
+            stream = self.label,
+            %format,
+            rate = open.pcm_rate,
+            channels,
+            buffer_bytes = open.buffer_sz,
+            period_bytes = open.period_sz,
+            "stream opened"
+        );
+        self.opened = Some(Opened {
+            format,
+            channels,
+            frame_bytes,
+            buffer,
+        });
+        self.apply_gain();
+        Ok(None)
+    }
+
+    /// Releases the engine stream if it is open.
+    fn close_engine(&mut self) {
+        if self.opened.take().is_some() {
+            let engine = self.engine.clone();
+            if let Err(error) = self.reporter.update(|plan| {
+                plan.close();
+                engine.release()
+            }) {
+                debug!(stream = self.label, %error, "release refused");
+            }
+        }
+    }
+
+    fn close(&mut self) -> Outcome {
+        // Linux's frontend sends CLOSE from hw_free even when it never opened: answer 0.
+        if self.opened.is_some() {
+            self.close_engine();
+            info!(stream = self.label, "stream closed");
+        }
+        Ok(None)
+    }
+
+    fn opened(&self, direction: Direction, rw: RwRequest) -> std::result::Result<&Opened, Errno> {
+        let opened = self.opened.as_ref().ok_or(Errno::Invalid)?;
+        if self.config.direction != direction {
+            return Err(Errno::Invalid);
+        }
+        opened
+            .buffer
+            .check(rw.offset, rw.length)
+            .map_err(|_| Errno::Invalid)?;
+        if !rw.length.is_multiple_of(opened.frame_bytes) {
+            return Err(Errno::Invalid);
+        }
+        Ok(opened)
+    }
+
+    fn write(&mut self, rw: RwRequest) -> Outcome {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let outcome = self.write_with(rw, &mut scratch);
+        self.scratch = scratch;
+        outcome
+    }
+
+    fn write_with(&mut self, rw: RwRequest, scratch: &mut Vec<u8>) -> Outcome {
+        let opened = self.opened(Direction::Playback, rw)?;
+        let length = rw.length as usize;
+        scratch.resize(length, 0);
+        opened
+            .buffer
+            .read(rw.offset, scratch)
+            .map_err(|_| Errno::Invalid)?;
+        let taken = self.engine.write(scratch);
+        trace!(
+            stream = self.label,
+            offset = rw.offset,
+            length,
+            taken,
+            "WRITE"
+        );
+        if taken < length {
+            // The frontend wrote more than the room its positions allowed, or wrote to a
+            // stream the engine is not holding a ring for.
+            self.counters.overflows += 1;
+            debug!(
+                stream = self.label,
+                length,
+                taken,
+                state = %self.engine.state(),
+                "WRITE did not fit the stream's ring"
+            );
+            return Err(Errno::Io);
+        }
+        Ok(None)
+    }
+
+    fn read(&mut self, rw: RwRequest) -> Outcome {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let outcome = self.read_with(rw, &mut scratch);
+        self.scratch = scratch;
+        outcome
+    }
+
+    fn read_with(&mut self, rw: RwRequest, scratch: &mut Vec<u8>) -> Outcome {
+        let opened = self.opened(Direction::Capture, rw)?;
+        let length = rw.length as usize;
+        scratch.resize(length, 0);
+        let got = self.engine.read(scratch);
+        if got < length {
+            // The frontend asked for audio not captured yet: complete with silence, as a
+            // device underrun would, and keep going.
+            let silence = opened.format.silence_sample();
+            for (index, byte) in scratch[got..].iter_mut().enumerate() {
+                *byte = silence
+                    .get(index % silence.len().max(1))
+                    .copied()
+                    .unwrap_or(0);
+            }
+        }
+        trace!(stream = self.label, offset = rw.offset, length, got, "READ");
+        opened
+            .buffer
+            .write(rw.offset, scratch)
+            .map_err(|_| Errno::Invalid)?;
+        if got < length {
+            self.counters.underruns += 1;
+            debug!(
+                stream = self.label,
+                length, got, "READ ahead of the capture"
+            );
+        }
+        Ok(None)
+    }
+
+    /// The opened stream and the channel count a per-channel request covers.
+    fn channel_range(
+        &self,
+        rw: RwRequest,
+        bytes_per_channel: u32,
+    ) -> std::result::Result<usize, Errno> {
+        let opened = self.opened.as_ref().ok_or(Errno::Invalid)?;
+        opened
+            .buffer
+            .check(rw.offset, rw.length)
+            .map_err(|_| Errno::Invalid)?;
+        if rw.length == 0 || !rw.length.is_multiple_of(bytes_per_channel) {
+            return Err(Errno::Invalid);
+        }
+        let count = rw.length / bytes_per_channel;
+        if count > opened.channels || count as usize > MAX_CHANNELS {
+            return Err(Errno::Invalid);
+        }
+        Ok(count as usize)
+    }
+
+    fn set_volume(&mut self, rw: RwRequest) -> Outcome {
+        let count = self.channel_range(rw, 4)?;
+        let mut values = vec![0u8; count * 4];
+        if let Some(opened) = &self.opened {
+            opened
+                .buffer
+                .read(rw.offset, &mut values)
+                .map_err(|_| Errno::Invalid)?;
+        }
+        for (channel, value) in values.chunks_exact(4).enumerate() {
+            self.volume[channel] = i32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+        }
+        debug!(stream = self.label, volume = ?&self.volume[..count], "SET_VOLUME (0.001 dB)");
+        self.apply_gain();
+        Ok(None)
+    }
+
+    fn get_volume(&mut self, rw: RwRequest) -> Outcome {
+        let count = self.channel_range(rw, 4)?;
+        let values: Vec<u8> = self.volume[..count]
+            .iter()
+            .flat_map(|value| value.to_le_bytes())
+            .collect();
+        if let Some(opened) = &self.opened {
+            opened
+                .buffer
+                .write(rw.offset, &values)
+                .map_err(|_| Errno::Invalid)?;
+        }
+        Ok(None)
+    }
+
+    fn mute(&mut self, rw: RwRequest, mute: bool) -> Outcome {
+        let count = self.channel_range(rw, 1)?;
+        let mut flags = vec![0u8; count];
+        if let Some(opened) = &self.opened {
+            opened
+                .buffer
+                .read(rw.offset, &mut flags)
+                .map_err(|_| Errno::Invalid)?;
+        }
+        for (channel, flag) in flags.iter().enumerate() {
+            if *flag != 0 {
+                self.muted[channel] = mute;
+            }
+        }
+        debug!(stream = self.label, muted = ?&self.muted[..count], "MUTE/UNMUTE");
+        self.apply_gain();
+        Ok(None)
+    }
+
+    /// Pushes the per-channel volume and mute state into the engine: the engine's own mute
+    /// when every channel is muted, otherwise silence on just the muted channels.
+    fn apply_gain(&self) {
+        let channels = self
+            .opened
+            .as_ref()
+            .map_or(0, |o| (o.channels as usize).min(MAX_CHANNELS));
+        if channels == 0 {
+            return;
+        }
+        let all_muted = self.muted[..channels].iter().all(|&m| m);
+        self.engine.set_muted(all_muted);
+        for channel in 0..channels {
+            let db = if self.muted[channel] && !all_muted {
+                MIN_DB
+            } else {
+                self.volume[channel] as f32 / 1000.0
+            };
+            // The channel index is below MAX_CHANNELS by construction.
+            let _ = self.engine.set_channel_volume_db(channel, db);
+        }
+    }
+
+    fn trigger(&mut self, kind: TriggerKind) -> Outcome {
+        if self.opened.is_none() {
+            return Err(Errno::Invalid);
+        }
+        let engine = self.engine.clone();
+        let label = self.label.clone();
+        let result = self.reporter.update(|plan| match kind {
+            TriggerKind::Start => engine.start().map(|()| plan.moving = true),
+            TriggerKind::Resume => engine.resume().map(|()| plan.moving = true),
+            TriggerKind::Pause => engine.pause().map(|()| plan.moving = false),
+            TriggerKind::Stop => {
+                plan.moving = false;
+                if matches!(engine.state(), StreamState::Running | StreamState::Paused) {
+                    engine.stop()?;
+                }
+                if engine.state() != StreamState::Prepared {
+                    return Err(EngineError::IllegalTransition {
+                        state: engine.state(),
+                        operation: paravox_engine::Operation::Stop,
+                    });
+                }
+                // ALSA's stop drops what is queued; preparing again empties the ring. The
+                // position since OPEN carries on from what was really played.
+                plan.base += engine.position_bytes();
+                engine.prepare()
+            }
+        });
+        match result {
+            Ok(()) => {
+                debug!(stream = label, ?kind, "TRIGGER");
+                Ok(None)
+            }
+            Err(error) => {
+                debug!(stream = label, ?kind, %error, "TRIGGER refused");
+                Err(engine_errno(&error))
+            }
+        }
+    }
+
+    fn query(&self, block: &HwParamBlock) -> Outcome {
+        let mut refined = self
+            .constraints
+            .refine(&block.to_query())
+            .map_err(|error| {
+                debug!(stream = self.label, %error, "HW_PARAM_QUERY has no answer");
+                Errno::Invalid
+            })?;
+        // The buffer is limited in bytes: cap the frame ranges for the smallest frame the
+        // remaining formats and channel counts allow.
+        let max_frames = (self.config.hw.buffer_bytes
+            / HwConfig::min_frame_bytes(refined.formats, refined.channels.min))
+        .max(1);
+        let cap = |interval: Interval| Interval {
+            min: interval.min,
+            max: interval.max.min(max_frames),
+        };
+        refined.buffer_frames = cap(refined.buffer_frames);
+        refined.period_frames = cap(refined.period_frames);
+        if refined.buffer_frames.min > refined.buffer_frames.max
+            || refined.period_frames.min > refined.period_frames.max
+        {
+            return Err(Errno::Invalid);
+        }
+        trace!(stream = self.label, ?refined, "HW_PARAM_QUERY");
+        Ok(Some(HwParamBlock::from_query(&refined)))
+    }
+}
+
+impl Drop for StreamChannel {
+    fn drop(&mut self) {
+        // Stop the reporter first (releasing the engine stream wakes it from its wait),
+        // then unmap.
+        self.reporter.request_stop();
+        let _ = self.engine.release();
+        debug!(
+            stream = self.label,
+            requests = self.counters.requests,
+            errors = self.counters.errors,
+            overflows = self.counters.overflows,
+            underruns = self.counters.underruns,
+            "stream channel closed"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Thin, checked wrappers over the Linux calls the transports need: eventfd and epoll.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// A non-blocking eventfd.
+#[derive(Debug)]
+pub struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    /// A new eventfd with a zero counter.
+    pub fn new() -> io::Result<EventFd> {
+        // SAFETY: eventfd has no memory preconditions; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        Ok(EventFd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Wraps a descriptor received from elsewhere (it must be an eventfd; a wrong kind only
+    /// makes signals fail, which the callers treat as a dead peer).
+    pub fn from_owned(fd: OwnedFd) -> EventFd {
+        EventFd { fd }
+    }
+
+    /// Adds one to the counter. Never blocks; a full counter already means signalled.
+    pub fn signal(&self) -> io::Result<()> {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64.
+        let n = unsafe {
+            libc::write(
+                self.fd.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::WouldBlock {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resets the counter; returns whether it was signalled. Never blocks.
+    pub fn drain(&self) -> bool {
+        let mut value: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64.
+        let n = unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut value as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+        n == std::mem::size_of::<u64>() as isize
+    }
+
+    /// Waits until signalled or `timeout_ms` passes (negative: forever), then drains.
+    pub fn wait(&self, timeout_ms: i32) -> bool {
+        poll_readable(self.fd.as_raw_fd(), timeout_ms) && self.drain()
+    }
+
+    /// A duplicate descriptor (to pass to another process).
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+}
+
+impl AsRawFd for EventFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Waits until `fd` is readable or `timeout_ms` passes.
+pub fn poll_readable(fd: RawFd, timeout_ms: i32) -> bool {
+    let mut pollfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pollfd, 1, timeout_ms) };
+        if rc < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return rc > 0;
+    }
+}
+
+/// An epoll instance reporting a `u64` token per ready descriptor (level-triggered).
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    /// A new epoll instance.
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: no memory preconditions; checked.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nothing else owns.
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Watches `fd` for input, reporting `token`.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: a valid epoll_event; the kernel copies it.
+        let rc =
+            unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd`.
+    pub fn remove(&self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: EPOLL_CTL_DEL ignores the event argument.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms` (negative: forever) and returns the ready tokens.
+    pub fn wait(&self, timeout_ms: i32) -> io::Result<Vec<u64>> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 32];
+        loop {
+            // SAFETY: `events` has room for the 32 entries the kernel may write.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.fd.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    timeout_ms,
+                )
+            };
+            if n < 0 {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(error);
+            }
+            return Ok(events[..n as usize].iter().map(|e| e.u64).collect());
+        }
+    }
+}
+
+impl AsRawFd for Epoll {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoll_reports_a_signalled_eventfd() {
+        let epoll = Epoll::new().unwrap();
+        let a = EventFd::new().unwrap();
+        let b = EventFd::new().unwrap();
+        epoll.add(a.as_raw_fd(), 1).unwrap();
+        epoll.add(b.as_raw_fd(), 2).unwrap();
+        assert!(epoll.wait(0).unwrap().is_empty());
+        b.signal().unwrap();
+        assert_eq!(epoll.wait(100).unwrap(), vec![2]);
+        assert!(b.drain());
+        assert!(epoll.wait(0).unwrap().is_empty());
+        epoll.remove(b.as_raw_fd()).unwrap();
+        b.signal().unwrap();
+        assert!(epoll.wait(0).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,929 @@
+//! End to end: a Linux-like frontend (tests/support) against the backend over the
+//! shared-memory transport, with the engine's real-time paced endpoints behind it.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use paravox_engine::{Direction, Engine};
+use paravox_sndif::wire::{
+    HwParamBlock, OpenRequest, Request, RwRequest, TriggerKind, WireRange, encode_request,
+};
+use paravox_sndif::xenstore::XenbusState;
+use support::*;
+
+const EINVAL: i32 = -22;
+const EIO: i32 = -5;
+const EOPNOTSUPP: i32 = -95;
+
+fn samples(recording: &Recording) -> Vec<f64> {
+    recording
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|&s| f64::from(s))
+        .collect()
+}
+
+/// Checks what Linux's frontend relies on: monotonic positions, the last one the end of
+/// what was written, and no period boundary unreported for longer than an engine cycle.
+fn check_events(events: &[CurPos], period: u64, total: u64) {
+    let cycle = 480 * 4;
+    let mut previous = 0;
+    for event in events {
+        assert!(
+            event.position >= previous,
+            "positions went back: {events:?}"
+        );
+        assert!(
+            event.position - previous <= period + cycle,
+            "no event between {previous} and {}",
+            event.position
+        );
+        assert!(
+            event.position <= total,
+            "{} reported of {total} written",
+            event.position
+        );
+        previous = event.position;
+    }
+    assert_eq!(
+        previous, total,
+        "the frontend learns that everything was played"
+    );
+}
+
+#[test]
+fn playback_is_byte_exact_in_a_wav_and_paced_in_real_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("guest.wav");
+    let engine = Engine::new();
+    let spec: paravox_host_audio::spec::EndpointSpec =
+        format!("wav:{},rate=48000,channels=2,format=s16_le", wav.display())
+            .parse()
+            .unwrap();
+    engine
+        .add_playback_endpoint("wav", "wav", spec.playback_opener().unwrap())
+        .unwrap();
+    engine
+        .set_default_endpoint(Direction::Playback, "wav")
+        .unwrap();
+    let engine = Arc::new(engine);
+    let harness = Harness::new(engine.clone());
+    let domain = harness.domain(3);
+    let mut device = FrontDevice::create(
+        &harness.host,
+        &domain,
+        0,
+        &[
+            ("sample-rates", "44100,48000"),
+            ("sample-formats", "s16_le"),
+        ],
+        &[(0, 0, Direction::Playback)],
+    );
+    device.connect();
+
+    // One second of stereo S16 that walks through many sample values on both channels.
+    let frames = 48_000usize;
+    let mut data = Vec::with_capacity(frames * 4);
+    for n in 0..frames {
+        data.extend_from_slice(&((n as i32 * 7) as i16).to_le_bytes());
+        data.extend_from_slice(&((n as i32 * -13 + 5) as i16).to_le_bytes());
+    }
+    let params = Params::s16_stereo(10);
+    let report = play(device.stream(0, 0), &params, &data, |_| {});
+    let elapsed = report.finished - report.started;
+    println!("1.000 s of audio played in {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(980),
+        "faster than real time: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "far slower than real time: {elapsed:?}"
+    );
+    check_events(
+        &report.events,
+        params.period_bytes as u64,
+        data.len() as u64,
+    );
+    assert_eq!(device.stream(0, 0).events.state().dropped, 0);
+    let periods = data.len() as u64 / params.period_bytes as u64;
+    assert!(
+        (report.events.len() as u64).abs_diff(periods) <= 2,
+        "{} events for {periods} periods",
+        report.events.len()
+    );
+
+    drop(device);
+    drop(harness);
+    engine.shutdown();
+    let mut reader = paravox_host_audio::wav::WavReader::open(&wav).unwrap();
+    let mut written = vec![0u8; data.len() + 48_000];
+    let mut got = 0;
+    loop {
+        let n = reader.read_bytes(&mut written[got..]).unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    written.truncate(got);
+    let start = written
+        .windows(64)
+        .position(|w| w == &data[..64])
+        .expect("the stream's first bytes are in the file");
+    assert_eq!(
+        &written[start..start + data.len()],
+        &data[..],
+        "the WAV holds exactly what the guest wrote"
+    );
+}
+
+#[test]
+fn capture_delivers_the_tone() {
+    let (engine, _recording) = engine_with_memory_sink();
+    let harness = Harness::new(engine);
+    let domain = harness.domain(4);
+    let mut device = FrontDevice::create(
+        &harness.host,
+        &domain,
+        0,
+        &[("sample-formats", "s16_le")],
+        &[(0, 0, Direction::Capture)],
+    );
+    device.connect();
+    let params = Params::s16_stereo(10);
+    let started = Instant::now();
+    let bytes = record(device.stream(0, 0), &params, 48_000 * 4);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(950),
+        "capture ran ahead of real time: {elapsed:?}"
+    );
+    let left = paravox_testkit::channel(&paravox_testkit::from_s16_bytes(&bytes), 2, 0);
+    // Skip the first 100 ms (the tone's fade-in, if any) and fit the rest.
+    let fit = paravox_testkit::fit_sine(&left[4_800..], 48_000.0).expect("a sine");
+    println!("captured tone: {fit:?}");
+    assert!((fit.frequency - 880.0).abs() < 0.5, "{} Hz", fit.frequency);
+    assert!(
+        (fit.amplitude - 0.708).abs() < 0.05,
+        "amplitude {}",
+        fit.amplitude
+    );
+    assert!(fit.thd_n_db < -60.0, "THD+N {} dB", fit.thd_n_db);
+    assert_eq!(device.stream(0, 0).events.state().dropped, 0);
+}
+
+#[test]
+fn volume_and_mute_change_the_output_level() {
+    let (engine, recording) = engine_with_memory_sink();
+    let harness = Harness::new(engine);
+    let domain = harness.domain(5);
+    let mut device = FrontDevice::create(
+        &harness.host,
+        &domain,
+        0,
+        &[("sample-formats", "s16_le")],
+        &[(0, 0, Direction::Playback)],
+    );
+    device.connect();
+    let stream = device.stream(0, 0);
+    // 160 ms of buffer, so a busy machine cannot starve the stream.
+    let params = Params {
+        buffer_bytes: 1920 * 16,
+        ..Params::s16_stereo(10)
+    };
+    // 1.5 s of a 500 Hz sine at half scale: 0 dB, then −20 dB from 0.5 s (by the played
+    // position), then muted from 1 s.
+    let data = sine_s16(500.0, 0.5, 72_000);
+    let (mut volume_set, mut muted) = (false, false);
+    play(stream, &params, &data, |_| {
+        let played = stream.events.last_position();
+        if !volume_set && played >= 24_000 * 4 {
+            assert_eq!(stream.set_volume(&[-20_000, -20_000]), 0);
+            let (status, values) = stream.get_volume(2);
+            assert_eq!((status, values), (0, vec![-20_000, -20_000]));
+            volume_set = true;
+        }
+        if !muted && played >= 48_000 * 4 {
+            assert_eq!(stream.mute(&[1, 1], true), 0);
+            muted = true;
+        }
+    });
+    assert!(volume_set && muted);
+    let output = paravox_testkit::channel(&samples(&recording), 2, 0);
+    let start = paravox_testkit::first_above(&output, 0.01).expect("audio arrived");
+    let window = |from_ms: usize, to_ms: usize| &output[start + from_ms * 48..start + to_ms * 48];
+    let full = paravox_testkit::rms_db(window(100, 450));
+    let quiet = paravox_testkit::rms_db(window(600, 950));
+    let silent = paravox_testkit::rms_db(window(1100, 1450));
+    println!("levels: {full:.2} dBFS, {quiet:.2} dBFS after -20 dB, {silent:.1} dBFS muted");
+    assert!((full - -9.03).abs() < 0.2, "0 dB segment at {full}");
+    assert!(
+        (quiet - full + 20.0).abs() < 0.2,
+        "-20 dB segment at {quiet}"
+    );
+    assert!(silent < -100.0, "muted segment at {silent}");
+}
+
+#[test]
+fn every_bad_request_gets_its_errno_while_another_stream_plays() {
+    let (engine, recording) = engine_with_memory_sink();
+    let harness = Harness::new(engine);
+    let domain = harness.domain(6);
+    let mut device = FrontDevice::create(
+        &harness.host,
+        &domain,
+        0,
+        &[("sample-formats", "s16_le"), ("sample-rates", "48000")],
+        &[
+            (0, 0, Direction::Playback),
+            (0, 1, Direction::Playback),
+            (0, 2, Direction::Capture),
+        ],
+    );
+    device.connect();
+    let (good, bad, capture) = (
+        device.stream(0, 0),
+        device.stream(0, 1),
+        device.stream(0, 2),
+    );
+    let params = Params::s16_stereo(10);
+    // The good stream keeps 160 ms queued (Linux's default buffer), so a busy test machine
+    // cannot starve it.
+    let player_params = Params {
+        buffer_bytes: params.period_bytes * 16,
+        ..params
+    };
+    let tone = sine_s16(440.0, 0.5, 72_000);
+
+    std::thread::scope(|scope| {
+        let player = scope.spawn(|| play(good, &player_params, &tone, |_| {}));
+
+        // Codes the protocol does not define.
+        let mut raw = [0u8; 64];
+        raw[2] = 42;
+        assert_eq!(
+            bad.request_bytes(raw).unwrap().status,
+            EOPNOTSUPP,
+            "unknown operation"
+        );
+        assert_eq!(
+            bad.request_bytes(raw).unwrap().operation,
+            42,
+            "operation echoed"
+        );
+        raw = encode_request(0, &Request::Trigger(TriggerKind::Start));
+        raw[8] = 9;
+        assert_eq!(
+            bad.request_bytes(raw).unwrap().status,
+            EINVAL,
+            "unknown trigger type"
+        );
+
+        // Before OPEN.
+        let rw = |offset, length| RwRequest { offset, length };
+        assert_eq!(
+            bad.status(&Request::Write(rw(0, 4))),
+            EINVAL,
+            "WRITE before OPEN"
+        );
+        assert_eq!(
+            bad.status(&Request::GetVolume(rw(0, 8))),
+            EINVAL,
+            "GET_VOLUME before OPEN"
+        );
+        assert_eq!(bad.trigger(TriggerKind::Start), EINVAL, "START before OPEN");
+        assert_eq!(
+            bad.close(),
+            0,
+            "CLOSE of a closed stream is harmless (Linux's hw_free)"
+        );
+
+        // OPEN with parameters outside the configuration.
+        let open = |change: &dyn Fn(&mut Params)| {
+            let mut p = params;
+            change(&mut p);
+            bad.open_raw(&p, None)
+        };
+        assert_eq!(open(&|p| p.format = 99), EINVAL, "undefined format code");
+        assert_eq!(
+            open(&|p| p.format = 23),
+            EINVAL,
+            "MPEG (not configured, not convertible)"
+        );
+        assert_eq!(
+            open(&|p| p.format = 14),
+            EINVAL,
+            "float_le (not configured)"
+        );
+        assert_eq!(open(&|p| p.rate = 44_100), EINVAL, "rate not configured");
+        assert_eq!(open(&|p| p.channels = 0), EINVAL, "zero channels");
+        assert_eq!(
+            open(&|p| p.channels = 6),
+            EINVAL,
+            "more channels than configured"
+        );
+        assert_eq!(
+            open(&|p| p.buffer_bytes = 1 << 20),
+            EINVAL,
+            "buffer above buffer-size"
+        );
+        assert_eq!(open(&|p| p.buffer_bytes = 0), EINVAL, "empty buffer");
+        assert_eq!(
+            open(&|p| p.period_bytes = p.buffer_bytes * 2),
+            EINVAL,
+            "period above buffer"
+        );
+        assert_eq!(
+            open(&|p| p.period_bytes = 6),
+            EINVAL,
+            "period not whole frames"
+        );
+        assert_eq!(
+            open(&|p| p.buffer_bytes = 7_682),
+            EINVAL,
+            "buffer not whole frames"
+        );
+        assert_eq!(
+            bad.open_raw(&params, Some(999_999)),
+            EINVAL,
+            "directory outside the grants"
+        );
+
+        // HW_PARAM_QUERY with nothing in common.
+        let any = HwParamBlock {
+            formats: u64::MAX >> 39,
+            rates: WireRange {
+                min: 0,
+                max: u32::MAX,
+            },
+            channels: WireRange {
+                min: 0,
+                max: u32::MAX,
+            },
+            buffer: WireRange {
+                min: 0,
+                max: u32::MAX,
+            },
+            period: WireRange {
+                min: 0,
+                max: u32::MAX,
+            },
+        };
+        assert_eq!(
+            bad.query(HwParamBlock {
+                formats: 1 << 23,
+                ..any
+            }),
+            Err(EINVAL),
+            "MPEG only"
+        );
+        assert_eq!(
+            bad.query(HwParamBlock {
+                rates: WireRange { min: 1, max: 2 },
+                ..any
+            }),
+            Err(EINVAL),
+            "no rate"
+        );
+        assert_eq!(
+            bad.query(HwParamBlock {
+                channels: WireRange { min: 3, max: 2 },
+                ..any
+            }),
+            Err(EINVAL),
+            "inverted channel range"
+        );
+
+        // Opened: ranges and states.
+        assert_eq!(bad.open(&params), 0, "a good OPEN after all that");
+        let size = params.buffer_bytes;
+        assert_eq!(
+            bad.status(&Request::Write(rw(size - 2, 4))),
+            EINVAL,
+            "WRITE past the end"
+        );
+        assert_eq!(
+            bad.status(&Request::Write(rw(u32::MAX, 4))),
+            EINVAL,
+            "WRITE offset overflow"
+        );
+        assert_eq!(
+            bad.status(&Request::Write(rw(0, 2))),
+            EINVAL,
+            "WRITE of half a frame"
+        );
+        assert_eq!(
+            bad.status(&Request::Read(rw(0, 4))),
+            EINVAL,
+            "READ on playback"
+        );
+        assert_eq!(
+            bad.status(&Request::SetVolume(rw(0, 12))),
+            EINVAL,
+            "volume for 3 of 2 channels"
+        );
+        assert_eq!(
+            bad.status(&Request::SetVolume(rw(0, 0))),
+            EINVAL,
+            "volume for no channel"
+        );
+        assert_eq!(
+            bad.status(&Request::SetVolume(rw(0, 6))),
+            EINVAL,
+            "volume of half a value"
+        );
+        assert_eq!(
+            bad.status(&Request::Mute(rw(size, 2))),
+            EINVAL,
+            "mute flags past the end"
+        );
+        assert_eq!(
+            bad.status(&Request::Mute(rw(0, 3))),
+            EINVAL,
+            "mute flags for 3 of 2 channels"
+        );
+        assert_eq!(
+            bad.trigger(TriggerKind::Pause),
+            EINVAL,
+            "PAUSE while not running"
+        );
+        assert_eq!(
+            bad.trigger(TriggerKind::Resume),
+            EINVAL,
+            "RESUME while not paused"
+        );
+        assert_eq!(
+            bad.trigger(TriggerKind::Stop),
+            0,
+            "STOP while stopped is harmless"
+        );
+        // More than the buffer while nothing consumes: the ring is full.
+        let period = vec![0u8; params.period_bytes as usize];
+        for index in 0..4 {
+            assert_eq!(
+                bad.write(index * params.period_bytes, &period),
+                0,
+                "filling the buffer"
+            );
+        }
+        assert_eq!(
+            bad.write(0, &period),
+            EIO,
+            "WRITE beyond the room CUR_POS allowed"
+        );
+        assert_eq!(bad.trigger(TriggerKind::Start), 0);
+        assert_eq!(bad.trigger(TriggerKind::Start), EINVAL, "START twice");
+        assert_eq!(bad.trigger(TriggerKind::Pause), 0);
+        assert_eq!(bad.trigger(TriggerKind::Resume), 0);
+        assert_eq!(bad.trigger(TriggerKind::Stop), 0);
+        assert_eq!(bad.close(), 0);
+
+        // The capture stream refuses playback requests.
+        assert_eq!(capture.open(&params), 0);
+        assert_eq!(
+            capture.status(&Request::Write(rw(0, 4))),
+            EINVAL,
+            "WRITE on capture"
+        );
+        assert_eq!(capture.close(), 0);
+
+        // And a raw OPEN with reserved bytes set is still read field by field.
+        let mut open_raw = encode_request(
+            0,
+            &Request::Open(OpenRequest {
+                pcm_rate: 48_000,
+                pcm_format: 2,
+                pcm_channels: 2,
+                reserved: 0,
+                buffer_sz: 4,
+                gref_directory: 888_888,
+                period_sz: 4,
+            }),
+        );
+        open_raw[3..8].copy_from_slice(&[0xff; 5]);
+        assert_eq!(bad.request_bytes(open_raw).unwrap().status, EINVAL);
+
+        let report = player.join().expect("the good stream played to the end");
+        check_events(
+            &report.events,
+            params.period_bytes as u64,
+            tone.len() as u64,
+        );
+    });
+    assert_eq!(good.events.state().dropped, 0);
+    // The good stream's output is one continuous 440 Hz tone.
+    let output = paravox_testkit::channel(&samples(&recording), 2, 0);
+    let start = paravox_testkit::first_above(&output, 0.01).expect("audio arrived");
+    let played = &output[start..start + 70_000];
+    let quiet = paravox_testkit::longest_quiet_run(played, 0.001);
+    assert!(
+        quiet < 48,
+        "the good stream dropped out for {quiet} samples"
+    );
+    let fit = paravox_testkit::fit_sine(played, 48_000.0).unwrap();
+    assert!((fit.frequency - 440.0).abs() < 0.2, "{} Hz", fit.frequency);
+}
+
+#[test]
+fn a_hostile_ring_index_cuts_off_only_that_device_which_can_reconnect() {
+    let (engine, recording) = engine_with_memory_sink();
+    let harness = Harness::new(engine.clone());
+    let (good_domain, hostile_domain) = (harness.domain(7), harness.domain(8));
+    let layout = [(0, 0, Direction::Playback)];
+    let card = [("sample-formats", "s16_le")];
+    let mut good = FrontDevice::create(&harness.host, &good_domain, 0, &card, &layout);
+    let mut hostile = FrontDevice::create(&harness.host, &hostile_domain, 0, &card, &layout);
+    good.connect();
+    hostile.connect();
+    assert_eq!(engine.cards().len(), 2);
+    let params = Params::s16_stereo(10);
+    let player_params = Params {
+        buffer_bytes: params.period_bytes * 16,
+        ..params
+    };
+    let tone = sine_s16(440.0, 0.5, 72_000);
+
+    std::thread::scope(|scope| {
+        let player = scope.spawn(|| play(good.stream(0, 0), &player_params, &tone, |_| {}));
+        std::thread::sleep(Duration::from_millis(300));
+        // req_prod 1000 requests ahead of the backend's req_cons.
+        hostile.stream(0, 0).corrupt_req_prod(1000);
+        assert!(
+            hostile.wait_backend_state(XenbusState::Closed, Duration::from_secs(3)),
+            "the backend did not cut the hostile device off"
+        );
+        let error = hostile.backend_error().expect("an error node");
+        assert!(error.contains("req_prod"), "{error}");
+        assert_eq!(engine.cards().len(), 1, "the hostile device's card is gone");
+        // Nobody answers the hostile ring any more.
+        assert!(hostile.stream(0, 0).request(&Request::Close).is_err());
+        player.join().expect("the good device played on");
+    });
+    let output = paravox_testkit::channel(&samples(&recording), 2, 0);
+    let start = paravox_testkit::first_above(&output, 0.01).expect("audio arrived");
+    let quiet = paravox_testkit::longest_quiet_run(&output[start..start + 70_000], 0.001);
+    assert!(
+        quiet < 48,
+        "the good device dropped out for {quiet} samples"
+    );
+
+    // Like Linux after a backend Closed: Initialising, then a fresh connection.
+    hostile.set_state(XenbusState::Initialising);
+    hostile.connect();
+    assert_eq!(engine.cards().len(), 2);
+    let short = sine_s16(440.0, 0.5, 9_600);
+    play(hostile.stream(0, 0), &params, &short, |_| {});
+    assert_eq!(hostile.stream(0, 0).events.state().dropped, 0);
+
+    // The event page too: a consumer index past the producer's cuts the device off.
+    let stream = hostile.stream(0, 0);
+    assert_eq!(stream.open(&params), 0);
+    let period = vec![0u8; params.period_bytes as usize];
+    for index in 0..4 {
+        assert_eq!(stream.write(index * params.period_bytes, &period), 0);
+    }
+    stream.corrupt_in_cons(5_000);
+    assert_eq!(stream.trigger(TriggerKind::Start), 0);
+    assert!(
+        hostile.wait_backend_state(XenbusState::Closed, Duration::from_secs(3)),
+        "a corrupted event page must cut the device off"
+    );
+    assert!(hostile.backend_error().unwrap().contains("in_cons"));
+    assert_eq!(good.backend_state(), XenbusState::Connected);
+}
+
+#[test]
+fn a_frontend_that_closes_can_connect_again() {
+    let (engine, _recording) = engine_with_memory_sink();
+    let harness = Harness::new(engine.clone());
+    let domain = harness.domain(9);
+    let mut device = FrontDevice::create(
+        &harness.host,
+        &domain,
+        0,
+        &[("sample-formats", "s16_le"), ("short-name", "Guest")],
+        &[(0, 0, Direction::Playback), (0, 1, Direction::Capture)],
+    );
+    device.connect();
+    assert_eq!(engine.cards()[0].name(), "Guest");
+    // Watch events repeat and a frontend may rewrite its state: a connected device stays
+    // connected, with the same card, until the frontend starts over.
+    let card = engine.cards()[0].id();
+    device.set_state(XenbusState::Initialised);
+    device.set_state(XenbusState::Connected);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(device.backend_state(), XenbusState::Connected);
+    assert_eq!(engine.cards().len(), 1);
+    assert_eq!(
+        engine.cards()[0].id(),
+        card,
+        "no reconnect behind the frontend's back"
+    );
+    let params = Params::s16_stereo(10);
+    let short = sine_s16(440.0, 0.5, 9_600);
+    play(device.stream(0, 0), &params, &short, |_| {});
+
+    // Linux's xen_drv_remove: Closing, then wait for the backend's InitWait.
+    device.set_state(XenbusState::Closing);
+    assert!(device.wait_backend_state(XenbusState::InitWait, Duration::from_secs(3)));
+    assert!(
+        engine.cards().is_empty(),
+        "the card went with the connection"
+    );
+    device.set_state(XenbusState::Closed);
+    // The module comes back: probe → Initialising, and the whole handshake again.
+    device.set_state(XenbusState::Initialising);
+    device.connect();
+    assert_eq!(engine.cards().len(), 1);
+    let report = play(device.stream(0, 0), &params, &short, |_| {});
+    check_events(
+        &report.events,
+        params.period_bytes as u64,
+        short.len() as u64,
+    );
+    let captured = record(device.stream(0, 1), &params, 9_600);
+    assert_eq!(captured.len(), 9_600);
+
+    // The toolstack removes the device: online = 0 → Closed and the card is gone.
+    let xs = &device.xs;
+    xs.write(
+        paravox_sndif::xenstore::NO_TX,
+        &format!("{}/online", device.be_path),
+        b"0",
+    )
+    .unwrap();
+    xs.write(
+        paravox_sndif::xenstore::NO_TX,
+        &format!("{}/state", device.be_path),
+        b"5",
+    )
+    .unwrap();
+    assert!(device.wait_backend_state(XenbusState::Closed, Duration::from_secs(3)));
+    assert!(engine.cards().is_empty());
+}
+
+#[test]
+fn hw_param_query_narrows_like_the_configuration_says() {
+    let (engine, _recording) = engine_with_memory_sink();
+    let harness = Harness::new(engine);
+    let domain = harness.domain(10);
+    let mut device = FrontDevice::create(
+        &harness.host,
+        &domain,
+        0,
+        &[
+            ("sample-rates", "44100,48000,96000"),
+            ("sample-formats", "s16_le,float_le,mpeg"),
+            ("channels-max", "8"),
+            ("buffer-size", "65536"),
+            ("0/0/channels-max", "2"),
+            ("0/0/sample-rates", "44100,48000"),
+        ],
+        &[(0, 0, Direction::Playback)],
+    );
+    device.connect();
+    let stream = device.stream(0, 0);
+    let any = HwParamBlock {
+        formats: u64::MAX >> 39,
+        rates: WireRange {
+            min: 0,
+            max: u32::MAX,
+        },
+        channels: WireRange {
+            min: 0,
+            max: u32::MAX,
+        },
+        buffer: WireRange {
+            min: 0,
+            max: u32::MAX,
+        },
+        period: WireRange {
+            min: 0,
+            max: u32::MAX,
+        },
+    };
+    let full = stream.query(any).unwrap();
+    // MPEG is configured but not convertible, so it is not offered.
+    assert_eq!(full.formats, 1 << 2 | 1 << 14);
+    assert_eq!(
+        full.rates,
+        WireRange {
+            min: 44_100,
+            max: 48_000
+        }
+    );
+    assert_eq!(full.channels, WireRange { min: 1, max: 2 });
+    // 64 KiB of the smallest frame (S16 mono, 2 bytes).
+    assert_eq!(full.buffer.max, 32_768);
+    let float_stereo = stream
+        .query(HwParamBlock {
+            formats: 1 << 14,
+            channels: WireRange { min: 2, max: 2 },
+            ..any
+        })
+        .unwrap();
+    assert_eq!(float_stereo.buffer.max, 8_192, "64 KiB of 8-byte frames");
+    assert!(float_stereo.period.max <= 8_192);
+    let rates = stream
+        .query(HwParamBlock {
+            rates: WireRange {
+                min: 46_000,
+                max: 96_000,
+            },
+            ..any
+        })
+        .unwrap();
+    assert_eq!(
+        rates.rates,
+        WireRange {
+            min: 48_000,
+            max: 48_000
+        }
+    );
+    // A buffer larger than the bytes allow has no answer.
+    assert!(
+        stream
+            .query(HwParamBlock {
+                formats: 1 << 14,
+                channels: WireRange { min: 2, max: 2 },
+                buffer: WireRange {
+                    min: 10_000,
+                    max: 20_000
+                },
+                ..any
+            })
+            .is_err()
+    );
+}
+
+/// Reports how closely CUR_POS follows what the engine really consumed.
+#[test]
+fn cur_pos_accuracy() {
+    let (engine, _recording) = engine_with_memory_sink();
+    let harness = Harness::new(engine);
+    let domain = harness.domain(11);
+    let mut device = FrontDevice::create(
+        &harness.host,
+        &domain,
+        0,
+        &[("sample-formats", "s16_le")],
+        &[(0, 0, Direction::Playback)],
+    );
+    device.connect();
+    let engine_stream = harness.engine_stream(11, 0);
+    let stream = device.stream(0, 0);
+    stream
+        .events
+        .set_sampler(Box::new(move || engine_stream.position_bytes()));
+    // Request round trips, as Linux's HW rules issue them.
+    let any = HwParamBlock {
+        formats: u64::MAX >> 39,
+        rates: WireRange {
+            min: 0,
+            max: u32::MAX,
+        },
+        channels: WireRange {
+            min: 0,
+            max: u32::MAX,
+        },
+        buffer: WireRange {
+            min: 0,
+            max: u32::MAX,
+        },
+        period: WireRange {
+            min: 0,
+            max: u32::MAX,
+        },
+    };
+    let mut round_trips: Vec<f64> = (0..500)
+        .map(|_| {
+            let sent = Instant::now();
+            stream.query(any).expect("an answer");
+            sent.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    round_trips.sort_by(f64::total_cmp);
+    println!(
+        "request round trip over 500 HW_PARAM_QUERY: median {:.0} µs, p99 {:.0} µs, max {:.0} µs",
+        round_trips[250], round_trips[495], round_trips[499]
+    );
+    // A 7 ms period that does not match the endpoint's 10 ms cycle.
+    let mut params = Params::s16_stereo(7);
+    params.buffer_bytes = params.period_bytes * 6;
+    let data = sine_s16(440.0, 0.5, 96_000);
+    let report = play(stream, &params, &data, |_| {});
+    check_events(
+        &report.events,
+        params.period_bytes as u64,
+        data.len() as u64,
+    );
+    assert_eq!(stream.events.state().dropped, 0);
+    for event in &report.events {
+        let sampled = event.sampled.expect("sampled");
+        assert!(
+            event.position <= sampled,
+            "reported {} before the engine played it ({sampled}); all: {:?}",
+            event.position,
+            report
+                .events
+                .iter()
+                .map(|e| (e.position, e.sampled))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    let byte_rate = params.byte_rate();
+    let ms = |bytes: f64| bytes / byte_rate * 1000.0;
+    let period = params.period_bytes as u64;
+    let (mut overshoot, mut staleness, mut lateness) = (Vec::new(), Vec::new(), Vec::new());
+    for event in &report.events {
+        // How far past its period boundary the reported position is.
+        overshoot.push((event.position % period) as f64);
+        // How far the engine had moved on when the frontend received it.
+        let sampled = event.sampled.expect("sampled");
+        staleness.push(sampled.saturating_sub(event.position) as f64);
+        // Wall-clock arrival relative to when that position was due.
+        let due = report.started + Duration::from_secs_f64(event.position as f64 / byte_rate);
+        lateness.push(event.at.saturating_duration_since(due).as_secs_f64() * 1000.0);
+    }
+    let stats = |values: &[f64]| {
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let max = values.iter().copied().fold(0.0, f64::max);
+        (mean, max)
+    };
+    let (over_mean, over_max) = stats(&overshoot);
+    let (stale_mean, stale_max) = stats(&staleness);
+    let (late_mean, late_max) = stats(&lateness);
+    println!(
+        "CUR_POS accuracy over {} events (period {} B = 7 ms, endpoint cycle 10 ms):",
+        report.events.len(),
+        period
+    );
+    println!(
+        "  reported past the period boundary: mean {:.2} ms, max {:.2} ms",
+        ms(over_mean),
+        ms(over_max)
+    );
+    println!(
+        "  engine ahead of the report at receipt: mean {:.3} ms, max {:.3} ms",
+        ms(stale_mean),
+        ms(stale_max)
+    );
+    println!("  arrival after the position was due: mean {late_mean:.2} ms, max {late_max:.2} ms");
+    // The engine moves in 10 ms cycles, so one cycle may cross two 7 ms boundaries and
+    // earn one event carrying the real position (check_events bounds the gaps).
+    assert!(ms(over_max) <= 10.5, "overshoot {:.2} ms", ms(over_max));
+    assert!(ms(stale_mean) <= 10.0, "staleness {:.2} ms", ms(stale_mean));
+}
+
+#[test]
+fn a_new_device_gets_initwait_at_once_and_a_bad_configuration_is_explained() {
+    let (engine, _recording) = engine_with_memory_sink();
+    let harness = Harness::new(engine.clone());
+    let domain = harness.domain(12);
+    let created = Instant::now();
+    let mut device = FrontDevice::create(
+        &harness.host,
+        &domain,
+        0,
+        &[("sample-rates", "44100,fast")],
+        &[(0, 0, Direction::Playback)],
+    );
+    assert!(device.wait_backend_state(XenbusState::InitWait, Duration::from_secs(2)));
+    let latency = created.elapsed();
+    println!("new device to InitWait: {latency:?}");
+    assert!(
+        latency < Duration::from_secs(1),
+        "xl waits ~10 s; we took {latency:?}"
+    );
+    let versions = device
+        .xs
+        .read_string(
+            paravox_sndif::xenstore::NO_TX,
+            &format!("{}/versions", device.be_path),
+        )
+        .unwrap();
+    assert_eq!(versions.as_deref(), Some("2"));
+
+    device.publish();
+    assert!(
+        device.wait_backend_state(XenbusState::Closing, Duration::from_secs(3)),
+        "a configuration the backend cannot serve must not connect"
+    );
+    let error = device.backend_error().expect("an error node");
+    assert!(
+        error.contains(&format!("{}/sample-rates", device.fe_path)) && error.contains("'fast'"),
+        "{error}"
+    );
+    assert!(engine.cards().is_empty());
+    // The daemon carries on: another domain's device connects fine.
+    let other = harness.domain(13);
+    let mut good =
+        FrontDevice::create(&harness.host, &other, 0, &[], &[(0, 0, Direction::Capture)]);
+    good.connect();
+    assert_eq!(engine.cards().len(), 1);
+}
