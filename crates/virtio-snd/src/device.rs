@@ -54,6 +54,8 @@ struct TxMessage {
     copied: u64,
     /// Stream byte position of its last byte, once fully copied.
     end: Option<u64>,
+    /// Guest memory became unreadable: the message completes with IO_ERR.
+    failed: bool,
 }
 
 /// A capture message: filled from the ring; it completes when full.
@@ -62,6 +64,8 @@ struct RxMessage {
     message: Message,
     capacity: u64,
     filled: u64,
+    /// Guest memory became unwritable: the message completes with IO_ERR.
+    failed: bool,
 }
 
 #[derive(Debug)]
@@ -635,6 +639,16 @@ impl Device {
             Direction::Capture
         };
         let index = stream_id.and_then(|id| self.slot(id));
+        if !message.fits_in(mem) {
+            warn!(
+                card = self.card.id(),
+                ?stream_id,
+                queue,
+                "I/O message points outside guest memory"
+            );
+            self.complete_io(mem, queue, &message, Status::BadMsg, 0, 0);
+            return;
+        }
         let usable = index.filter(|&i| {
             let slot = &self.streams[i];
             slot.stream.direction() == wanted
@@ -666,6 +680,7 @@ impl Device {
                     payload,
                     copied: 0,
                     end: None,
+                    failed: false,
                 });
                 self.check_xrun(mem, index);
             }
@@ -675,6 +690,7 @@ impl Device {
                     message,
                     capacity,
                     filled: 0,
+                    failed: false,
                 });
             }
         }
@@ -743,8 +759,9 @@ impl Device {
                     &mut slot.bounce[..chunk],
                 );
                 if got == 0 {
-                    // Unreadable guest memory: treat the rest of the message as absent.
+                    // Guest memory went away under the message: it cannot be played.
                     tx.payload = tx.copied;
+                    tx.failed = true;
                     break;
                 }
                 let written = stream.write(&slot.bounce[..got]);
@@ -766,7 +783,10 @@ impl Device {
             match front.end {
                 Some(end) if end <= position => {
                     if let Some(tx) = slot.tx.pop_front() {
-                        done.push(tx.message);
+                        done.push((
+                            tx.message,
+                            if tx.failed { Status::IoErr } else { Status::Ok },
+                        ));
                     }
                 }
                 _ => break,
@@ -779,8 +799,8 @@ impl Device {
             Some(threshold) => waker.arm(threshold),
             None => waker.disarm(),
         }
-        for message in done {
-            self.complete_io(mem, wire::TX_QUEUE, &message, Status::Ok, 0, latency);
+        for (message, status) in done {
+            self.complete_io(mem, wire::TX_QUEUE, &message, status, 0, latency);
         }
         // The position may have passed the threshold between reading and arming.
         if next.is_some_and(|threshold| stream.position_bytes() >= threshold) {
@@ -801,10 +821,11 @@ impl Device {
                     break;
                 }
                 let written = write_at(mem, &rx.message.writable, rx.filled, &slot.bounce[..got]);
-                rx.filled += got as u64;
+                rx.filled += written as u64;
                 if written < got {
-                    // Unwritable guest memory: give the message back as it is.
+                    // Guest memory went away under the message: give it back as failed.
                     rx.capacity = rx.filled;
+                    rx.failed = true;
                 }
             }
             if rx.filled < rx.capacity {

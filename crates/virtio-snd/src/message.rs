@@ -8,7 +8,7 @@
 use std::ops::Deref;
 
 use virtio_queue::DescriptorChain;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions};
 
 /// Most descriptors one message may span (guards against absurd chains).
 const MAX_REGIONS: usize = 1024;
@@ -75,6 +75,15 @@ impl Message {
     /// Total writable bytes.
     pub fn writable_len(&self) -> u64 {
         self.writable.iter().map(|r| u64::from(r.len)).sum()
+    }
+
+    /// Whether every region lies inside guest memory with the access it needs.
+    pub fn fits_in<M: GuestMemory>(&self, mem: &M) -> bool {
+        let fits = |region: &Region, access| {
+            region.len == 0 || mem.check_range(region.addr, region.len as usize, access)
+        };
+        self.readable.iter().all(|r| fits(r, Permissions::Read))
+            && self.writable.iter().all(|r| fits(r, Permissions::Write))
     }
 }
 

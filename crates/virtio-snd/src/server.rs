@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use paravox_engine::notify::EventFd;
 use paravox_engine::{Engine, Event};
 use tracing::{error, info, warn};
+use vhost::vhost_user::Listener;
 use vhost_user_backend::VhostUserDaemon;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
@@ -91,6 +92,14 @@ fn serve(
     stopping: &AtomicBool,
 ) {
     let socket_text = socket.display().to_string();
+    // Bound once, so there is never a moment without the socket for a restarting VMM.
+    let mut listener = match Listener::new(socket, true) {
+        Ok(listener) => listener,
+        Err(error) => {
+            error!(socket = socket_text, %error, "cannot listen on the vhost-user socket");
+            return;
+        }
+    };
     while !stopping.load(Ordering::Relaxed) {
         let backend = Backend::new(device.clone(), control_changed.clone());
         let mut daemon = match VhostUserDaemon::new(
@@ -108,10 +117,17 @@ fn serve(
             error!(socket = socket_text, %error, "cannot register stream wake-ups");
             return;
         }
-        match daemon.serve(socket) {
+        if let Err(error) = daemon.start(&mut listener) {
+            error!(socket = socket_text, %error, "cannot accept a VMM");
+            return;
+        }
+        info!(socket = socket_text, "VMM connected");
+        match daemon.wait() {
             Ok(()) => info!(socket = socket_text, "VMM disconnected"),
             Err(error) => warn!(socket = socket_text, %error, "VMM connection ended with an error"),
         }
+        // Dropping the daemon stops its epoll thread.
+        drop(daemon);
         device.lock().unwrap_or_else(|p| p.into_inner()).reset();
         info!(
             socket = socket_text,

@@ -1,0 +1,87 @@
+//! Capture from a tone source: RX messages come back full, in order, in real time, and
+//! carry the tone.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use paravox_testkit as testkit;
+use paravox_virtio_snd::CardTopology;
+use support::signal::{RATE, bytes_for, left_channel};
+use support::spec::PERIOD_10MS_BYTES;
+use support::{Capture, Driver, Host, SetParams, queue, status};
+
+#[test]
+fn a_880_hz_source_is_recorded_in_full_periods() {
+    let host = Host::new()
+        .null_output()
+        .tone_input(880)
+        .serve(CardTopology::quick_start());
+    let mut driver = Driver::connect(host.socket());
+    let params = SetParams::s16_stereo_48k(1, 4);
+    driver.configure(&params);
+
+    // Linux queues the whole buffer when it starts a capture stream.
+    let mut capture = Capture::new(&params, bytes_for(1.0));
+    assert_eq!(capture.fill(&mut driver), 4);
+    assert!(
+        driver
+            .wait_io(queue::RX, Duration::from_millis(200))
+            .is_none(),
+        "an RX message completed before PCM_START"
+    );
+    assert_eq!(driver.start(1), status::OK);
+    let started = Instant::now();
+    capture.run(&mut driver);
+    let elapsed = capture.completions.last().expect("completions").at - started;
+    assert_eq!(driver.stop(1), status::OK);
+    assert_eq!(driver.release(1), status::OK);
+
+    for (index, completion) in capture.completions.iter().enumerate() {
+        assert_eq!(
+            completion.period, index,
+            "RX messages complete in the order queued"
+        );
+        assert_eq!(
+            completion.status,
+            status::OK,
+            "period {index}: {}",
+            status::name(completion.status)
+        );
+        assert_eq!(
+            completion.used_len,
+            PERIOD_10MS_BYTES + 8,
+            "period {index}: an RX message completes only when full"
+        );
+    }
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "1 s of capture arrived in {elapsed:?}"
+    );
+
+    let samples = left_channel(&capture.recording());
+    let start = testkit::first_above(&samples, 0.01).expect("the recording holds sound");
+    assert!(
+        start < 480,
+        "the tone starts {start} frames into the recording"
+    );
+    let tone = &samples[start..];
+    let fit = testkit::fit_sine(tone, RATE).expect("a sine");
+    assert!(
+        (fit.frequency - 880.0).abs() < 0.5,
+        "recorded {:.2} Hz",
+        fit.frequency
+    );
+    // tone:FREQ plays at −3 dBFS by default.
+    let expected = 10f64.powf(-3.0 / 20.0);
+    assert!(
+        (fit.amplitude - expected).abs() < 0.02,
+        "amplitude {:.3}, expected {expected:.3}",
+        fit.amplitude
+    );
+    assert!(
+        fit.thd_n_db < -40.0,
+        "THD+N {:.1} dB: the recording has gaps or glitches",
+        fit.thd_n_db
+    );
+}
