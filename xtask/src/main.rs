@@ -4,6 +4,7 @@
 //! `cargo xtask test`.
 
 mod cmd;
+mod e2e;
 mod licenses;
 mod prereqs;
 mod run;
@@ -38,6 +39,11 @@ enum Command {
     },
     /// Check that every crate in the dependency tree is usable under Apache-2.0 OR MIT.
     Licenses,
+    /// End-to-end tests in a real guest: `cargo xtask e2e virtio [--device builtin] [--keep]`.
+    E2e {
+        #[command(subcommand)]
+        suite: e2e::Suite,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +62,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Test => test::run_all(),
         Command::Run { args } => run::run(&args),
         Command::Licenses => licenses::check(),
+        Command::E2e { suite } => e2e::run(&suite),
     }
 }
 
@@ -76,6 +83,29 @@ mod tests {
             panic!("parsed as {:?}", cli.command);
         };
         assert_eq!(args, ["--config", "a.toml", "-v"]);
+    }
+
+    #[test]
+    fn e2e_virtio_defaults_to_paravox_and_takes_builtin() {
+        let cli = Cli::try_parse_from(["xtask", "e2e", "virtio"]).unwrap();
+        let Command::E2e {
+            suite: e2e::Suite::Virtio(args),
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.device, e2e::DeviceChoice::Paravox);
+        assert!(!args.keep);
+        let cli = Cli::try_parse_from(["xtask", "e2e", "virtio", "--device", "builtin", "--keep"])
+            .unwrap();
+        let Command::E2e {
+            suite: e2e::Suite::Virtio(args),
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.device, e2e::DeviceChoice::Builtin);
+        assert!(args.keep);
     }
 
     #[test]

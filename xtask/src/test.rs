@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use crate::{cmd, licenses, prereqs};
+use crate::{cmd, e2e, licenses, prereqs};
 
 /// One step of `cargo xtask test`.
 #[derive(Debug)]
@@ -49,6 +49,10 @@ const STEPS: &[Step] = &[
     Step {
         name: "tests: cargo test",
         run: cargo_test,
+    },
+    Step {
+        name: "end-to-end: virtio-snd in a QEMU guest (cargo xtask e2e virtio)",
+        run: e2e_virtio,
     },
 ];
 
@@ -124,5 +128,11 @@ fn plugins() -> Result<Outcome> {
 /// Cargo's own output goes straight to our stdout, so CI reads its `test result:` lines.
 fn cargo_test() -> Result<Outcome> {
     cmd::run(&mut cmd::cargo(["test", "--workspace"]))?;
+    Ok(Outcome::Passed)
+}
+
+/// The guest scenarios against paravox's vhost-user backend.
+fn e2e_virtio() -> Result<Outcome> {
+    e2e::virtio(&e2e::VirtioArgs::default())?;
     Ok(Outcome::Passed)
 }
