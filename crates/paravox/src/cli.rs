@@ -59,6 +59,17 @@ pub struct ServeArgs {
     /// socket; repeat for more cards.
     #[arg(long, value_name = "PATH")]
     pub virtio_socket: Vec<PathBuf>,
+    /// Serve Xen para-virtual sound cards (sndif) to the frontends `xl` configures with
+    /// `vsnd = [...]` (run in dom0 or a driver domain: needs xenstored and /dev/xen/*).
+    #[arg(long)]
+    pub xen: bool,
+    /// This domain's id, under whose XenStore backend directory the devices appear.
+    #[arg(long, default_value_t = 0, requires = "xen")]
+    pub xen_domid: u32,
+    /// Serve sndif without a hypervisor over the documented shared-memory transport:
+    /// a XenStore server and an event/grant hub listen in DIR (see the paravox-sndif docs).
+    #[arg(long, value_name = "DIR", conflicts_with = "xen")]
+    pub sndif_shm: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -136,8 +136,34 @@ pub fn run(args: ServeArgs) -> Result<()> {
         config = %args.config.as_ref().map_or("embedded default".into(), |p| p.display().to_string()),
         "paravox ready"
     );
+    let options = paravox_sndif::BackendOptions {
+        domid: args.xen_domid,
+    };
+    let mut shm_host = None;
+    let xen = if args.xen {
+        Some(
+            paravox_sndif::Backend::start_xen(engine.clone(), options)
+                .context("starting the Xen sndif backend (is this dom0 with xenstored running and /dev/xen/* present?)")?,
+        )
+    } else if let Some(dir) = &args.sndif_shm {
+        let host = paravox_sndif::SharedMemoryHost::bind(dir).with_context(|| {
+            format!(
+                "binding the sndif shared-memory transport in {}",
+                dir.display()
+            )
+        })?;
+        let backend = host.start_backend(engine.clone(), options)?;
+        info!(dir = %dir.display(), "sndif shared-memory transport listening");
+        shm_host = Some(host);
+        Some(backend)
+    } else {
+        None
+    };
     let signal = shutdown.recv().unwrap_or(libc::SIGTERM);
     info!(signal = signals::name(signal), "shutting down");
+    // Frontends see Closed before the engine stops.
+    drop(xen);
+    drop(shm_host);
     drop(cards);
     engine.shutdown();
     info!("stopped");
