@@ -111,6 +111,10 @@ fn resampling_44100_to_48000_keeps_frequency_and_purity() {
     let begin = analysis::first_above(&output, 1e-3).expect("tone present") + 4800;
     let steady = &output[begin..begin + 38_400];
     let fit = analysis::fit_sine(steady, 48_000.0).expect("fit");
+    eprintln!(
+        "44.1 -> 48 kHz, 1 kHz sine: {:.4} Hz, THD+N {:.1} dB, amplitude {:.5}",
+        fit.frequency, fit.thd_n_db, fit.amplitude
+    );
     assert!(
         (fit.frequency - 1000.0).abs() < 0.1,
         "frequency {} Hz",
