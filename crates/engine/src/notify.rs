@@ -32,18 +32,36 @@ impl EventFd {
         })
     }
 
-    /// Adds one to the counter, waking a reader. Never blocks.
-    pub fn signal(&self) {
+    /// Wraps a descriptor received from elsewhere (it must be an eventfd; a wrong kind
+    /// only makes signals fail, which callers treat as a dead peer).
+    pub fn from_owned(fd: OwnedFd) -> EventFd {
+        EventFd { fd }
+    }
+
+    /// A duplicate descriptor (to pass to another process).
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
+    /// Adds one to the counter, waking a reader. Never blocks; a full counter (EAGAIN)
+    /// already means "signalled" and is not an error.
+    pub fn signal(&self) -> io::Result<()> {
         let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64. A full counter (EAGAIN) already means
-        // "signalled", so the result is deliberately ignored.
-        unsafe {
+        // SAFETY: writes 8 bytes from a valid u64.
+        let n = unsafe {
             libc::write(
                 self.fd.as_raw_fd(),
                 (&one as *const u64).cast(),
                 std::mem::size_of::<u64>(),
             )
         };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::WouldBlock {
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     /// Resets the counter; returns whether it was signalled. Never blocks.
@@ -114,7 +132,8 @@ impl PositionWaker {
 
     /// Wakes the waiter unconditionally (state changes, teardown).
     pub fn wake(&self) {
-        self.event.signal();
+        // An eventfd write only fails if the descriptor is gone: nothing to wake then.
+        let _ = self.event.signal();
     }
 
     /// Real-time: called by the endpoint thread with the new position.
@@ -126,7 +145,7 @@ impl PositionWaker {
                 .compare_exchange(threshold, DISARMED, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
         {
-            self.event.signal();
+            let _ = self.event.signal();
         }
     }
 

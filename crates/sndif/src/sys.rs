@@ -1,84 +1,10 @@
-//! Thin, checked wrappers over the Linux calls the transports need: eventfd and epoll.
+//! Thin, checked wrappers over the Linux calls the transports need: epoll (and the
+//! engine's eventfd).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// A non-blocking eventfd.
-#[derive(Debug)]
-pub struct EventFd {
-    fd: OwnedFd,
-}
-
-impl EventFd {
-    /// A new eventfd with a zero counter.
-    pub fn new() -> io::Result<EventFd> {
-        // SAFETY: eventfd has no memory preconditions; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor nothing else owns.
-        Ok(EventFd {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    /// Wraps a descriptor received from elsewhere (it must be an eventfd; a wrong kind only
-    /// makes signals fail, which the callers treat as a dead peer).
-    pub fn from_owned(fd: OwnedFd) -> EventFd {
-        EventFd { fd }
-    }
-
-    /// Adds one to the counter. Never blocks; a full counter already means signalled.
-    pub fn signal(&self) -> io::Result<()> {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64.
-        let n = unsafe {
-            libc::write(
-                self.fd.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
-        if n < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::WouldBlock {
-                return Err(error);
-            }
-        }
-        Ok(())
-    }
-
-    /// Resets the counter; returns whether it was signalled. Never blocks.
-    pub fn drain(&self) -> bool {
-        let mut value: u64 = 0;
-        // SAFETY: reads 8 bytes into a valid u64.
-        let n = unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                (&mut value as *mut u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
-        n == std::mem::size_of::<u64>() as isize
-    }
-
-    /// Waits until signalled or `timeout_ms` passes (negative: forever), then drains.
-    pub fn wait(&self, timeout_ms: i32) -> bool {
-        poll_readable(self.fd.as_raw_fd(), timeout_ms) && self.drain()
-    }
-
-    /// A duplicate descriptor (to pass to another process).
-    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
-        self.fd.try_clone()
-    }
-}
-
-impl AsRawFd for EventFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
+pub use paravox_engine::notify::EventFd;
 
 /// Waits until `fd` is readable or `timeout_ms` passes.
 pub fn poll_readable(fd: RawFd, timeout_ms: i32) -> bool {

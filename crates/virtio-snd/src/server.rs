@@ -185,7 +185,7 @@ fn spawn_control_watcher(
             while !stopping.load(Ordering::Relaxed) {
                 match events.blocking_recv() {
                     Ok(Event::Volume { stream, .. }) if streams.contains(&stream) => {
-                        signal.signal()
+                        let _ = signal.signal();
                     }
                     Ok(Event::CardRemoved { card: removed }) if removed == card => break,
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
