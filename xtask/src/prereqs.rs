@@ -619,18 +619,6 @@ mod tests {
         assert!(plan(&[("/etc/apt/sources.list", "deb http://x/debian trixie main\n")]).is_err());
     }
 
-    /// Adds the suite to this machine's apt sources (if missing) and refreshes the lists.
-    #[test]
-    #[ignore = "edits /etc/apt and runs apt-get update: run by hand, as root on Debian"]
-    fn the_backports_suite_is_added_to_this_machine() {
-        ensure_backports_suite(false).unwrap();
-        let planned =
-            plan_backports_source(&read_apt_sources().unwrap(), &debian_codename().unwrap());
-        assert_eq!(planned.unwrap(), BackportsSource::Present);
-        // A second call finds it and changes nothing.
-        assert!(!add_backports_suite().unwrap().1);
-    }
-
     #[test]
     fn this_machines_busybox_probe_reads_elf_headers() {
         assert!(!is_static_executable(b"#!/bin/sh\n"));

@@ -19,6 +19,7 @@ pub mod driver;
 pub mod host;
 pub mod memory;
 pub mod pcm;
+pub mod scale;
 pub mod signal;
 pub mod spec;
 pub mod virtqueue;
