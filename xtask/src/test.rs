@@ -51,6 +51,10 @@ const STEPS: &[Step] = &[
         run: cargo_test,
     },
     Step {
+        name: "API fuzzing: schemathesis against the live OpenAPI document",
+        run: api_fuzz,
+    },
+    Step {
         name: "end-to-end: virtio-snd in a QEMU guest (cargo xtask e2e virtio)",
         run: e2e_virtio,
     },
@@ -128,6 +132,29 @@ fn plugins() -> Result<Outcome> {
 /// Cargo's own output goes straight to our stdout, so CI reads its `test result:` lines.
 fn cargo_test() -> Result<Outcome> {
     cmd::run(&mut cmd::cargo(["test", "--workspace"]))?;
+    Ok(Outcome::Passed)
+}
+
+/// The schemathesis version known to work here (Python 3.11, from PyPI).
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+/// Installs schemathesis when missing and runs the API crate's schemathesis test, which
+/// then must find it (no 5xx, no response outside the schema).
+fn api_fuzz() -> Result<Outcome> {
+    if !cmd::on_path("schemathesis") {
+        cmd::run(std::process::Command::new("python3").args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            SCHEMATHESIS,
+        ]))?;
+    }
+    cmd::run(
+        cmd::cargo(["test", "-p", "paravox-api", "--test", "schemathesis"])
+            .env("PARAVOX_REQUIRE_SCHEMATHESIS", "1"),
+    )?;
     Ok(Outcome::Passed)
 }
 

@@ -79,6 +79,21 @@ pub enum Event {
         /// The endpoint's name.
         endpoint: String,
     },
+    /// A plugin was disabled (or refused) and its native stage serves instead; the
+    /// stream and everything else go on.
+    PluginFault {
+        /// The stream whose chain held it (`None` for an endpoint's mixer).
+        stream: Option<StreamId>,
+        /// The endpoint it ran on.
+        endpoint: Option<String>,
+        /// The plugin's name.
+        plugin: String,
+        /// The stage it stood in for (`convert`, `resample`, `channel-map`, `gain`,
+        /// `effect`, `mix`).
+        stage: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// How many events a slow subscriber may lag behind before it misses some.

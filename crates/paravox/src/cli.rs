@@ -35,6 +35,62 @@ pub enum Command {
     Play(PlayArgs),
     /// Record from an endpoint into a WAV file, like arecord.
     Record(RecordArgs),
+    /// Print the API token (created on first use) for scripts and the dashboard.
+    Token(TokenArgs),
+    /// Talk to a running daemon over its API.
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The daemon's state directory.
+    #[arg(long, env = "PARAVOX_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The daemon's API.
+    #[arg(long, default_value = "http://127.0.0.1:7860", env = "PARAVOX_URL")]
+    pub url: String,
+    /// The daemon's state directory (for its token).
+    #[arg(long, env = "PARAVOX_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// List the cards.
+    Cards,
+    /// List the streams with state, format, position, xruns, volume and level.
+    Streams,
+    /// List the endpoints.
+    Endpoints,
+    /// Set a stream's volume in dB.
+    SetVolume {
+        /// Stream id.
+        stream: u32,
+        /// Volume in dB (0 = unchanged, -120 = silence).
+        #[arg(allow_negative_numbers = true)]
+        db: f32,
+    },
+    /// Mute or unmute a stream.
+    Mute {
+        /// Stream id.
+        stream: u32,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Route a stream to an endpoint ("default" for its direction's default).
+    Route {
+        /// Stream id.
+        stream: u32,
+        /// Endpoint name.
+        endpoint: String,
+    },
 }
 
 const ENDPOINT_HELP: &str = "ENDPOINT: wav:PATH, null, alsa:PCM, tone:FREQ or wavsrc:PATH, \
@@ -55,6 +111,9 @@ pub struct ServeArgs {
     /// Default capture endpoint: a configured endpoint's name or an ENDPOINT spec.
     #[arg(long)]
     pub input: Option<String>,
+    /// Address of the REST + WebSocket API and dashboard (loopback unless you mean it).
+    #[arg(long, default_value = "127.0.0.1:7860")]
+    pub listen: std::net::SocketAddr,
     /// Serve a virtio-snd card (one playback and one capture stream) on this vhost-user
     /// socket; repeat for more cards.
     #[arg(long, value_name = "PATH")]

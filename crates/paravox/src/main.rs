@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod ctl;
 mod endpoints;
 mod logging;
 mod play;
@@ -37,6 +38,8 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Play(args) => play::run(args),
         cli::Command::Record(args) => record::run(args),
+        cli::Command::Token(args) => ctl::token(args),
+        cli::Command::Ctl(args) => ctl::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -159,8 +159,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
     } else {
         None
     };
+    let restored =
+        paravox_api::restore(&engine, &state_dir).context("restoring the saved state")?;
+    let mut api_config = paravox_api::ApiConfig::new(&state_dir);
+    api_config.listen = args.listen;
+    let api = paravox_api::ApiServer::start(api_config, engine.clone(), restored)
+        .with_context(|| format!("starting the API on {}", args.listen))?;
+    info!(url = %format!("http://{}/", api.local_addr()), token = %paravox_api::token::path(&state_dir).display(), "API listening");
     let signal = shutdown.recv().unwrap_or(libc::SIGTERM);
     info!(signal = signals::name(signal), "shutting down");
+    drop(api);
     // Frontends see Closed before the engine stops.
     drop(xen);
     drop(shm_host);

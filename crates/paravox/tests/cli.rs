@@ -225,6 +225,7 @@ fn serve_runs_until_sigterm_and_finalizes_its_files() {
         .arg(&config)
         .arg("--state-dir")
         .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

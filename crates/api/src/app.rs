@@ -1,0 +1,125 @@
+//! The state every handler shares: the engine, the token, the configuration, what the API
+//! owns, and the meter feed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use paravox_engine::Engine;
+use tokio::sync::{MutexGuard, watch};
+
+use crate::error::ApiError;
+use crate::meters::{self, MeterFrame};
+use crate::server::ApiConfig;
+use crate::state::{Owned, Restored};
+use crate::token::Token;
+use crate::views::Origin;
+
+/// Shared by every handler as `State<AppState>`; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    engine: Arc<Engine>,
+    token: Token,
+    config: ApiConfig,
+    /// Held across a change and its save, so saves never interleave.
+    owned: tokio::sync::Mutex<Owned>,
+    meters: watch::Receiver<Arc<MeterFrame>>,
+    stopping: watch::Sender<bool>,
+}
+
+impl AppState {
+    /// The state of a server for `engine`. Starts the meter sampler, so it must be called
+    /// inside a tokio runtime.
+    pub fn new(config: ApiConfig, engine: Arc<Engine>, token: Token, restored: Restored) -> Self {
+        let meters = meters::spawn_sampler(Arc::downgrade(&engine));
+        let (stopping, _) = watch::channel(false);
+        AppState {
+            inner: Arc::new(Inner {
+                engine,
+                token,
+                config,
+                owned: tokio::sync::Mutex::new(restored.owned),
+                meters,
+                stopping,
+            }),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.inner.engine
+    }
+
+    /// The bearer token.
+    pub fn token(&self) -> &Token {
+        &self.inner.token
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ApiConfig {
+        &self.inner.config
+    }
+
+    pub(crate) async fn owned(&self) -> MutexGuard<'_, Owned> {
+        self.inner.owned.lock().await
+    }
+
+    /// A receiver of meter frames, 25 a second.
+    pub fn meters(&self) -> watch::Receiver<Arc<MeterFrame>> {
+        self.inner.meters.clone()
+    }
+
+    /// The latest meter frame.
+    pub fn latest_meters(&self) -> Arc<MeterFrame> {
+        self.inner.meters.borrow().clone()
+    }
+
+    /// Marks the server as stopping: `/readyz` fails and WebSocket sessions end.
+    pub fn stop(&self) {
+        self.inner.stopping.send_replace(true);
+    }
+
+    /// Whether the server is stopping.
+    pub fn is_stopping(&self) -> bool {
+        *self.inner.stopping.borrow()
+    }
+
+    /// A receiver that changes to `true` when the server stops.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.inner.stopping.subscribe()
+    }
+
+    /// Names of the cards and endpoints the API owns.
+    pub(crate) async fn owned_names(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let owned = self.owned().await;
+        (
+            owned.cards.keys().cloned().collect(),
+            owned.endpoints.keys().cloned().collect(),
+        )
+    }
+}
+
+/// The origin of an object named `name`, given the names the API owns.
+pub(crate) fn origin(owned: &BTreeSet<String>, name: &str) -> Origin {
+    if owned.contains(name) {
+        Origin::Api
+    } else {
+        Origin::Daemon
+    }
+}
+
+/// Runs blocking engine work (device opens, endpoint hand-overs, file syncs) off the async
+/// runtime.
+pub(crate) async fn blocking<T, F>(work: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::internal(format!("the worker failed: {error}")))?
+}

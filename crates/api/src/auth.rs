@@ -1,0 +1,131 @@
+//! Bearer-token authentication for `/api` and `/metrics`.
+//!
+//! Every protected request carries `Authorization: Bearer <token>`. Browsers cannot set
+//! headers on a WebSocket, so `/api/events` also accepts `?token=<token>`; that puts the
+//! token in URLs, so use it only from the dashboard, never in logged links.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::token::Token;
+
+/// The one path that may carry the token in its query.
+pub const QUERY_TOKEN_PATH: &str = "/api/events";
+
+/// Middleware: passes the request on only with the right token.
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match check(state.token(), &request) {
+        Ok(()) => next.run(request).await,
+        Err(error) => {
+            tracing::debug!(
+                path = request.uri().path(),
+                detail = error.detail(),
+                "refused"
+            );
+            error.into_response()
+        }
+    }
+}
+
+/// Whether `request` carries `token`, and if not, why.
+pub fn check(token: &Token, request: &Request) -> Result<(), ApiError> {
+    let offered = match request.headers().get(header::AUTHORIZATION) {
+        Some(value) => bearer(value.as_bytes())?,
+        None => match query_token(request) {
+            Some(offered) => offered,
+            None => {
+                return Err(ApiError::unauthorized(
+                    "missing token: send `Authorization: Bearer <token>`; the token is in the file `token` in the daemon's state directory",
+                ));
+            }
+        },
+    };
+    if token.matches(&offered) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(
+            "wrong token: use the one in the file `token` in the daemon's state directory",
+        ))
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+fn bearer(value: &[u8]) -> Result<String, ApiError> {
+    let malformed =
+        || ApiError::unauthorized("malformed Authorization header: expected `Bearer <token>`");
+    let text = std::str::from_utf8(value).map_err(|_| malformed())?;
+    let (scheme, token) = text.trim().split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+        return Err(malformed());
+    }
+    Ok(token.to_owned())
+}
+
+fn query_token(request: &Request) -> Option<String> {
+    if request.uri().path() != QUERY_TOKEN_PATH {
+        return None;
+    }
+    request
+        .uri()
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    fn token() -> Token {
+        Token::parse(&"0f".repeat(32)).expect("token")
+    }
+
+    fn request(uri: &str, authorization: Option<&str>) -> Request {
+        let mut builder = Request::builder().uri(uri);
+        if let Some(value) = authorization {
+            builder = builder.header(header::AUTHORIZATION, value);
+        }
+        builder.body(Body::empty()).expect("request")
+    }
+
+    #[test]
+    fn the_right_bearer_token_passes() {
+        let good = format!("Bearer {}", "0f".repeat(32));
+        assert!(check(&token(), &request("/api/cards", Some(&good))).is_ok());
+        let lower = format!("bearer {}", "0f".repeat(32));
+        assert!(check(&token(), &request("/api/cards", Some(&lower))).is_ok());
+    }
+
+    #[test]
+    fn missing_wrong_and_malformed_tokens_are_told_apart() {
+        let detail = |uri: &str, value: Option<&str>| {
+            check(&token(), &request(uri, value))
+                .expect_err("refused")
+                .detail()
+                .to_owned()
+        };
+        assert!(detail("/api/cards", None).starts_with("missing token"));
+        assert!(detail("/api/cards", Some("Bearer nope")).starts_with("wrong token"));
+        assert!(detail("/api/cards", Some("Basic abc")).starts_with("malformed"));
+        assert!(detail("/api/cards", Some("Bearer")).starts_with("malformed"));
+        assert!(detail("/api/cards", Some("Bearer ")).starts_with("malformed"));
+    }
+
+    #[test]
+    fn only_the_websocket_takes_the_token_in_its_query() {
+        let query = format!("?token={}", "0f".repeat(32));
+        assert!(check(&token(), &request(&format!("/api/events{query}"), None)).is_ok());
+        assert!(check(&token(), &request(&format!("/api/cards{query}"), None)).is_err());
+    }
+}

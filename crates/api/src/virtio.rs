@@ -1,0 +1,238 @@
+//! Creating a virtio-snd card from a [`CardRequest`]: the topology checked as the
+//! configuration file's `[[virtio]]` is, the socket path checked so the API never replaces
+//! a file that is not a stale socket, then the card served. Blocking: call it off the
+//! async runtime.
+
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use paravox_engine::{Direction, Engine, Transport};
+use paravox_pcm::{Format, FormatSet, Interval, RateSet};
+use paravox_virtio_snd::topology::{self, virtio_convertible_formats};
+use paravox_virtio_snd::{CardTopology, StreamTopology, VirtioCard};
+
+use crate::error::ApiError;
+use crate::model::{CardRequest, StreamTopologyRequest, valid_name};
+use crate::paths;
+
+/// The longest socket path a Unix socket address holds (`sun_path` less its NUL).
+pub const SOCKET_PATH_MAX: usize = 107;
+
+/// The card's topology, checked against the engine's endpoints.
+pub fn topology(engine: &Engine, request: &CardRequest) -> Result<CardTopology, ApiError> {
+    if request.streams.len() > topology::MAX_STREAMS {
+        return Err(ApiError::unprocessable(format!(
+            "a card has at most {} streams, not {}",
+            topology::MAX_STREAMS,
+            request.streams.len()
+        )));
+    }
+    let streams = if request.streams.is_empty() {
+        CardTopology::quick_start().streams
+    } else {
+        request
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(index, stream)| stream_topology(engine, index, stream))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let topology = CardTopology {
+        streams,
+        controls: request.controls.unwrap_or(true),
+    };
+    topology
+        .validate()
+        .map_err(|error| ApiError::unprocessable(error.to_string()))?;
+    Ok(topology)
+}
+
+fn stream_topology(
+    engine: &Engine,
+    index: usize,
+    request: &StreamTopologyRequest,
+) -> Result<StreamTopology, ApiError> {
+    let invalid = |what: String| ApiError::unprocessable(format!("streams[{index}]: {what}"));
+    let direction = Direction::from(request.direction);
+    let name = match &request.name {
+        Some(name) if !valid_name(name) => {
+            return Err(invalid(format!(
+                "name '{name}' must be 1 to 64 letters, digits, '-', '_' or '.'"
+            )));
+        }
+        Some(name) => name.clone(),
+        None => format!("stream{index}"),
+    };
+    let mut topology = StreamTopology::new(&name, direction);
+    if let Some(route) = &request.route {
+        match engine.endpoint(route) {
+            None => {
+                return Err(invalid(format!(
+                    "route '{route}' names no endpoint (GET /api/endpoints lists them)"
+                )));
+            }
+            Some(endpoint) if endpoint.direction() != direction => {
+                return Err(invalid(format!(
+                    "route '{route}' is a {} endpoint; this stream needs a {direction} one",
+                    endpoint.direction()
+                )));
+            }
+            Some(_) => topology.route = Some(route.clone()),
+        }
+    }
+    if let Some(formats) = &request.formats {
+        let mut set = FormatSet::EMPTY;
+        for name in formats {
+            let format = Format::parse(name)
+                .filter(|format| virtio_convertible_formats().contains(*format))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "format '{name}' is not one virtio-snd can carry and paravox can convert (e.g. s16_le, s32_le, float_le)"
+                    ))
+                })?;
+            set.insert(format);
+        }
+        topology.formats = set;
+    }
+    if let Some(rates) = &request.rates {
+        topology.rates = RateSet::new(rates).map_err(|error| invalid(error.to_string()))?;
+    }
+    if let Some(channels) = &request.channels {
+        match channels.as_slice() {
+            [min, max] if (1..=18).contains(min) && (*min..=18).contains(max) => {
+                topology.channels = Interval {
+                    min: *min,
+                    max: *max,
+                };
+            }
+            _ => {
+                return Err(invalid(
+                    "channels must be [min, max] with 1 <= min <= max <= 18".into(),
+                ));
+            }
+        }
+    }
+    if let Some(xruns) = request.xrun_events {
+        topology.xrun_events = xruns;
+    }
+    Ok(topology)
+}
+
+/// Resolves and checks the socket path: its directory exists, nothing but a stale socket
+/// is there, no other card uses it, and a socket can be created there.
+pub fn check_socket(
+    engine: &Engine,
+    given: &str,
+    path_root: Option<&Path>,
+) -> Result<PathBuf, ApiError> {
+    let path = paths::resolve(Path::new(given), path_root, "the socket path")?;
+    let text = path.display().to_string();
+    if text.len() > SOCKET_PATH_MAX {
+        return Err(ApiError::unprocessable(format!(
+            "the socket path is {} bytes long; a Unix socket path holds at most {SOCKET_PATH_MAX}",
+            text.len()
+        )));
+    }
+    let in_use = engine.cards().into_iter().find(|card| {
+        matches!(card.transport(), Transport::Virtio { socket } if Path::new(socket) == path)
+    });
+    if let Some(card) = in_use {
+        return Err(ApiError::conflict(format!(
+            "card '{}' (id {}) already listens on {text}",
+            card.name(),
+            card.id()
+        )));
+    }
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    if !parent.is_dir() {
+        return Err(ApiError::unprocessable(format!(
+            "the socket's directory {} does not exist; create it first",
+            parent.display()
+        )));
+    }
+    match std::fs::symlink_metadata(&path) {
+        Ok(metadata) if !metadata.file_type().is_socket() => Err(ApiError::conflict(format!(
+            "{text} exists and is not a socket; paravox will not replace it"
+        ))),
+        Ok(_) if UnixStream::connect(&path).is_ok() => Err(ApiError::conflict(format!(
+            "something is already listening on {text}"
+        ))),
+        // A stale socket, replaced when the card starts listening.
+        Ok(_) => Ok(path),
+        Err(_) => {
+            // Try it now: the card's server thread could only log the failure.
+            UnixListener::bind(&path).map_err(|error| {
+                ApiError::unprocessable(format!("cannot create a socket at {text}: {error}"))
+            })?;
+            let _ = std::fs::remove_file(&path);
+            Ok(path)
+        }
+    }
+}
+
+/// How long a new card may take to bind its socket.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn wait_for_socket(path: &Path) -> bool {
+    let deadline = Instant::now() + LISTEN_TIMEOUT;
+    while Instant::now() < deadline {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+/// Creates and serves the card. Returns it and the request as it should be saved (the
+/// socket path resolved).
+pub fn spawn(
+    engine: &Arc<Engine>,
+    request: &CardRequest,
+    path_root: Option<&Path>,
+) -> Result<(VirtioCard, CardRequest), ApiError> {
+    if !valid_name(&request.name) {
+        return Err(ApiError::unprocessable(format!(
+            "card name '{}' must be 1 to 64 letters, digits, '-', '_' or '.'",
+            request.name
+        )));
+    }
+    if let Some(card) = engine.cards().iter().find(|c| c.name() == request.name) {
+        return Err(ApiError::conflict(format!(
+            "a card named '{}' exists already (id {})",
+            request.name,
+            card.id()
+        )));
+    }
+    let topology = topology(engine, request)?;
+    let socket = check_socket(engine, &request.socket, path_root)?;
+    let card =
+        VirtioCard::spawn(engine.clone(), &request.name, &socket, topology).map_err(|error| {
+            match error {
+                paravox_virtio_snd::Error::Topology(what) => ApiError::unprocessable(what),
+                paravox_virtio_snd::Error::Engine(error) => ApiError::from(error),
+                other => ApiError::internal(format!("cannot serve the card: {other}")),
+            }
+        })?;
+    // The card's thread binds the socket; answer once a VMM can connect.
+    if !wait_for_socket(&socket) {
+        let id = card.card();
+        drop(card);
+        let _ = engine.remove_card(id);
+        return Err(ApiError::internal(format!(
+            "the card could not listen on {} (the daemon's log says why)",
+            socket.display()
+        )));
+    }
+    tracing::info!(card = card.card(), name = request.name, socket = %socket.display(), "virtio-snd card created over the API");
+    Ok((
+        card,
+        CardRequest {
+            socket: socket.display().to_string(),
+            ..request.clone()
+        },
+    ))
+}
