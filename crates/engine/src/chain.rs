@@ -6,12 +6,21 @@
 //! gain → encode → ring. Gain runs in the guest's channel layout because guest protocols
 //! set volume per guest channel. Every buffer is allocated when the chain is built (off the
 //! real-time thread); `pull` and `push` only compute.
+//!
+//! Any of convert, resample, channel map and gain can be a plugin ([`ChainPlugins`]); the
+//! native stage is always built too and takes over, for good, the cycle a plugin faults.
+
+use std::sync::Arc;
 
 use paravox_pcm::Format;
 
 use crate::device::DeviceFormat;
 use crate::error::{EngineError, Result};
 use crate::gain::{GainControl, GainStage};
+use crate::plugin::{
+    BOARD_SLOTS, ChainPlugins, FaultBoard, KernelSetup, MAX_EFFECTS, PluginSlot, StageRole,
+    board_slot,
+};
 use crate::resample::Resampler;
 use crate::ring::{Consumer, Producer};
 use crate::{MAX_CHANNELS, StreamFormat};
@@ -103,6 +112,275 @@ pub struct PlaybackChain {
     endpoint_channels: usize,
     decoded: Box<[f32]>,
     resampled: Box<[f32]>,
+    plugins: PluginStages,
+    /// Guest bytes of one cycle, kept so a faulting converter can be replaced mid-cycle.
+    staging: Box<[u8]>,
+}
+
+/// A plugin that could not be set up for a stream; the native stage serves instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupIssue {
+    /// The stage it was meant for.
+    pub role: StageRole,
+    /// Board position (see [`crate::plugin::board_slot`]).
+    pub position: usize,
+    /// The plugin's name.
+    pub plugin: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// The plugin stages of one chain, each with its board position.
+#[derive(Debug, Default)]
+struct PluginStages {
+    convert: Option<PluginSlot>,
+    resample: Option<PluginSlot>,
+    channel_map: Option<PluginSlot>,
+    gain: Option<GainPlugin>,
+    effects: Vec<PluginSlot>,
+    /// Plugin names by board position, for fault reports.
+    names: Vec<Option<String>>,
+}
+
+/// A gain plugin driven by the stream's gain controls through its `channelN` parameters.
+#[derive(Debug)]
+struct GainPlugin {
+    slot: PluginSlot,
+    /// Parameter index of each guest channel's gain.
+    params: [u32; MAX_CHANNELS],
+    /// The value each parameter was last set to.
+    sent: [f32; MAX_CHANNELS],
+}
+
+impl GainPlugin {
+    /// Real-time: sends changed targets, then applies the gain in place.
+    fn process(&mut self, control: &GainControl, signal: &mut [f32], channels: usize) -> bool {
+        let Some(kernel) = self.slot.kernel() else {
+            return false;
+        };
+        for channel in 0..channels.min(MAX_CHANNELS) {
+            let goal = crate::gain::target(control, channel);
+            if goal != self.sent[channel] {
+                if let Err(fault) = kernel.set_param(self.params[channel], goal) {
+                    self.slot.fail(fault);
+                    return false;
+                }
+                self.sent[channel] = goal;
+            }
+        }
+        let frames = signal.len() / channels.max(1);
+        let result = (|| {
+            let kernel = self
+                .slot
+                .kernel()
+                .ok_or(crate::plugin::PluginFault::Status)?;
+            kernel
+                .input_samples(0)
+                .get_mut(..signal.len())
+                .ok_or(crate::plugin::PluginFault::Status)?
+                .copy_from_slice(signal);
+            if kernel.process(frames, frames)? != frames {
+                return Err(crate::plugin::PluginFault::Status);
+            }
+            let output = kernel
+                .output_samples()
+                .get(..signal.len())
+                .ok_or(crate::plugin::PluginFault::Status)?;
+            crate::plugin::copy_checked(output, signal, crate::plugin::OUTPUT_LIMIT)?;
+            Ok(frames)
+        })();
+        self.slot.settle(result).is_some()
+    }
+}
+
+/// The shapes of one chain, from which each role's kernel setup follows.
+struct ChainShape {
+    stream: StreamFormat,
+    endpoint: DeviceFormat,
+    /// Most guest-rate frames one cycle decodes.
+    max_input: usize,
+    direction_playback: bool,
+}
+
+impl ChainShape {
+    fn setup(&self, role: StageRole) -> Option<KernelSetup> {
+        let (stream, endpoint) = (&self.stream, &self.endpoint);
+        let period = endpoint.period_frames;
+        let guest_side = |frames: u32| KernelSetup {
+            input_rate: stream.rate,
+            output_rate: stream.rate,
+            input_channels: stream.channels,
+            output_channels: stream.channels,
+            input_format: Format::F32Le,
+            output_format: Format::F32Le,
+            max_frames: frames,
+            inputs: 1,
+        };
+        let max_input = self.max_input as u32;
+        Some(match role {
+            StageRole::Convert if self.direction_playback => KernelSetup {
+                input_format: stream.format,
+                ..guest_side(max_input)
+            },
+            StageRole::Convert => KernelSetup {
+                output_format: stream.format,
+                ..guest_side(max_input)
+            },
+            StageRole::Resample if stream.rate == endpoint.rate => return None,
+            StageRole::Resample => {
+                let (input_rate, output_rate) = if self.direction_playback {
+                    (stream.rate, endpoint.rate)
+                } else {
+                    (endpoint.rate, stream.rate)
+                };
+                KernelSetup {
+                    input_rate,
+                    output_rate,
+                    ..guest_side(max_input.max(period))
+                }
+            }
+            StageRole::Gain => guest_side(max_input.max(period)),
+            StageRole::ChannelMap => {
+                let (input_channels, output_channels) = if self.direction_playback {
+                    (stream.channels, endpoint.channels)
+                } else {
+                    (endpoint.channels, stream.channels)
+                };
+                KernelSetup {
+                    input_rate: endpoint.rate,
+                    output_rate: endpoint.rate,
+                    input_channels,
+                    output_channels,
+                    ..guest_side(period)
+                }
+            }
+            StageRole::Effect => KernelSetup {
+                input_rate: endpoint.rate,
+                output_rate: endpoint.rate,
+                input_channels: endpoint.channels,
+                output_channels: endpoint.channels,
+                ..guest_side(period)
+            },
+            StageRole::Mix => return None,
+        })
+    }
+}
+
+impl PluginStages {
+    /// Control plane: instantiates every configured plugin; refusals become issues and
+    /// leave the native stage in place.
+    fn build(
+        plugins: &ChainPlugins,
+        shape: &ChainShape,
+        board: &Arc<FaultBoard>,
+    ) -> (PluginStages, Vec<SetupIssue>) {
+        let mut stages = PluginStages {
+            names: vec![None; BOARD_SLOTS],
+            ..PluginStages::default()
+        };
+        let mut issues = Vec::new();
+        let mut effect_index = 0;
+        for (role, factory) in plugins.stages() {
+            let position = match role {
+                StageRole::Effect => {
+                    let position = board_slot(role) + effect_index;
+                    effect_index += 1;
+                    if effect_index > MAX_EFFECTS || !shape.direction_playback {
+                        issues.push(SetupIssue {
+                            role,
+                            position: position.min(BOARD_SLOTS - 1),
+                            plugin: factory.name().to_owned(),
+                            reason: format!(
+                                "at most {MAX_EFFECTS} effects, on playback streams only"
+                            ),
+                        });
+                        continue;
+                    }
+                    position
+                }
+                _ => board_slot(role),
+            };
+            let Some(setup) = shape.setup(role) else {
+                continue;
+            };
+            let kernel = factory.instantiate(role, &setup).and_then(|mut kernel| {
+                if role == StageRole::Effect
+                    && let Some(effect) = plugins
+                        .effects
+                        .get(position - board_slot(StageRole::Effect))
+                {
+                    for (name, value) in &effect.params {
+                        let index = kernel
+                            .param_index(name)
+                            .ok_or_else(|| format!("it has no parameter '{name}'"))?;
+                        kernel
+                            .set_param(index, *value)
+                            .map_err(|fault| format!("setting '{name}': {fault}"))?;
+                    }
+                }
+                Ok(kernel)
+            });
+            let kernel = match kernel {
+                Ok(kernel) => kernel,
+                Err(reason) => {
+                    issues.push(SetupIssue {
+                        role,
+                        position,
+                        plugin: factory.name().to_owned(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            stages.names[position] = Some(factory.name().to_owned());
+            let slot = PluginSlot::new(kernel, board.clone(), position);
+            match role {
+                StageRole::Convert => stages.convert = Some(slot),
+                StageRole::Resample => stages.resample = Some(slot),
+                StageRole::ChannelMap => stages.channel_map = Some(slot),
+                StageRole::Effect => stages.effects.push(slot),
+                StageRole::Gain => match GainPlugin::new(slot, shape.stream.channels as usize) {
+                    Ok(gain) => stages.gain = Some(gain),
+                    Err(reason) => {
+                        stages.names[position] = None;
+                        issues.push(SetupIssue {
+                            role,
+                            position,
+                            plugin: factory.name().to_owned(),
+                            reason,
+                        });
+                    }
+                },
+                StageRole::Mix => {}
+            }
+        }
+        (stages, issues)
+    }
+}
+
+impl GainPlugin {
+    fn new(mut slot: PluginSlot, channels: usize) -> std::result::Result<GainPlugin, String> {
+        let mut params = [0u32; MAX_CHANNELS];
+        let kernel = slot
+            .kernel()
+            .ok_or_else(|| "the plugin is disabled".to_owned())?;
+        for (channel, param) in params.iter_mut().enumerate().take(channels) {
+            *param = kernel
+                .param_index(&format!("channel{channel}"))
+                .ok_or_else(|| {
+                    format!(
+                        "a gain stage needs parameters channel0..channel{}",
+                        channels - 1
+                    )
+                })?;
+        }
+        Ok(GainPlugin {
+            slot,
+            params,
+            // The kernel starts at unity on every channel.
+            sent: [1.0; MAX_CHANNELS],
+        })
+    }
 }
 
 fn checked_sizes(stream: &StreamFormat) -> Result<(usize, usize)> {
@@ -117,8 +395,21 @@ fn checked_sizes(stream: &StreamFormat) -> Result<(usize, usize)> {
 }
 
 impl PlaybackChain {
-    /// Builds the chain from the guest's stream format to the endpoint's format.
+    /// Builds the native chain from the guest's stream format to the endpoint's format.
     pub fn new(stream: &StreamFormat, endpoint: &DeviceFormat) -> Result<PlaybackChain> {
+        let board = Arc::new(FaultBoard::default());
+        Ok(Self::with_plugins(stream, endpoint, &ChainPlugins::default(), &board)?.0)
+    }
+
+    /// Builds the chain with `plugins` standing in for native stages (control plane: this
+    /// instantiates and warms the plugins). Plugins that cannot serve this stream are
+    /// returned as issues; their native stages serve instead. Faults go to `board`.
+    pub fn with_plugins(
+        stream: &StreamFormat,
+        endpoint: &DeviceFormat,
+        plugins: &ChainPlugins,
+        board: &Arc<FaultBoard>,
+    ) -> Result<(PlaybackChain, Vec<SetupIssue>)> {
         let (sample_bytes, frame_bytes) = checked_sizes(stream)?;
         let guest_channels = stream.channels as usize;
         let period_frames = endpoint.period_frames as usize;
@@ -129,8 +420,21 @@ impl PlaybackChain {
         };
         let max_input = resampler
             .as_ref()
-            .map_or(period_frames, |r| r.max_input_frames_for(period_frames));
-        Ok(PlaybackChain {
+            .map_or(period_frames, |r| r.max_input_frames_for(period_frames))
+            .max(period_frames);
+        let shape = ChainShape {
+            stream: *stream,
+            endpoint: *endpoint,
+            max_input,
+            direction_playback: true,
+        };
+        let (plugins, issues) = PluginStages::build(plugins, &shape, board);
+        let staging_bytes = if plugins.convert.is_some() {
+            max_input * frame_bytes
+        } else {
+            0
+        };
+        let chain = PlaybackChain {
             format: stream.format,
             guest_channels,
             frame_bytes,
@@ -141,9 +445,33 @@ impl PlaybackChain {
             mapper: ChannelMapper::new(guest_channels, endpoint.channels as usize)?,
             effects: Vec::new(),
             endpoint_channels: endpoint.channels as usize,
-            decoded: vec![0.0; max_input.max(period_frames) * guest_channels].into_boxed_slice(),
+            decoded: vec![0.0; max_input * guest_channels].into_boxed_slice(),
             resampled: vec![0.0; period_frames * guest_channels].into_boxed_slice(),
-        })
+            plugins,
+            staging: vec![0; staging_bytes].into_boxed_slice(),
+        };
+        Ok((chain, issues))
+    }
+
+    /// Plugin names by fault-board position.
+    pub fn plugin_names(&self) -> &[Option<String>] {
+        &self.plugins.names
+    }
+
+    /// Real-time: takes over the running state of the chain it replaces (resampler
+    /// history and phase, gain ramps), so a swap at a cycle boundary is seamless. Only
+    /// swaps boxes and copies plain values: nothing is allocated or freed.
+    pub fn adopt_state(&mut self, old: &mut PlaybackChain) {
+        if let (Some(new), Some(previous)) = (self.resampler.as_mut(), old.resampler.as_mut())
+            && new.from_rate() == previous.from_rate()
+            && new.to_rate() == previous.to_rate()
+            && self.guest_channels == old.guest_channels
+        {
+            std::mem::swap(new, previous);
+        }
+        if self.guest_channels == old.guest_channels {
+            std::mem::swap(&mut self.gain, &mut old.gain);
+        }
     }
 
     /// Appends an effect stage (runs on the endpoint's channel layout).
@@ -171,41 +499,136 @@ impl PlaybackChain {
     ) -> PullOutcome {
         let channels = self.guest_channels;
         let want = self.period_frames;
-        let needed = self
-            .resampler
-            .as_ref()
-            .map_or(want, |r| r.input_frames_for(want));
+        let needed = match (self.resampler.as_ref(), self.plugins.resample.as_mut()) {
+            (None, _) => want,
+            (Some(native), Some(slot)) if slot.active() => {
+                let asked = slot.kernel().map(|kernel| kernel.input_frames_for(want));
+                match asked {
+                    Some(Ok(frames)) if frames <= self.decoded.len() / channels => frames,
+                    Some(Err(fault)) => {
+                        slot.fail(fault);
+                        native.input_frames_for(want)
+                    }
+                    _ => {
+                        slot.fail(crate::plugin::PluginFault::Status);
+                        native.input_frames_for(want)
+                    }
+                }
+            }
+            (Some(native), _) => native.input_frames_for(want),
+        };
         let available = ring.available() / self.frame_bytes;
         let take = needed.min(available).min(self.decoded.len() / channels);
-        let (format, sample_bytes, decoded) = (self.format, self.sample_bytes, &mut self.decoded);
-        let bytes_consumed = ring.read_with(take * self.frame_bytes, |region, offset| {
-            let first = offset / sample_bytes;
-            // The format was checked convertible when the chain was built.
-            let _ = paravox_pcm::decode(format, region, &mut decoded[first..]);
-        });
-        let (signal, audible_frames) = match self.resampler.as_mut() {
+        let bytes_consumed = self.decode(ring, take);
+        let produced = match self.resampler.as_mut() {
             Some(resampler) => {
-                let (_, produced) = resampler.process(
-                    &self.decoded[..take * channels],
-                    &mut self.resampled[..want * channels],
-                );
+                let input = &self.decoded[..take * channels];
+                let output = &mut self.resampled[..want * channels];
+                let by_plugin = self
+                    .plugins
+                    .resample
+                    .as_mut()
+                    .filter(|slot| slot.active())
+                    .and_then(|slot| slot.run_f32(input, take, output, want, channels));
+                let produced = by_plugin.unwrap_or_else(|| resampler.process(input, output).1);
                 self.resampled[produced * channels..want * channels].fill(0.0);
-                (&mut self.resampled[..want * channels], produced)
+                produced
             }
             None => {
                 self.decoded[take * channels..want * channels].fill(0.0);
-                (&mut self.decoded[..want * channels], take)
+                take
             }
         };
-        self.gain.process(control, signal, channels);
-        self.mapper.apply(signal, out);
+        let signal = match self.resampler {
+            Some(_) => &mut self.resampled[..want * channels],
+            None => &mut self.decoded[..want * channels],
+        };
+        let audible_frames = produced;
+        let by_plugin = self
+            .plugins
+            .gain
+            .as_mut()
+            .is_some_and(|gain| gain.process(control, signal, channels));
+        if !by_plugin {
+            self.gain.process(control, signal, channels);
+        }
+        let mapped = self
+            .plugins
+            .channel_map
+            .as_mut()
+            .filter(|slot| slot.active())
+            .and_then(|slot| slot.run_f32(signal, want, out, want, self.endpoint_channels));
+        if mapped.is_none() {
+            self.mapper.apply(signal, out);
+        }
         for effect in &mut self.effects {
             effect.process(out, self.endpoint_channels);
+        }
+        let out = &mut out[..want * self.endpoint_channels];
+        for slot in self.plugins.effects.iter_mut().filter(|slot| slot.active()) {
+            let Some(kernel) = slot.kernel() else {
+                continue;
+            };
+            let result = (|| {
+                kernel
+                    .input_samples(0)
+                    .get_mut(..out.len())
+                    .ok_or(crate::plugin::PluginFault::Status)?
+                    .copy_from_slice(out);
+                if kernel.process(want, want)? != want {
+                    return Err(crate::plugin::PluginFault::Status);
+                }
+                let result = kernel
+                    .output_samples()
+                    .get(..out.len())
+                    .ok_or(crate::plugin::PluginFault::Status)?;
+                // Checked before it reaches `out`, so a faulting effect leaves it intact.
+                if result
+                    .iter()
+                    .any(|&s| !crate::plugin::in_range(s, crate::plugin::OUTPUT_LIMIT))
+                {
+                    return Err(crate::plugin::PluginFault::Output);
+                }
+                out.copy_from_slice(result);
+                Ok(want)
+            })();
+            slot.settle(result);
         }
         PullOutcome {
             bytes_consumed,
             audible_frames,
             underrun: take < needed,
+        }
+    }
+
+    /// Real-time: takes `take` frames from the ring into `decoded`, through the converter
+    /// plugin when there is a working one; returns the bytes consumed.
+    fn decode(&mut self, ring: &mut Consumer, take: usize) -> usize {
+        let channels = self.guest_channels;
+        let (format, sample_bytes) = (self.format, self.sample_bytes);
+        let decoded = &mut self.decoded;
+        match self.plugins.convert.as_mut().filter(|slot| slot.active()) {
+            Some(slot) if take > 0 => {
+                let staging = &mut self.staging[..take * self.frame_bytes];
+                let consumed = ring.read_with(staging.len(), |region, offset| {
+                    staging[offset..offset + region.len()].copy_from_slice(region);
+                });
+                let staged = &staging[..consumed];
+                let frames = consumed / self.frame_bytes;
+                if slot
+                    .run_decode(staged, frames, &mut decoded[..], channels)
+                    .is_none()
+                {
+                    // The format was checked convertible when the chain was built.
+                    let _ = paravox_pcm::decode(format, staged, &mut decoded[..]);
+                }
+                consumed
+            }
+            _ => ring.read_with(take * self.frame_bytes, |region, offset| {
+                let first = offset / sample_bytes;
+                // The format was checked convertible when the chain was built.
+                let _ = paravox_pcm::decode(format, region, &mut decoded[first..]);
+            }),
         }
     }
 }
@@ -231,11 +654,25 @@ pub struct CaptureChain {
     mapper: ChannelMapper,
     mapped: Box<[f32]>,
     resampled: Box<[f32]>,
+    period_frames: usize,
+    plugins: PluginStages,
 }
 
 impl CaptureChain {
-    /// Builds the chain from the endpoint's format to the guest's stream format.
+    /// Builds the native chain from the endpoint's format to the guest's stream format.
     pub fn new(stream: &StreamFormat, endpoint: &DeviceFormat) -> Result<CaptureChain> {
+        let board = Arc::new(FaultBoard::default());
+        Ok(Self::with_plugins(stream, endpoint, &ChainPlugins::default(), &board)?.0)
+    }
+
+    /// Builds the chain with `plugins` standing in for native stages (see
+    /// [`PlaybackChain::with_plugins`]; effects are playback-only).
+    pub fn with_plugins(
+        stream: &StreamFormat,
+        endpoint: &DeviceFormat,
+        plugins: &ChainPlugins,
+        board: &Arc<FaultBoard>,
+    ) -> Result<(CaptureChain, Vec<SetupIssue>)> {
         let (sample_bytes, frame_bytes) = checked_sizes(stream)?;
         let guest_channels = stream.channels as usize;
         let period_frames = endpoint.period_frames as usize;
@@ -248,7 +685,14 @@ impl CaptureChain {
         let max_output = (period_frames as u64 * u64::from(stream.rate))
             .div_ceil(u64::from(endpoint.rate)) as usize
             + 2;
-        Ok(CaptureChain {
+        let shape = ChainShape {
+            stream: *stream,
+            endpoint: *endpoint,
+            max_input: max_output.max(period_frames),
+            direction_playback: false,
+        };
+        let (plugins, issues) = PluginStages::build(plugins, &shape, board);
+        let chain = CaptureChain {
             format: stream.format,
             guest_channels,
             frame_bytes,
@@ -258,7 +702,30 @@ impl CaptureChain {
             mapper: ChannelMapper::new(endpoint.channels as usize, guest_channels)?,
             mapped: vec![0.0; period_frames * guest_channels].into_boxed_slice(),
             resampled: vec![0.0; max_output * guest_channels].into_boxed_slice(),
-        })
+            period_frames,
+            plugins,
+        };
+        Ok((chain, issues))
+    }
+
+    /// Plugin names by fault-board position.
+    pub fn plugin_names(&self) -> &[Option<String>] {
+        &self.plugins.names
+    }
+
+    /// Real-time: takes over the running state of the chain it replaces (see
+    /// [`PlaybackChain::adopt_state`]).
+    pub fn adopt_state(&mut self, old: &mut CaptureChain) {
+        if let (Some(new), Some(previous)) = (self.resampler.as_mut(), old.resampler.as_mut())
+            && new.from_rate() == previous.from_rate()
+            && new.to_rate() == previous.to_rate()
+            && self.guest_channels == old.guest_channels
+        {
+            std::mem::swap(new, previous);
+        }
+        if self.guest_channels == old.guest_channels {
+            std::mem::swap(&mut self.gain, &mut old.gain);
+        }
     }
 
     /// Guest bytes per frame.
@@ -280,23 +747,63 @@ impl CaptureChain {
         control: &GainControl,
     ) -> PushOutcome {
         let channels = self.guest_channels;
-        self.mapper.apply(input, &mut self.mapped);
+        let period = self.period_frames;
+        let mapped = self
+            .plugins
+            .channel_map
+            .as_mut()
+            .filter(|slot| slot.active())
+            .and_then(|slot| slot.run_f32(input, period, &mut self.mapped, period, channels));
+        if mapped.is_none() {
+            self.mapper.apply(input, &mut self.mapped);
+        }
         let signal = match self.resampler.as_mut() {
             Some(resampler) => {
-                let (_, produced) = resampler.process(&self.mapped, &mut self.resampled);
+                let most = self.resampled.len() / channels;
+                let by_plugin = self
+                    .plugins
+                    .resample
+                    .as_mut()
+                    .filter(|slot| slot.active())
+                    .and_then(|slot| {
+                        slot.run_f32(&self.mapped, period, &mut self.resampled, most, channels)
+                    });
+                let produced = by_plugin
+                    .unwrap_or_else(|| resampler.process(&self.mapped, &mut self.resampled).1);
                 &mut self.resampled[..produced * channels]
             }
             None => &mut self.mapped[..],
         };
-        self.gain.process(control, signal, channels);
+        let by_plugin = self
+            .plugins
+            .gain
+            .as_mut()
+            .is_some_and(|gain| gain.process(control, signal, channels));
+        if !by_plugin {
+            self.gain.process(control, signal, channels);
+        }
         let frames = signal.len() / channels;
         let fits = (ring.free() / self.frame_bytes).min(frames);
-        let (format, sample_bytes) = (self.format, self.sample_bytes);
-        let bytes_produced = ring.write_with(fits * self.frame_bytes, |region, offset| {
-            let first = offset / sample_bytes;
-            // The format was checked convertible when the chain was built.
-            let _ = paravox_pcm::encode(format, &signal[first..], region);
-        });
+        let (format, sample_bytes, frame_bytes) =
+            (self.format, self.sample_bytes, self.frame_bytes);
+        let mut bytes_produced = 0;
+        let by_plugin = match self.plugins.convert.as_mut().filter(|slot| slot.active()) {
+            Some(slot) if fits > 0 => slot
+                .run_encode(&signal[..fits * channels], fits, frame_bytes, |bytes| {
+                    bytes_produced = ring.write_with(bytes.len(), |region, offset| {
+                        region.copy_from_slice(&bytes[offset..offset + region.len()]);
+                    });
+                })
+                .is_some(),
+            _ => false,
+        };
+        if !by_plugin {
+            bytes_produced = ring.write_with(fits * frame_bytes, |region, offset| {
+                let first = offset / sample_bytes;
+                // The format was checked convertible when the chain was built.
+                let _ = paravox_pcm::encode(format, &signal[first..], region);
+            });
+        }
         PushOutcome {
             bytes_produced,
             overrun: fits < frames,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::StreamFormat;
-use crate::chain::{CaptureChain, PlaybackChain};
+use crate::chain::{CaptureChain, PlaybackChain, SetupIssue};
 use crate::clock::{Pacer, monotonic_ns};
 use crate::device::{
     CaptureDevice, CaptureOpener, DeviceError, DeviceFormat, PlaybackDevice, PlaybackOpener,
@@ -23,6 +23,10 @@ use crate::device::{
 use crate::error::{EngineError, Result};
 use crate::gain::GainControl;
 use crate::meter::Meter;
+use crate::plugin::{
+    ChainPlugins, FaultBoard, KernelFactory, KernelSetup, OUTPUT_LIMIT, PluginFault, PluginSlot,
+    StageRole, board_slot, copy_checked,
+};
 use crate::ring::{Consumer, Producer};
 use crate::stream::StreamShared;
 use crate::{Direction, StreamId};
@@ -35,6 +39,9 @@ const COMMAND_QUEUE: usize = 256;
 const RETURN_QUEUE: usize = MAX_STREAMS_PER_ENDPOINT + COMMAND_QUEUE;
 /// How long a detach waits for the thread to hand the stream back.
 const DETACH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Streams a mixer plugin mixes at once; more running streams fall back to the native sum
+/// for the cycle.
+pub const MIXER_INPUTS: u32 = 64;
 /// First and longest wait between attempts to reopen a lost device.
 const REOPEN_BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(8));
 
@@ -67,20 +74,60 @@ pub enum FreshChain {
 }
 
 impl SlotChain {
-    /// Builds a chain for `stream` on an endpoint of `endpoint` format.
+    /// Builds a native chain for `stream` on an endpoint of `endpoint` format.
     pub fn build(
         direction: Direction,
         stream: &StreamFormat,
         endpoint: &DeviceFormat,
     ) -> Result<FreshChain> {
+        let board = Arc::new(FaultBoard::default());
+        Ok(Self::build_with(
+            direction,
+            stream,
+            endpoint,
+            &ChainPlugins::default(),
+            &board,
+        )?
+        .0)
+    }
+
+    /// Builds a chain with plugin stages (control plane: instantiates the plugins).
+    pub fn build_with(
+        direction: Direction,
+        stream: &StreamFormat,
+        endpoint: &DeviceFormat,
+        plugins: &ChainPlugins,
+        board: &Arc<FaultBoard>,
+    ) -> Result<(FreshChain, Vec<SetupIssue>)> {
         Ok(match direction {
             Direction::Playback => {
-                FreshChain::Playback(Box::new(PlaybackChain::new(stream, endpoint)?))
+                let (chain, issues) =
+                    PlaybackChain::with_plugins(stream, endpoint, plugins, board)?;
+                (FreshChain::Playback(Box::new(chain)), issues)
             }
             Direction::Capture => {
-                FreshChain::Capture(Box::new(CaptureChain::new(stream, endpoint)?))
+                let (chain, issues) = CaptureChain::with_plugins(stream, endpoint, plugins, board)?;
+                (FreshChain::Capture(Box::new(chain)), issues)
             }
         })
+    }
+}
+
+impl FreshChain {
+    /// Plugin names by fault-board position.
+    pub fn plugin_names(&self) -> Vec<Option<String>> {
+        match self {
+            FreshChain::Playback(chain) => chain.plugin_names().to_vec(),
+            FreshChain::Capture(chain) => chain.plugin_names().to_vec(),
+        }
+    }
+
+    /// Starts gain at its targets without a ramp.
+    pub fn settle_gain(&mut self, control: &GainControl) {
+        match self {
+            FreshChain::Playback(chain) => chain.settle_gain(control),
+            FreshChain::Capture(chain) => chain.settle_gain(control),
+        }
     }
 }
 
@@ -109,6 +156,25 @@ impl Slot {
         }
     }
 
+    /// Real-time: swaps in a chain built for this endpoint (a new plugin set), carrying
+    /// over the old chain's running state; returns the old chain (or `fresh` itself if the
+    /// direction does not match) to be dropped off the thread.
+    fn swap_chain(&mut self, fresh: FreshChain) -> FreshChain {
+        match (&mut self.chain, fresh) {
+            (SlotChain::Playback { chain, .. }, FreshChain::Playback(mut new)) => {
+                new.adopt_state(chain);
+                std::mem::swap(chain, &mut new);
+                FreshChain::Playback(new)
+            }
+            (SlotChain::Capture { chain, .. }, FreshChain::Capture(mut new)) => {
+                new.adopt_state(chain);
+                std::mem::swap(chain, &mut new);
+                FreshChain::Capture(new)
+            }
+            (_, fresh) => fresh,
+        }
+    }
+
     /// Swaps in a chain built for another endpoint, keeping the ring.
     pub(crate) fn replace_chain(&mut self, fresh: FreshChain, gain: &GainControl) {
         match (&mut self.chain, fresh) {
@@ -129,11 +195,56 @@ impl Slot {
 enum Command {
     Attach(Box<Slot>),
     Detach(StreamId),
+    /// Replace a stream's chain at the next cycle boundary.
+    SwapChain(StreamId, FreshChain),
+    /// Replace the mixer (`None`: the native sum).
+    SetMixer(Option<Box<MixerStage>>),
     Stop,
 }
 
 enum Returned {
     Slot(Box<Slot>),
+    Chain(FreshChain),
+    Mixer(Box<MixerStage>),
+}
+
+/// Real-time: an endpoint's mixer plugin with its fault slot.
+#[derive(Debug)]
+pub struct MixerStage {
+    slot: PluginSlot,
+    inputs: usize,
+}
+
+impl MixerStage {
+    /// Real-time: mixes the first `inputs` input buffers into `mix`; returns false when
+    /// the plugin faulted (the caller then sums the inputs natively).
+    fn run(&mut self, inputs: usize, frames: usize, mix: &mut [f32]) -> bool {
+        let Some(kernel) = self.slot.kernel() else {
+            return false;
+        };
+        let result = (|| {
+            if kernel.process_mix(inputs, frames)? != frames {
+                return Err(PluginFault::Status);
+            }
+            let output = kernel
+                .output_samples()
+                .get(..mix.len())
+                .ok_or(PluginFault::Status)?;
+            copy_checked(output, mix, OUTPUT_LIMIT)
+        })();
+        self.slot.settle(result.map(|()| frames)).is_some()
+    }
+
+    /// After a fault: the native sum of what was handed to the plugin this cycle.
+    fn sum_inputs(&mut self, inputs: usize, mix: &mut [f32]) {
+        mix.fill(0.0);
+        let kernel = self.slot.raw_kernel();
+        for index in 0..inputs {
+            for (mixed, sample) in mix.iter_mut().zip(kernel.input_samples(index).iter()) {
+                *mixed += *sample;
+            }
+        }
+    }
 }
 
 /// Counters the endpoint thread publishes.
@@ -200,6 +311,9 @@ pub struct Endpoint {
     attached: Mutex<usize>,
     stats: Arc<EndpointStats>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The mixer plugin's faults and its name.
+    mixer_board: Arc<FaultBoard>,
+    mixer_name: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -278,6 +392,7 @@ impl Endpoint {
             stats: stats.clone(),
             mix: vec![0.0; format.period_samples()].into_boxed_slice(),
             scratch: vec![0.0; format.period_samples()].into_boxed_slice(),
+            mixer: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("paravox-ep-{name}"))
@@ -294,6 +409,8 @@ impl Endpoint {
             attached: Mutex::new(0),
             stats,
             thread: Mutex::new(Some(thread)),
+            mixer_board: Arc::new(FaultBoard::default()),
+            mixer_name: Mutex::new(None),
         }))
     }
 
@@ -366,6 +483,81 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Replaces a stream's chain at the next cycle boundary; the old chain comes back
+    /// through the returned queue and is dropped off the thread.
+    pub(crate) fn swap_chain(&self, stream: StreamId, fresh: FreshChain) -> Result<()> {
+        self.send(Command::SwapChain(stream, fresh))
+    }
+
+    /// Control plane: builds and warms a mixer from `factory` (`None`: the native sum)
+    /// and swaps it in at the next cycle boundary.
+    pub fn set_mixer(&self, factory: Option<&Arc<dyn KernelFactory>>) -> Result<()> {
+        if self.direction != Direction::Playback {
+            return Err(EngineError::Limit(format!(
+                "endpoint '{}' captures; only playback endpoints mix",
+                self.name
+            )));
+        }
+        let stage = match factory {
+            None => None,
+            Some(factory) => {
+                let setup = KernelSetup {
+                    input_rate: self.format.rate,
+                    output_rate: self.format.rate,
+                    input_channels: self.format.channels,
+                    output_channels: self.format.channels,
+                    input_format: paravox_pcm::Format::F32Le,
+                    output_format: paravox_pcm::Format::F32Le,
+                    max_frames: self.format.period_frames,
+                    inputs: MIXER_INPUTS,
+                };
+                let kernel = factory.instantiate(StageRole::Mix, &setup).map_err(|why| {
+                    EngineError::Limit(format!(
+                        "mixer plugin '{}' on endpoint '{}': {why}",
+                        factory.name(),
+                        self.name
+                    ))
+                })?;
+                Some(Box::new(MixerStage {
+                    slot: PluginSlot::new(
+                        kernel,
+                        self.mixer_board.clone(),
+                        board_slot(StageRole::Mix),
+                    ),
+                    inputs: MIXER_INPUTS as usize,
+                }))
+            }
+        };
+        *lock(&self.mixer_name) = factory.map(|f| f.name().to_owned());
+        self.send(Command::SetMixer(stage))?;
+        info!(
+            endpoint = self.name,
+            mixer = factory.map_or("native", |f| f.name()),
+            "mixer set"
+        );
+        Ok(())
+    }
+
+    /// The mixer plugin's name, if one is set.
+    pub fn mixer_name(&self) -> Option<String> {
+        lock(&self.mixer_name).clone()
+    }
+
+    /// Mixer faults not yet reported, with the plugin's name.
+    pub(crate) fn new_mixer_faults(&self) -> Vec<(String, PluginFault)> {
+        let name = self.mixer_name().unwrap_or_else(|| "mixer".to_owned());
+        self.mixer_board
+            .take_new()
+            .into_iter()
+            .map(|(_, fault)| (name.clone(), fault))
+            .collect()
+    }
+
+    /// Mixer plugin faults so far.
+    pub fn mixer_faults(&self) -> u64 {
+        self.mixer_board.total()
+    }
+
     /// Takes a stream back from the thread; `None` if it never came back.
     pub(crate) fn detach(&self, stream: StreamId) -> Option<Box<Slot>> {
         if self.send(Command::Detach(stream)).is_err() {
@@ -399,6 +591,9 @@ impl Endpoint {
                 Returned::Slot(slot) => {
                     lock(&self.parked).insert(slot.shared.id(), slot);
                 }
+                // Replaced chains and mixers end here, off the real-time thread.
+                Returned::Chain(chain) => drop(chain),
+                Returned::Mixer(mixer) => drop(mixer),
             }
         }
     }
@@ -447,6 +642,7 @@ struct Worker {
     stats: Arc<EndpointStats>,
     mix: Box<[f32]>,
     scratch: Box<[f32]>,
+    mixer: Option<Box<MixerStage>>,
 }
 
 /// A device that may be lost and is then replaced by a paced stand-in until reopened.
@@ -486,6 +682,9 @@ impl Worker {
         for slot in self.slots.drain(..) {
             let _ = self.returned.push(Returned::Slot(slot));
         }
+        if let Some(mixer) = self.mixer.take() {
+            let _ = self.returned.push(Returned::Mixer(mixer));
+        }
     }
 
     /// Applies pending commands; returns false when told to stop.
@@ -507,6 +706,18 @@ impl Worker {
                         let _ = self.returned.push(Returned::Slot(slot));
                     }
                 }
+                Command::SwapChain(id, fresh) => {
+                    let old = match self.slots.iter_mut().find(|slot| slot.shared.id() == id) {
+                        Some(slot) => slot.swap_chain(fresh),
+                        None => fresh,
+                    };
+                    let _ = self.returned.push(Returned::Chain(old));
+                }
+                Command::SetMixer(mixer) => {
+                    if let Some(old) = std::mem::replace(&mut self.mixer, mixer) {
+                        let _ = self.returned.push(Returned::Mixer(old));
+                    }
+                }
                 Command::Stop => return false,
             }
         }
@@ -520,6 +731,9 @@ impl Worker {
             let started = monotonic_ns();
             self.mix.fill(0.0);
             let mut audible_frames = 0;
+            let mut mixer = self.mixer.as_mut().filter(|mixer| mixer.slot.active());
+            let mut handed = 0;
+            let mut overflow = false;
             for slot in self.slots.iter_mut() {
                 if !slot.shared.is_running() {
                     continue;
@@ -529,14 +743,39 @@ impl Worker {
                 };
                 let outcome = chain.pull(ring, slot.shared.gain(), &mut self.scratch);
                 slot.shared.meter().record(&self.scratch);
-                for (mixed, sample) in self.mix.iter_mut().zip(self.scratch.iter()) {
-                    *mixed += *sample;
+                let input = mixer
+                    .as_mut()
+                    .filter(|mixer| handed < mixer.inputs)
+                    .map(|mixer| mixer.slot.raw_kernel().input_samples(handed));
+                match input.and_then(|input| input.get_mut(..self.scratch.len())) {
+                    Some(input) => {
+                        input.copy_from_slice(&self.scratch);
+                        handed += 1;
+                    }
+                    None => {
+                        overflow = true;
+                        for (mixed, sample) in self.mix.iter_mut().zip(self.scratch.iter()) {
+                            *mixed += *sample;
+                        }
+                    }
                 }
                 if outcome.underrun && !slot.starved {
                     slot.shared.count_xrun();
                 }
                 slot.starved = outcome.underrun;
                 audible_frames = audible_frames.max(outcome.audible_frames);
+            }
+            if let Some(mixer) = mixer.filter(|_| handed > 0) {
+                let frames = self.format.period_frames as usize;
+                if overflow {
+                    // More streams than mixer inputs: this cycle is summed natively.
+                    mixer.sum_inputs(handed, &mut self.scratch);
+                    for (mixed, sample) in self.mix.iter_mut().zip(self.scratch.iter()) {
+                        *mixed += *sample;
+                    }
+                } else if !mixer.run(handed, frames, &mut self.mix) {
+                    mixer.sum_inputs(handed, &mut self.mix);
+                }
             }
             self.stats.meter.record(&self.mix);
             self.finish_cycle_accounting(started);

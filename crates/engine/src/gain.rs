@@ -157,7 +157,7 @@ impl GainStage {
     }
 }
 
-fn target(control: &GainControl, channel: usize) -> f32 {
+pub(crate) fn target(control: &GainControl, channel: usize) -> f32 {
     if control.muted() {
         0.0
     } else {

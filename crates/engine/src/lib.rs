@@ -22,6 +22,7 @@ pub mod event;
 pub mod gain;
 pub mod meter;
 pub mod notify;
+pub mod plugin;
 mod registry;
 pub mod resample;
 pub mod ring;

@@ -18,6 +18,7 @@ use crate::device::{CaptureOpener, PlaybackOpener};
 use crate::endpoint::Endpoint;
 use crate::error::{EngineError, Result};
 use crate::event::{EVENT_BACKLOG, Event};
+use crate::plugin::{ChainPlugins, KernelFactory};
 use crate::stream::Stream;
 use crate::{CardId, Direction, StreamId};
 
@@ -101,6 +102,8 @@ pub struct Registry {
     next_id: AtomicU32,
     events: broadcast::Sender<Event>,
     stopping: AtomicBool,
+    /// The plugin set of streams without their own, per direction.
+    plugins: RwLock<[ChainPlugins; 2]>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -122,6 +125,11 @@ impl Registry {
     pub(crate) fn publish(&self, event: Event) {
         // No subscriber is not an error.
         let _ = self.events.send(event);
+    }
+
+    /// The plugin set streams of `direction` use unless they have their own.
+    pub(crate) fn default_plugins(&self, direction: Direction) -> ChainPlugins {
+        read(&self.plugins)[direction.index()].clone()
     }
 
     /// The endpoint a stream of `direction` routed to `name` (or the default) uses.
@@ -158,6 +166,16 @@ impl Registry {
             let endpoints: Vec<_> = read(&self.endpoints).values().cloned().collect();
             for endpoint in endpoints {
                 endpoint.collect();
+                for (plugin, fault) in endpoint.new_mixer_faults() {
+                    tracing::warn!(endpoint = endpoint.name(), plugin, %fault, "mixer plugin disabled; native mixing");
+                    self.publish(Event::PluginFault {
+                        stream: None,
+                        endpoint: Some(endpoint.name().to_owned()),
+                        plugin,
+                        stage: "mix".to_owned(),
+                        reason: fault.to_string(),
+                    });
+                }
                 let now_lost = endpoint.stats().device_lost();
                 let was_lost = lost
                     .insert(endpoint.name().to_owned(), now_lost)
@@ -176,6 +194,16 @@ impl Registry {
             let streams: Vec<_> = read(&self.streams).values().cloned().collect();
             xruns.retain(|id, _| streams.iter().any(|s| s.id() == *id));
             for stream in streams {
+                for (plugin, stage, fault) in stream.new_plugin_faults() {
+                    tracing::warn!(card = stream.card(), stream = stream.id(), plugin, stage, %fault, "plugin disabled; the native stage serves");
+                    self.publish(Event::PluginFault {
+                        stream: Some(stream.id()),
+                        endpoint: stream.status().route,
+                        plugin,
+                        stage,
+                        reason: fault.to_string(),
+                    });
+                }
                 let total = stream.xruns();
                 let seen = xruns.insert(stream.id(), total).unwrap_or(0);
                 if total > seen {
@@ -215,6 +243,7 @@ impl Engine {
             next_id: AtomicU32::new(1),
             events,
             stopping: AtomicBool::new(false),
+            plugins: RwLock::new([ChainPlugins::default(), ChainPlugins::default()]),
         });
         let worker = registry.clone();
         let housekeeper = std::thread::Builder::new()
@@ -400,6 +429,51 @@ impl Engine {
     /// Every stream.
     pub fn streams(&self) -> Vec<Arc<Stream>> {
         read(&self.registry.streams).values().cloned().collect()
+    }
+
+    /// Sets the plugin set streams of `direction` use unless they have their own. Streams
+    /// prepared from now on use it; call [`Engine::rebuild_chains`] to move running ones.
+    pub fn set_default_plugins(&self, direction: Direction, plugins: ChainPlugins) {
+        write(&self.registry.plugins)[direction.index()] = plugins;
+    }
+
+    /// The plugin set streams of `direction` use unless they have their own.
+    pub fn default_plugins(&self, direction: Direction) -> ChainPlugins {
+        self.registry.default_plugins(direction)
+    }
+
+    /// Rebuilds the chain of every prepared stream (each swapped at a cycle boundary).
+    pub fn rebuild_chains(&self) -> Result<()> {
+        for stream in self.streams() {
+            stream.rebuild_chain()?;
+        }
+        Ok(())
+    }
+
+    /// Hot reload: `factory` (a new version of a plugin) replaces the plugin of the same
+    /// name in the default sets, every stream's own set and every endpoint's mixer. Each
+    /// stream that uses it gets a new chain, built and warmed off the real-time thread and
+    /// swapped in at a cycle boundary, so audio never stops. Returns the streams and
+    /// endpoints that were moved to the new version.
+    pub fn replace_plugin(&self, factory: &Arc<dyn KernelFactory>) -> Result<usize> {
+        for plugins in write(&self.registry.plugins).iter_mut() {
+            plugins.replace(factory);
+        }
+        let mut moved = 0;
+        for stream in self.streams() {
+            stream.replace_plugin(factory);
+            if stream.uses_plugin(&self.registry, factory.name()) {
+                stream.rebuild_chain()?;
+                moved += 1;
+            }
+        }
+        for endpoint in self.endpoints() {
+            if endpoint.mixer_name().as_deref() == Some(factory.name()) {
+                endpoint.set_mixer(Some(factory))?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
     }
 
     /// A new subscription to the event bus.

@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use paravox_pcm::{HwConstraints, HwParams};
 use tracing::{debug, info};
 
-use crate::chain::{CaptureChain, PlaybackChain};
-use crate::endpoint::{Endpoint, Slot, SlotChain};
+use crate::chain::SetupIssue;
+use crate::endpoint::{Endpoint, FreshChain, Slot, SlotChain};
 use crate::error::{EngineError, Result};
 use crate::event::Event;
 use crate::gain::GainControl;
 use crate::meter::{Meter, MeterReading};
 use crate::notify::PositionWaker;
+use crate::plugin::{ChainPlugins, FaultBoard, PluginFault};
 use crate::registry::Registry;
 use crate::ring::{self, Consumer, Producer};
 use crate::state::{Operation, StreamState, transition};
@@ -108,6 +109,10 @@ struct Control {
     route: Option<String>,
     ring: Option<RingEnd>,
     endpoint: Option<Arc<Endpoint>>,
+    /// This stream's own plugin set; `None` follows the engine's default.
+    plugins: Option<ChainPlugins>,
+    /// The running chain's plugin names by fault-board position.
+    plugin_names: Vec<Option<String>>,
 }
 
 /// One guest-visible playback or capture substream.
@@ -119,6 +124,8 @@ pub struct Stream {
     shared: Arc<StreamShared>,
     control: Mutex<Control>,
     registry: Weak<Registry>,
+    /// Plugin faults of the running chain (written by the endpoint thread).
+    faults: Arc<FaultBoard>,
 }
 
 /// A snapshot of a stream for the API and logs.
@@ -184,8 +191,11 @@ impl Stream {
                 route,
                 ring: None,
                 endpoint: None,
+                plugins: None,
+                plugin_names: Vec::new(),
             }),
             registry,
+            faults: Arc::new(FaultBoard::default()),
         })
     }
 
@@ -299,30 +309,26 @@ impl Stream {
             channels: params.channels,
         };
         let (producer, consumer) = ring::ring(params.buffer_bytes as usize);
-        let (ring_end, chain) = match self.direction() {
-            Direction::Playback => {
-                let mut chain = PlaybackChain::new(&format, &endpoint.format())?;
-                chain.settle_gain(&self.shared.gain);
-                (
-                    RingEnd::Producer(producer),
-                    SlotChain::Playback {
-                        ring: consumer,
-                        chain: Box::new(chain),
-                    },
-                )
-            }
-            Direction::Capture => {
-                let mut chain = CaptureChain::new(&format, &endpoint.format())?;
-                chain.settle_gain(&self.shared.gain);
-                (
-                    RingEnd::Consumer(consumer),
-                    SlotChain::Capture {
-                        ring: producer,
-                        chain: Box::new(chain),
-                    },
-                )
-            }
+        let (mut fresh, issues) = self.build_chain(&registry, &control, &format, &endpoint)?;
+        fresh.settle_gain(&self.shared.gain);
+        control.plugin_names = fresh.plugin_names();
+        let (ring_end, chain) = match fresh {
+            FreshChain::Playback(chain) => (
+                RingEnd::Producer(producer),
+                SlotChain::Playback {
+                    ring: consumer,
+                    chain,
+                },
+            ),
+            FreshChain::Capture(chain) => (
+                RingEnd::Consumer(consumer),
+                SlotChain::Capture {
+                    ring: producer,
+                    chain,
+                },
+            ),
         };
+        self.report_issues(&registry, &endpoint, &issues);
         self.shared.running.store(false, Ordering::Release);
         self.shared.draining.store(false, Ordering::Relaxed);
         self.shared.position_bytes.store(0, Ordering::Release);
@@ -550,7 +556,9 @@ impl Stream {
                 channels: params.channels,
             };
             // Build the new chain first so a refusal leaves the stream where it was.
-            let fresh = SlotChain::build(self.direction(), &format, &target.format())?;
+            let (fresh, issues) = self.build_chain(&registry, &control, &format, &target)?;
+            control.plugin_names = fresh.plugin_names();
+            self.report_issues(&registry, &target, &issues);
             let mut slot = current.detach(self.id()).ok_or_else(|| {
                 EngineError::Limit(format!(
                     "endpoint '{}' did not hand the stream back",
@@ -571,6 +579,141 @@ impl Stream {
             endpoint: target.name().to_owned(),
         });
         Ok(())
+    }
+
+    /// Control plane: builds a chain for `endpoint` with the stream's plugin set (its own,
+    /// else the engine's default for its direction).
+    fn build_chain(
+        &self,
+        registry: &Registry,
+        control: &Control,
+        format: &StreamFormat,
+        endpoint: &Endpoint,
+    ) -> Result<(FreshChain, Vec<SetupIssue>)> {
+        let plugins = match &control.plugins {
+            Some(plugins) => plugins.clone(),
+            None => registry.default_plugins(self.direction()),
+        };
+        SlotChain::build_with(
+            self.direction(),
+            format,
+            &endpoint.format(),
+            &plugins,
+            &self.faults,
+        )
+    }
+
+    fn report_issues(&self, registry: &Registry, endpoint: &Endpoint, issues: &[SetupIssue]) {
+        for issue in issues {
+            tracing::warn!(
+                card = self.card,
+                stream = self.id(),
+                plugin = issue.plugin,
+                stage = %issue.role,
+                reason = issue.reason,
+                "plugin refused; the native stage serves instead"
+            );
+            registry.publish(Event::PluginFault {
+                stream: Some(self.id()),
+                endpoint: Some(endpoint.name().to_owned()),
+                plugin: issue.plugin.clone(),
+                stage: issue.role.name().to_owned(),
+                reason: format!("{}: {}", PluginFault::Setup, issue.reason),
+            });
+        }
+    }
+
+    /// Sets this stream's own plugin set (`None`: follow the engine's default). A
+    /// prepared stream gets a new chain, built and warmed here and swapped in at the next
+    /// cycle boundary; audio keeps flowing meanwhile.
+    pub fn set_plugins(&self, plugins: Option<ChainPlugins>) -> Result<()> {
+        let mut control = self.lock();
+        control.plugins = plugins;
+        self.rebuild(&mut control)
+    }
+
+    /// This stream's own plugin set, if it has one.
+    pub fn plugins(&self) -> Option<ChainPlugins> {
+        self.lock().plugins.clone()
+    }
+
+    /// Rebuilds the chain of a prepared stream with its current plugin set and swaps it
+    /// in at a cycle boundary (after a plugin was replaced). Nothing to do otherwise.
+    pub fn rebuild_chain(&self) -> Result<()> {
+        let mut control = self.lock();
+        self.rebuild(&mut control)
+    }
+
+    fn rebuild(&self, control: &mut Control) -> Result<()> {
+        let (Some(endpoint), Some(params)) = (control.endpoint.clone(), control.params) else {
+            return Ok(());
+        };
+        let registry = self.registry()?;
+        let format = StreamFormat {
+            format: params.format,
+            rate: params.rate,
+            channels: params.channels,
+        };
+        let (fresh, issues) = self.build_chain(&registry, control, &format, &endpoint)?;
+        self.report_issues(&registry, &endpoint, &issues);
+        control.plugin_names = fresh.plugin_names();
+        endpoint.swap_chain(self.id(), fresh)?;
+        info!(
+            card = self.card,
+            stream = self.id(),
+            endpoint = endpoint.name(),
+            "chain swapped"
+        );
+        Ok(())
+    }
+
+    /// Whether the stream's plugin set (own or default) uses the plugin called `name`.
+    pub(crate) fn uses_plugin(&self, registry: &Registry, name: &str) -> bool {
+        let control = self.lock();
+        match &control.plugins {
+            Some(plugins) => plugins.uses(name),
+            None => registry.default_plugins(self.direction()).uses(name),
+        }
+    }
+
+    /// Replaces the plugin called `factory.name()` in the stream's own plugin set.
+    pub(crate) fn replace_plugin(&self, factory: &Arc<dyn crate::plugin::KernelFactory>) {
+        if let Some(plugins) = self.lock().plugins.as_mut() {
+            plugins.replace(factory);
+        }
+    }
+
+    /// Plugin faults so far (each disables one plugin stage of one chain).
+    pub fn plugin_faults(&self) -> u64 {
+        self.faults.total()
+    }
+
+    /// Faults not yet reported, as `(plugin, stage, reason)`.
+    pub(crate) fn new_plugin_faults(&self) -> Vec<(String, String, PluginFault)> {
+        let fresh = self.faults.take_new();
+        if fresh.is_empty() {
+            return Vec::new();
+        }
+        let control = self.lock();
+        fresh
+            .into_iter()
+            .map(|(position, fault)| {
+                let plugin = control
+                    .plugin_names
+                    .get(position)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| "plugin".to_owned());
+                let stage = match position {
+                    0 => "convert",
+                    1 => "resample",
+                    2 => "channel-map",
+                    3 => "gain",
+                    _ => "effect",
+                };
+                (plugin, stage.to_owned(), fault)
+            })
+            .collect()
     }
 
     /// The endpoint name the stream is routed to, if explicitly routed.

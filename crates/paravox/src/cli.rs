@@ -39,6 +39,34 @@ pub enum Command {
     Token(TokenArgs),
     /// Talk to a running daemon over its API.
     Ctl(CtlArgs),
+    /// Manage the WebAssembly plugins in the state directory (the daemon picks up changes).
+    Plugin(PluginArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    /// The state directory whose `plugins/` is managed.
+    #[arg(long, env = "PARAVOX_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Check a plugin module and install it as `plugins/NAME.wasm` (replacing an older
+    /// version; a running daemon swaps it in on every stream that uses it).
+    Add {
+        /// The module.
+        file: PathBuf,
+    },
+    /// List the installed and the shipped plugins.
+    List,
+    /// Remove an installed plugin.
+    Remove {
+        /// The plugin's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +170,10 @@ pub struct PlayArgs {
     /// Volume in dB (0 = unchanged).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub volume: f32,
+    /// An effect plugin after the chain: a .wasm file or a shipped plugin's name, with
+    /// parameters, e.g. `gain:volume=0.5`. Repeat for more.
+    #[arg(long, value_name = "PATH[:param=value,...]")]
+    pub plugin: Vec<String>,
 }
 
 #[derive(Debug, Args)]

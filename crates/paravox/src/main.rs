@@ -6,6 +6,7 @@ mod ctl;
 mod endpoints;
 mod logging;
 mod play;
+mod plugin;
 mod record;
 mod serve;
 mod signals;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         cli::Command::Record(args) => record::run(args),
         cli::Command::Token(args) => ctl::token(args),
         cli::Command::Ctl(args) => ctl::run(args),
+        cli::Command::Plugin(args) => plugin::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,6 +29,17 @@ pub fn run(args: PlayArgs) -> Result<()> {
         .set_params(params)
         .map_err(|error| usage(format!("{}: {error}", args.file.display())))?;
     stream.set_volume_db(args.volume);
+    if !args.plugin.is_empty() {
+        let effects = args
+            .plugin
+            .iter()
+            .map(|spec| crate::plugin::effect_from_spec(spec))
+            .collect::<Result<Vec<_>>>()?;
+        stream.set_plugins(Some(paravox_engine::plugin::ChainPlugins {
+            effects,
+            ..Default::default()
+        }))?;
+    }
     stream.prepare()?;
 
     let started = Instant::now();

@@ -118,6 +118,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         args.output.as_deref(),
         args.input.as_deref(),
     )?);
+    crate::plugin::watch(engine.clone(), state_dir.clone())?;
     let mut cards = Vec::new();
     for (name, socket, topology) in virtio {
         let socket = PathBuf::from(socket);

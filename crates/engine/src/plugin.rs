@@ -1,0 +1,528 @@
+//! Plugin stages: the engine's side of paravox's WebAssembly plugins.
+//!
+//! The engine knows nothing about WebAssembly. A plugin reaches it as a
+//! [`KernelFactory`] (implemented by `paravox-plugin-host`) that builds, off the real-time
+//! thread, one initialized and warmed [`PluginKernel`] per stream stage. The endpoint
+//! thread only calls a kernel's `process` over buffers that live in the plugin's memory;
+//! every call is bounded by a deadline the host enforces.
+//!
+//! A kernel that faults (trap, missed deadline, bad status, out-of-range output, an attempt
+//! to grow its memory) is disabled for its stream: the chain switches to the native stage
+//! at once, counts the fault on the stream's [`FaultBoard`] (atomics only), and the
+//! housekeeping thread turns the count into an [`Event::PluginFault`](crate::Event).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use paravox_pcm::Format;
+
+/// Most effect stages one chain may hold.
+pub const MAX_EFFECTS: usize = 8;
+
+/// Largest magnitude a plugin may write into an `f32` signal (48 dB over full scale):
+/// beyond it, or non-finite, the output is malformed.
+pub const OUTPUT_LIMIT: f32 = 256.0;
+
+/// Why a plugin was disabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PluginFault {
+    /// The plugin trapped (out-of-bounds access, `unreachable`, division by zero…).
+    Trap,
+    /// The call ran past its deadline and was interrupted.
+    Deadline,
+    /// The plugin tried to grow its memory while processing.
+    MemoryGrow,
+    /// The plugin returned an error status or a frame count out of range.
+    Status,
+    /// The plugin wrote non-finite or out-of-range samples.
+    Output,
+    /// The plugin could not be instantiated for this stream.
+    Setup,
+}
+
+impl PluginFault {
+    const ALL: [PluginFault; 6] = [
+        PluginFault::Trap,
+        PluginFault::Deadline,
+        PluginFault::MemoryGrow,
+        PluginFault::Status,
+        PluginFault::Output,
+        PluginFault::Setup,
+    ];
+
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+
+    fn from_code(code: u8) -> Option<PluginFault> {
+        PluginFault::ALL
+            .get(usize::from(code).checked_sub(1)?)
+            .copied()
+    }
+
+    /// A short description for events and logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PluginFault::Trap => "the plugin trapped",
+            PluginFault::Deadline => "the plugin missed its deadline",
+            PluginFault::MemoryGrow => "the plugin tried to grow its memory while processing",
+            PluginFault::Status => "the plugin returned a bad status or frame count",
+            PluginFault::Output => "the plugin wrote non-finite or out-of-range samples",
+            PluginFault::Setup => "the plugin could not be set up for this stream",
+        }
+    }
+}
+
+impl fmt::Display for PluginFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// Which native stage a plugin stands in for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StageRole {
+    /// Guest format ↔ `f32` (decode for playback, encode for capture).
+    Convert,
+    /// Rate conversion.
+    Resample,
+    /// Channel up/down-mix.
+    ChannelMap,
+    /// Volume and mute, driven by the stream's gain controls.
+    Gain,
+    /// An extra in-place stage on the endpoint's layout.
+    Effect,
+    /// An endpoint's mixer: N streams into one signal.
+    Mix,
+}
+
+impl StageRole {
+    /// The role's name in configuration and events.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageRole::Convert => "convert",
+            StageRole::Resample => "resample",
+            StageRole::ChannelMap => "channel-map",
+            StageRole::Gain => "gain",
+            StageRole::Effect => "effect",
+            StageRole::Mix => "mix",
+        }
+    }
+}
+
+impl fmt::Display for StageRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a kernel is initialized for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelSetup {
+    /// Frames per second coming in.
+    pub input_rate: u32,
+    /// Frames per second going out (differs only for resamplers).
+    pub output_rate: u32,
+    /// Interleaved channels coming in.
+    pub input_channels: u32,
+    /// Interleaved channels going out (differs only for channel maps).
+    pub output_channels: u32,
+    /// Sample format coming in (`F32Le` for everything but a playback converter).
+    pub input_format: Format,
+    /// Sample format going out (`F32Le` for everything but a capture converter).
+    pub output_format: Format,
+    /// Most frames (in or out) one call handles.
+    pub max_frames: u32,
+    /// Input buffers (mixers: streams mixed at once; otherwise 1).
+    pub inputs: u32,
+}
+
+/// Real-time: one initialized plugin instance. Implemented by `paravox-plugin-host`.
+///
+/// Buffer accessors return the plugin's own buffers, sized at initialization for
+/// [`KernelSetup::max_frames`]. Every call is bounded by the host's deadline.
+pub trait PluginKernel: Send + fmt::Debug {
+    /// The plugin's name.
+    fn name(&self) -> &str;
+    /// Input buffer `index` as raw bytes (a playback converter's guest samples).
+    fn input_bytes(&mut self, index: usize) -> &mut [u8];
+    /// Input buffer `index` as `f32` samples.
+    fn input_samples(&mut self, index: usize) -> &mut [f32];
+    /// The output buffer as raw bytes (a capture converter's guest samples).
+    fn output_bytes(&mut self) -> &[u8];
+    /// The output buffer as `f32` samples.
+    fn output_samples(&mut self) -> &[f32];
+    /// Processes `input_frames` frames of input 0 into at most `output_frames` frames;
+    /// returns the frames produced.
+    fn process(&mut self, input_frames: usize, output_frames: usize) -> Result<usize, PluginFault>;
+    /// Mixers: mixes `frames` frames of inputs `0..inputs`; returns the frames produced.
+    fn process_mix(&mut self, inputs: usize, frames: usize) -> Result<usize, PluginFault>;
+    /// Resamplers: input frames the next call needs to produce exactly `output_frames`.
+    fn input_frames_for(&mut self, output_frames: usize) -> Result<usize, PluginFault>;
+    /// Sets parameter `index`.
+    fn set_param(&mut self, index: u32, value: f32) -> Result<(), PluginFault>;
+    /// The index of the parameter called `name`, if the plugin has one.
+    fn param_index(&self, name: &str) -> Option<u32>;
+}
+
+/// Builds kernels of one plugin (control plane only; may compile, allocate, block).
+pub trait KernelFactory: Send + Sync + fmt::Debug {
+    /// The plugin's name.
+    fn name(&self) -> &str;
+    /// An initialized, warmed kernel for `role`, or why the plugin cannot serve it.
+    fn instantiate(
+        &self,
+        role: StageRole,
+        setup: &KernelSetup,
+    ) -> Result<Box<dyn PluginKernel>, String>;
+}
+
+/// The plugins a stream's chain uses instead of native stages; `None` keeps the native
+/// stage.
+#[derive(Debug, Clone, Default)]
+pub struct ChainPlugins {
+    /// Decode (playback) / encode (capture).
+    pub convert: Option<Arc<dyn KernelFactory>>,
+    /// Rate conversion.
+    pub resample: Option<Arc<dyn KernelFactory>>,
+    /// Channel mapping.
+    pub channel_map: Option<Arc<dyn KernelFactory>>,
+    /// Volume and mute.
+    pub gain: Option<Arc<dyn KernelFactory>>,
+    /// Extra stages after the native chain (playback only), with their parameters.
+    pub effects: Vec<EffectPlugin>,
+}
+
+/// An effect stage with the parameter values it starts with.
+#[derive(Debug, Clone)]
+pub struct EffectPlugin {
+    /// The plugin.
+    pub factory: Arc<dyn KernelFactory>,
+    /// `(name, value)` pairs set before the first cycle.
+    pub params: Vec<(String, f32)>,
+}
+
+impl ChainPlugins {
+    /// Whether any stage uses the plugin called `name`.
+    pub fn uses(&self, name: &str) -> bool {
+        self.stages().any(|(_, factory)| factory.name() == name)
+    }
+
+    /// Every plugin stage with its role.
+    pub fn stages(&self) -> impl Iterator<Item = (StageRole, &Arc<dyn KernelFactory>)> {
+        [
+            (StageRole::Convert, &self.convert),
+            (StageRole::Resample, &self.resample),
+            (StageRole::ChannelMap, &self.channel_map),
+            (StageRole::Gain, &self.gain),
+        ]
+        .into_iter()
+        .filter_map(|(role, factory)| factory.as_ref().map(|f| (role, f)))
+        .chain(self.effects.iter().map(|e| (StageRole::Effect, &e.factory)))
+    }
+
+    /// Replaces every use of the plugin called `factory.name()` by `factory`.
+    pub fn replace(&mut self, factory: &Arc<dyn KernelFactory>) {
+        for slot in [
+            &mut self.convert,
+            &mut self.resample,
+            &mut self.channel_map,
+            &mut self.gain,
+        ] {
+            if let Some(current) = slot
+                && current.name() == factory.name()
+            {
+                *current = factory.clone();
+            }
+        }
+        for effect in &mut self.effects {
+            if effect.factory.name() == factory.name() {
+                effect.factory = factory.clone();
+            }
+        }
+    }
+
+    /// Whether no stage uses a plugin.
+    pub fn is_empty(&self) -> bool {
+        self.stages().next().is_none()
+    }
+}
+
+/// Board positions: the four replaceable stages, then the effects.
+pub const BOARD_SLOTS: usize = 4 + MAX_EFFECTS;
+
+/// The board position of a fixed role (effects use `4 + index`).
+pub fn board_slot(role: StageRole) -> usize {
+    match role {
+        StageRole::Convert => 0,
+        StageRole::Resample => 1,
+        StageRole::ChannelMap => 2,
+        StageRole::Gain | StageRole::Mix => 3,
+        StageRole::Effect => 4,
+    }
+}
+
+/// Plugin faults of one stream (or mixer), written by the endpoint thread with atomics and
+/// read by housekeeping.
+#[derive(Debug, Default)]
+pub struct FaultBoard {
+    counts: [AtomicU64; BOARD_SLOTS],
+    reasons: [AtomicU8; BOARD_SLOTS],
+    reported: [AtomicU64; BOARD_SLOTS],
+    total: AtomicU64,
+}
+
+impl FaultBoard {
+    /// Real-time: records a fault at board position `slot`.
+    pub fn record(&self, slot: usize, fault: PluginFault) {
+        if let (Some(reason), Some(count)) = (self.reasons.get(slot), self.counts.get(slot)) {
+            reason.store(fault.code(), Ordering::Relaxed);
+            count.fetch_add(1, Ordering::Release);
+            self.total.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Faults recorded so far.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Faults not yet reported, as `(slot, reason)`; marks them reported.
+    pub fn take_new(&self) -> Vec<(usize, PluginFault)> {
+        let mut new = Vec::new();
+        for slot in 0..BOARD_SLOTS {
+            let count = self.counts[slot].load(Ordering::Acquire);
+            if self.reported[slot].swap(count, Ordering::Relaxed) != count
+                && let Some(reason) =
+                    PluginFault::from_code(self.reasons[slot].load(Ordering::Relaxed))
+            {
+                new.push((slot, reason));
+            }
+        }
+        new
+    }
+}
+
+/// Real-time: a kernel in a chain, disabled after its first fault.
+#[derive(Debug)]
+pub struct PluginSlot {
+    kernel: Box<dyn PluginKernel>,
+    board: Arc<FaultBoard>,
+    position: usize,
+    failed: bool,
+}
+
+impl PluginSlot {
+    /// A slot reporting to board position `position`.
+    pub fn new(kernel: Box<dyn PluginKernel>, board: Arc<FaultBoard>, position: usize) -> Self {
+        PluginSlot {
+            kernel,
+            board,
+            position,
+            failed: false,
+        }
+    }
+
+    /// Whether the plugin still runs.
+    pub fn active(&self) -> bool {
+        !self.failed
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        self.kernel.name()
+    }
+
+    /// The kernel, while active.
+    pub fn kernel(&mut self) -> Option<&mut dyn PluginKernel> {
+        if self.failed {
+            None
+        } else {
+            Some(self.kernel.as_mut())
+        }
+    }
+
+    /// The kernel even after a fault: only to read back buffers the host wrote.
+    pub fn raw_kernel(&mut self) -> &mut dyn PluginKernel {
+        self.kernel.as_mut()
+    }
+
+    /// Disables the plugin and records why.
+    pub fn fail(&mut self, fault: PluginFault) {
+        self.failed = true;
+        self.board.record(self.position, fault);
+    }
+
+    /// Real-time: runs an `f32 → f32` call: copies `input` (whole frames of the kernel's
+    /// input layout) in, processes, checks and copies the result into `output`. Returns
+    /// the frames produced, or `None` when the plugin is disabled or just faulted (the
+    /// caller then runs the native stage).
+    pub fn run_f32(
+        &mut self,
+        input: &[f32],
+        input_frames: usize,
+        output: &mut [f32],
+        output_frames: usize,
+        output_channels: usize,
+    ) -> Option<usize> {
+        let result = self.try_run_f32(input, input_frames, output, output_frames, output_channels);
+        self.settle(result)
+    }
+
+    fn try_run_f32(
+        &mut self,
+        input: &[f32],
+        input_frames: usize,
+        output: &mut [f32],
+        output_frames: usize,
+        output_channels: usize,
+    ) -> Result<usize, PluginFault> {
+        let kernel = self.kernel.as_mut();
+        let into = kernel.input_samples(0);
+        let Some(into) = into.get_mut(..input.len()) else {
+            return Err(PluginFault::Status);
+        };
+        into.copy_from_slice(input);
+        let produced = kernel.process(input_frames, output_frames)?;
+        if produced > output_frames {
+            return Err(PluginFault::Status);
+        }
+        let samples = produced * output_channels;
+        let result = kernel
+            .output_samples()
+            .get(..samples)
+            .ok_or(PluginFault::Status)?;
+        copy_checked(result, &mut output[..samples], OUTPUT_LIMIT)?;
+        Ok(produced)
+    }
+
+    /// Real-time: a playback converter's call: guest bytes of `frames` frames in, checked
+    /// `f32` samples (`channels` per frame, within [-1, 1]) out.
+    pub fn run_decode(
+        &mut self,
+        input: &[u8],
+        frames: usize,
+        output: &mut [f32],
+        channels: usize,
+    ) -> Option<usize> {
+        let result = (|| {
+            let kernel = self.kernel.as_mut();
+            kernel
+                .input_bytes(0)
+                .get_mut(..input.len())
+                .ok_or(PluginFault::Status)?
+                .copy_from_slice(input);
+            if kernel.process(frames, frames)? != frames {
+                return Err(PluginFault::Status);
+            }
+            let samples = frames * channels;
+            let result = kernel
+                .output_samples()
+                .get(..samples)
+                .ok_or(PluginFault::Status)?;
+            copy_checked(
+                result,
+                output.get_mut(..samples).ok_or(PluginFault::Status)?,
+                1.0,
+            )?;
+            Ok(frames)
+        })();
+        self.settle(result)
+    }
+
+    /// Real-time: a capture converter's call: `frames` frames of `f32` samples in, guest
+    /// bytes (`frame_bytes` per frame) out, handed to `deliver` as one slice.
+    pub fn run_encode(
+        &mut self,
+        input: &[f32],
+        frames: usize,
+        frame_bytes: usize,
+        deliver: impl FnOnce(&[u8]),
+    ) -> Option<usize> {
+        let result = (|| {
+            let kernel = self.kernel.as_mut();
+            kernel
+                .input_samples(0)
+                .get_mut(..input.len())
+                .ok_or(PluginFault::Status)?
+                .copy_from_slice(input);
+            if kernel.process(frames, frames)? != frames {
+                return Err(PluginFault::Status);
+            }
+            let bytes = kernel
+                .output_bytes()
+                .get(..frames * frame_bytes)
+                .ok_or(PluginFault::Status)?;
+            deliver(bytes);
+            Ok(frames)
+        })();
+        self.settle(result)
+    }
+
+    /// Turns a call's result into the produced count, disabling the plugin on a fault.
+    pub fn settle(&mut self, result: Result<usize, PluginFault>) -> Option<usize> {
+        match result {
+            Ok(produced) => Some(produced),
+            Err(fault) => {
+                self.fail(fault);
+                None
+            }
+        }
+    }
+}
+
+/// Whether `sample` is a number of magnitude at most `limit` (false for NaN).
+#[inline(always)]
+pub fn in_range(sample: f32, limit: f32) -> bool {
+    sample.abs() <= limit
+}
+
+/// Real-time: copies `from` into `to`, refusing non-finite samples or magnitudes above
+/// `limit`. The check folds into the copy loop, so it costs little more than the copy.
+pub fn copy_checked(from: &[f32], to: &mut [f32], limit: f32) -> Result<(), PluginFault> {
+    let mut bad = false;
+    for (out, &sample) in to.iter_mut().zip(from) {
+        bad |= !in_range(sample, limit);
+        *out = sample;
+    }
+    if bad {
+        Err(PluginFault::Output)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_codes_round_trip() {
+        for fault in PluginFault::ALL {
+            assert_eq!(PluginFault::from_code(fault.code()), Some(fault));
+        }
+        assert_eq!(PluginFault::from_code(0), None);
+    }
+
+    #[test]
+    fn the_board_reports_each_new_fault_once() {
+        let board = FaultBoard::default();
+        board.record(1, PluginFault::Deadline);
+        assert_eq!(board.take_new(), vec![(1, PluginFault::Deadline)]);
+        assert!(board.take_new().is_empty());
+        board.record(5, PluginFault::Trap);
+        board.record(99, PluginFault::Trap);
+        assert_eq!(board.take_new(), vec![(5, PluginFault::Trap)]);
+        assert_eq!(board.total(), 2);
+    }
+
+    #[test]
+    fn checked_copies_refuse_nan_and_huge_values() {
+        let mut out = [0.0f32; 3];
+        assert!(copy_checked(&[0.5, -1.0, 2.0], &mut out, 1.0).is_err());
+        assert!(copy_checked(&[0.5, f32::NAN, 0.0], &mut out, 1.0).is_err());
+        assert_eq!(copy_checked(&[0.5, -1.0, 0.25], &mut out, 1.0), Ok(()));
+        assert_eq!(out, [0.5, -1.0, 0.25]);
+    }
+}

@@ -1,0 +1,353 @@
+//! The WebAssembly runtime plugins run in: one wasmtime engine configured for untrusted,
+//! real-time code, its epoch ticker, its linker and its compile cache.
+//!
+//! - Deadlines: epoch interruption, the epoch advanced every millisecond by a ticker
+//!   thread; each call gets a deadline in ticks (not fuel, whose per-block accounting
+//!   would tax every hot loop).
+//! - Memory: the pooling allocator (instances come from preallocated slots, so setting
+//!   one up never maps memory on demand) and per-store limits: one instance, one memory,
+//!   one table, [`MAX_MEMORY_BYTES`] of memory, and no growth at all once set up.
+//! - Features: SIMD on; threads, shared memory, memory64, multi-memory and GC off (some
+//!   are not even compiled in); no WASI: a plugin sees its memory and `paravox.log`.
+//! - Code: compiled with Cranelift off the real-time thread, cached on disk (see
+//!   [`crate::cache`]).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info};
+use wasmtime::{
+    Caller, Config, Engine, InstanceAllocationStrategy, Linker, Module, OptLevel,
+    PoolingAllocationConfig, ResourceLimiter, StoreLimits, StoreLimitsBuilder,
+};
+
+use crate::abi::{LOG_MODULE, LOG_NAME, MAX_LOG_BYTES, MAX_MEMORY_BYTES, MAX_MODULE_BYTES};
+use crate::cache::Cache;
+use crate::error::{PluginError, Result};
+use crate::plugin::Plugin;
+
+/// The wasmtime version pinned in the workspace (part of every cache entry's name).
+const WASMTIME_VERSION: &str = "48.0.8";
+
+/// How often the epoch advances.
+pub const TICK: Duration = Duration::from_millis(1);
+
+/// How a runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled plugins are cached; `None`: compile every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances alive at once (each plugin stage of each stream is one).
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            cache_dir: None,
+            max_instances: 1024,
+        }
+    }
+}
+
+/// Per-store state: the limits and whether the plugin may log.
+#[derive(Debug)]
+pub struct HostState {
+    pub(crate) limits: Limits,
+    /// The plugin's name, for its log lines.
+    pub(crate) name: String,
+    /// Logging is allowed while setting up only: never on the real-time thread.
+    pub(crate) may_log: bool,
+}
+
+impl HostState {
+    pub(crate) fn new(name: &str) -> HostState {
+        HostState {
+            limits: Limits::new(),
+            name: name.to_owned(),
+            may_log: true,
+        }
+    }
+}
+
+/// wasmtime's store limits, plus a freeze: once a kernel is set up, any growth is
+/// refused and remembered, so the fault is reported as what it was.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    inner: StoreLimits,
+    pub(crate) frozen: bool,
+    pub(crate) grow_refused: bool,
+}
+
+impl Limits {
+    fn new() -> Limits {
+        Limits {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(MAX_MEMORY_BYTES)
+                .instances(1)
+                .memories(1)
+                .tables(1)
+                .table_elements(10_000)
+                .trap_on_grow_failure(true)
+                .build(),
+            frozen: false,
+            grow_refused: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if self.frozen {
+            self.grow_refused = true;
+            wasmtime::bail!("memory.grow while processing is not allowed");
+        }
+        self.inner.memory_growing(current, desired, maximum)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if self.frozen {
+            self.grow_refused = true;
+            wasmtime::bail!("table.grow while processing is not allowed");
+        }
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// Advances the engine's epoch every [`TICK`] until dropped.
+#[derive(Debug)]
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("paravox-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|error| PluginError::Runtime(format!("epoch ticker: {error}")))?;
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The runtime: engine, linker, ticker and cache.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<Cache>,
+    fingerprint: String,
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for PluginRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginRuntime")
+            .field("fingerprint", &self.fingerprint)
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+/// How a module's code was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeSource {
+    /// Compiled now.
+    Compiled,
+    /// Loaded from the cache.
+    Cached,
+}
+
+impl PluginRuntime {
+    /// A runtime with `options`.
+    pub fn new(options: &RuntimeOptions) -> Result<Arc<PluginRuntime>> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(options.max_instances)
+            .total_memories(options.max_instances)
+            .total_tables(options.max_instances)
+            .max_memory_size(MAX_MEMORY_BYTES)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .table_elements(10_000)
+            // Keep a few pages resident between instances so re-instantiating does not
+            // fault them in again.
+            .linear_memory_keep_resident(64 << 10);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .wasm_simd(true)
+            .wasm_relaxed_simd(false)
+            .wasm_multi_memory(false)
+            .wasm_memory64(false)
+            .wasm_backtrace_max_frames(None)
+            .cranelift_opt_level(OptLevel::Speed)
+            .max_wasm_stack(256 << 10)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine =
+            Engine::new(&config).map_err(|error| PluginError::Runtime(error.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        linker
+            .func_wrap(LOG_MODULE, LOG_NAME, log)
+            .map_err(|error| PluginError::Runtime(error.to_string()))?;
+        let cache = match &options.cache_dir {
+            Some(dir) => Some(Cache::open(dir)?),
+            None => None,
+        };
+        let fingerprint = format!(
+            "wasmtime {}; {}; simd; epochs; pooling; opt speed; abi {}",
+            WASMTIME_VERSION,
+            std::env::consts::ARCH,
+            crate::abi::ABI_VERSION
+        );
+        let ticker = Ticker::start(engine.clone())?;
+        Ok(Arc::new(PluginRuntime {
+            engine,
+            linker,
+            cache,
+            fingerprint,
+            _ticker: ticker,
+        }))
+    }
+
+    /// The process-wide runtime, caching compiled plugins in `cache_dir` (the first
+    /// caller's choice wins).
+    pub fn shared(cache_dir: Option<PathBuf>) -> Result<Arc<PluginRuntime>> {
+        static SHARED: OnceLock<Arc<PluginRuntime>> = OnceLock::new();
+        if let Some(runtime) = SHARED.get() {
+            return Ok(runtime.clone());
+        }
+        let runtime = PluginRuntime::new(&RuntimeOptions {
+            cache_dir,
+            ..RuntimeOptions::default()
+        })?;
+        Ok(SHARED.get_or_init(|| runtime).clone())
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+
+    /// Compiles (or loads from the cache) a module, without checking it.
+    pub fn compile(&self, wasm: &[u8]) -> Result<(Module, CodeSource)> {
+        if wasm.len() > MAX_MODULE_BYTES {
+            return Err(PluginError::Rejected(format!(
+                "{} bytes, more than the {MAX_MODULE_BYTES} allowed",
+                wasm.len()
+            )));
+        }
+        let name = Cache::entry_name(wasm, &self.fingerprint);
+        if let Some(cache) = &self.cache
+            && let Some(code) = cache.get(&name)
+        {
+            // SAFETY: `code` is what `Module::serialize` produced in this cache: the entry
+            // verified under the cache's secret key, which only paravox holds, and its
+            // name binds it to this module and this engine configuration.
+            match unsafe { Module::deserialize(&self.engine, &code) } {
+                Ok(module) => return Ok((module, CodeSource::Cached)),
+                Err(error) => debug!(%error, "cached plugin code refused; recompiling"),
+            }
+        }
+        let started = Instant::now();
+        let module = Module::new(&self.engine, wasm)
+            .map_err(|error| PluginError::Compile(format!("{error:#}")))?;
+        debug!(
+            elapsed_ms = started.elapsed().as_millis(),
+            "plugin compiled"
+        );
+        if let Some(cache) = &self.cache {
+            match module.serialize() {
+                Ok(code) => {
+                    if let Err(error) = cache.put(&name, &code) {
+                        info!(%error, "could not cache compiled plugin code");
+                    }
+                }
+                Err(error) => info!(%error, "could not serialize compiled plugin code"),
+            }
+        }
+        Ok((module, CodeSource::Compiled))
+    }
+
+    /// Compiles, checks and pre-instantiates a plugin, reading its manifest.
+    pub fn load(self: &Arc<Self>, wasm: &[u8]) -> Result<Arc<Plugin>> {
+        let (module, source) = self.compile(wasm)?;
+        Plugin::new(self.clone(), module, source, wasm).map(Arc::new)
+    }
+
+    /// [`load`](Self::load) from a file.
+    pub fn load_file(self: &Arc<Self>, path: &std::path::Path) -> Result<Arc<Plugin>> {
+        let wasm = std::fs::read(path).map_err(|error| PluginError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
+        self.load(&wasm)
+    }
+}
+
+/// `paravox.log(ptr, len)`: a UTF-8 line from the plugin, logged at debug while it is
+/// being set up and ignored afterwards (logging is no business of the real-time thread).
+fn log(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) {
+    if !caller.data().may_log {
+        return;
+    }
+    let Some(memory) = caller
+        .get_export("memory")
+        .and_then(wasmtime::Extern::into_memory)
+    else {
+        return;
+    };
+    let data = memory.data(&caller);
+    let start = ptr as u32 as usize;
+    let end = start.saturating_add((len as u32 as usize).min(MAX_LOG_BYTES));
+    if let Some(bytes) = data.get(start..end) {
+        let line = String::from_utf8_lossy(bytes).into_owned();
+        debug!(plugin = caller.data().name, "{line}");
+    }
+}

@@ -1,0 +1,267 @@
+//! Plugins in running streams: faults fall back to the native stage without a gap, and a
+//! new chain swaps in at a cycle boundary.
+
+mod common;
+#[path = "../../engine/tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Misdeed, misbehaving};
+use paravox_engine::plugin::{ChainPlugins, EffectPlugin, KernelFactory};
+use paravox_engine::{Direction, Engine, Event};
+use paravox_pcm::Format;
+use paravox_plugin_host::{PluginRuntime, shipped};
+use support::{MemorySinkOpener, Recording, format, prepared_stream, write_all};
+
+const PERIOD: u32 = 480;
+
+fn runtime() -> Arc<PluginRuntime> {
+    PluginRuntime::shared(None).expect("runtime")
+}
+
+fn sink(engine: &Engine, name: &str) -> Recording {
+    let recording: Recording = Arc::default();
+    engine
+        .add_playback_endpoint(
+            name,
+            "memory",
+            Box::new(MemorySinkOpener {
+                format: format(48_000, 1, PERIOD),
+                recording: recording.clone(),
+            }),
+        )
+        .expect("sink");
+    if engine.default_endpoint(Direction::Playback).is_none() {
+        engine
+            .set_default_endpoint(Direction::Playback, name)
+            .expect("default");
+    }
+    recording
+}
+
+/// A ramp that never repeats within the test, as float_le bytes.
+fn ramp(frames: usize) -> (Vec<f32>, Vec<u8>) {
+    let samples: Vec<f32> = (0..frames)
+        .map(|n| ((n % 4096) as f32 + 1.0) / 8192.0)
+        .collect();
+    let bytes = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    (samples, bytes)
+}
+
+fn effect(factory: Arc<dyn KernelFactory>, params: &[(&str, f32)]) -> ChainPlugins {
+    ChainPlugins {
+        effects: vec![EffectPlugin {
+            factory,
+            params: params.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        }],
+        ..ChainPlugins::default()
+    }
+}
+
+/// Plays `bytes` through a stream on endpoint `route` and waits until it was played.
+fn play(stream: &paravox_engine::Stream, bytes: &[u8]) {
+    // Prime the ring before starting, as a player does, so the start is not an underrun.
+    let primed = stream.write(bytes);
+    stream.start().expect("start");
+    write_all(stream, &bytes[primed..]);
+    stream.drain();
+    let end = bytes.len() as u64;
+    while stream.position_bytes() < end {
+        assert!(
+            stream.wait_position(end, Duration::from_secs(5)) || stream.position_bytes() >= end
+        );
+    }
+}
+
+/// The recorded audible part: everything from the first non-zero sample on, `len` long.
+fn audible(recording: &Recording, len: usize) -> Vec<f32> {
+    let recorded = recording.lock().unwrap().clone();
+    let start = recorded
+        .iter()
+        .position(|&s| s != 0.0)
+        .expect("something was played");
+    recorded[start..(start + len).min(recorded.len())].to_vec()
+}
+
+fn faulting_stream_keeps_playing(misdeed: Misdeed, expected_reason: &str) {
+    let engine = Engine::new();
+    let faulty_out = sink(&engine, "faulty");
+    let healthy_out = sink(&engine, "healthy");
+    let mut events = engine.subscribe();
+    let plugin: Arc<dyn KernelFactory> = runtime().load(&misbehaving(misdeed, 4)).expect("loads");
+    let faulty = prepared_stream(
+        &engine,
+        Direction::Playback,
+        Format::F32Le,
+        48_000,
+        1,
+        4 * PERIOD,
+    );
+    faulty.set_route(Some("faulty".into())).expect("route");
+    faulty
+        .set_plugins(Some(effect(plugin, &[])))
+        .expect("plugins");
+    let healthy = prepared_stream(
+        &engine,
+        Direction::Playback,
+        Format::F32Le,
+        48_000,
+        1,
+        4 * PERIOD,
+    );
+    healthy.set_route(Some("healthy".into())).expect("route");
+    let frames = 20 * PERIOD as usize;
+    let (signal, bytes) = ramp(frames);
+    let other = {
+        let healthy = healthy.clone();
+        let bytes = bytes.clone();
+        std::thread::spawn(move || play(&healthy, &bytes))
+    };
+    play(&faulty, &bytes);
+    other.join().expect("healthy stream");
+
+    // The faulty stream played every frame: halved while the plugin worked, then, from
+    // the cycle it faulted, untouched by the native path (an effect has no native twin).
+    let out = audible(&faulty_out, frames);
+    assert_eq!(out.len(), frames, "frames went missing");
+    let switch = out
+        .iter()
+        .zip(&signal)
+        .position(|(o, s)| o == s)
+        .expect("the native path took over");
+    assert!(switch > 0, "the plugin never ran");
+    for (n, (o, s)) in out.iter().zip(&signal).enumerate() {
+        let expected = if n < switch { s * 0.5 } else { *s };
+        assert_eq!(*o, expected, "frame {n} (switch at {switch})");
+    }
+    // The other stream is untouched.
+    assert_eq!(audible(&healthy_out, frames), signal);
+    assert_eq!(faulty.plugin_faults(), 1);
+    assert_eq!(healthy.plugin_faults(), 0);
+    // Housekeeping raised the event.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match events.try_recv() {
+            Ok(Event::PluginFault {
+                stream,
+                plugin,
+                stage,
+                reason,
+                ..
+            }) => {
+                assert_eq!(stream, Some(faulty.id()));
+                assert_eq!(plugin, "half");
+                assert_eq!(stage, "effect");
+                assert!(reason.contains(expected_reason), "{reason}");
+                break;
+            }
+            Ok(_) => {}
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => panic!("no PluginFault event: {error:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_trap_falls_back_to_native() {
+    faulting_stream_keeps_playing(Misdeed::Trap, "trapped");
+}
+
+#[test]
+fn an_infinite_loop_misses_its_deadline_and_falls_back() {
+    faulting_stream_keeps_playing(Misdeed::Spin, "deadline");
+}
+
+#[test]
+fn growing_memory_while_processing_falls_back() {
+    faulting_stream_keeps_playing(Misdeed::Grow, "grow its memory");
+}
+
+#[test]
+fn a_garbage_frame_count_falls_back() {
+    faulting_stream_keeps_playing(Misdeed::HugeCount, "frame count");
+}
+
+#[test]
+fn nan_output_falls_back() {
+    faulting_stream_keeps_playing(Misdeed::Nan, "non-finite");
+}
+
+#[test]
+fn a_refused_plugin_leaves_the_native_stage_and_says_why() {
+    let engine = Engine::new();
+    let _out = sink(&engine, "out");
+    let mut events = engine.subscribe();
+    // A mixer cannot stand in for an effect.
+    let mix: Arc<dyn KernelFactory> = runtime().load(shipped::MIX).expect("mix");
+    let stream = prepared_stream(
+        &engine,
+        Direction::Playback,
+        Format::S16Le,
+        48_000,
+        1,
+        4 * PERIOD,
+    );
+    stream.set_route(Some("out".into())).expect("route");
+    stream
+        .set_plugins(Some(effect(mix, &[])))
+        .expect("a refusal is not an error");
+    let refused = std::iter::from_fn(|| events.try_recv().ok()).find_map(|event| match event {
+        Event::PluginFault { reason, .. } => Some(reason),
+        _ => None,
+    });
+    assert!(refused.expect("an event").contains("needs a effect"));
+}
+
+#[test]
+fn hot_swap_changes_the_level_in_exactly_one_step_without_a_gap() {
+    let engine = Engine::new();
+    let out = sink(&engine, "out");
+    let gain: Arc<dyn KernelFactory> = runtime().load(shipped::GAIN).expect("gain");
+    let stream = prepared_stream(
+        &engine,
+        Direction::Playback,
+        Format::F32Le,
+        48_000,
+        1,
+        8 * PERIOD,
+    );
+    stream.set_route(Some("out".into())).expect("route");
+    stream
+        .set_plugins(Some(effect(gain.clone(), &[("volume", 1.0)])))
+        .expect("gain 1.0");
+    let frames = 60 * PERIOD as usize;
+    let (signal, bytes) = ramp(frames);
+    let player = {
+        let stream = stream.clone();
+        std::thread::spawn(move || play(&stream, &bytes))
+    };
+    // Swap while the tone plays.
+    while stream.position_bytes() < 20 * u64::from(PERIOD) * 4 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stream
+        .set_plugins(Some(effect(gain, &[("volume", 0.5)])))
+        .expect("gain 0.5");
+    player.join().expect("player");
+    let out = audible(&out, frames);
+    assert_eq!(out.len(), frames, "frames went missing");
+    let switch = out
+        .iter()
+        .zip(&signal)
+        .position(|(o, s)| *o != *s)
+        .expect("the level changed");
+    assert!(switch > 0 && switch < frames);
+    assert_eq!(switch % PERIOD as usize, 0, "the swap happened mid-cycle");
+    for (n, (o, s)) in out.iter().zip(&signal).enumerate() {
+        let expected = if n < switch { *s } else { s * 0.5 };
+        assert_eq!(
+            *o, expected,
+            "frame {n}: a missing, repeated or ramped frame"
+        );
+    }
+}
