@@ -77,6 +77,12 @@ const DEBIAN_PACKAGES: &[DebianPackage] = &[
         needed_for: "decompressing the e2e guest's kernel modules",
         from_backports: false,
     },
+    DebianPackage {
+        name: "chromium",
+        probe: Probe::Command("chromium"),
+        needed_for: "the dashboard's browser test (driven by playwright-core, no browser download)",
+        from_backports: false,
+    },
     // Debian 12's own QEMU (7.2) predates vhost-user-snd-pci (8.2).
     DebianPackage {
         name: "qemu-system-x86",

@@ -55,6 +55,10 @@ const STEPS: &[Step] = &[
         run: api_fuzz,
     },
     Step {
+        name: "browser: the dashboard in Chromium (playwright-core)",
+        run: dashboard,
+    },
+    Step {
         name: "end-to-end: virtio-snd in a QEMU guest (cargo xtask e2e virtio)",
         run: e2e_virtio,
     },
@@ -154,6 +158,22 @@ fn api_fuzz() -> Result<Outcome> {
     cmd::run(
         cmd::cargo(["test", "-p", "paravox-api", "--test", "schemathesis"])
             .env("PARAVOX_REQUIRE_SCHEMATHESIS", "1"),
+    )?;
+    Ok(Outcome::Passed)
+}
+
+/// Installs the browser test's npm packages (playwright-core only; it never downloads a
+/// browser: Debian's chromium drives the page) and runs it, requiring the browser.
+fn dashboard() -> Result<Outcome> {
+    cmd::run(
+        std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir("web/tests")
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"),
+    )?;
+    cmd::run(
+        cmd::cargo(["test", "-p", "paravox-api", "--test", "dashboard"])
+            .env("PARAVOX_REQUIRE_BROWSER", "1"),
     )?;
     Ok(Outcome::Passed)
 }

@@ -14,6 +14,7 @@
 //! | GET | `/metrics` | Prometheus metrics (token unless configured public) |
 //! | GET | `/healthz`, `/readyz` | probes (public) |
 //! | GET | `/api/openapi.json`, `/api/docs` | the OpenAPI document and Swagger UI (public) |
+//! | GET | `/`, `/app.js`, `/style.css` | the browser dashboard (public; it asks for the token) |
 //!
 //! Plugins get `routes/plugins.rs`, listed in `protected_routes` below (as `/api/plugins`),
 //! when the plugin host lands.
@@ -21,6 +22,7 @@
 pub mod cards;
 pub mod endpoints;
 pub mod health;
+pub mod static_files;
 pub mod streams;
 
 use axum::Router;
@@ -90,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     router
         .merge(openapi::docs(openapi::finish(document, metrics_public)))
+        .merge(static_files::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::map_response(problem_for_bare_errors))

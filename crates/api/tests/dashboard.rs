@@ -1,0 +1,119 @@
+//! The browser dashboard: its files are served without the token, and, in a real Chromium,
+//! it shows a playing stream's meter, mutes it, changes its volume and route, and logs the
+//! events (`web/tests/dashboard.test.mjs` drives the browser).
+//!
+//! The browser half needs `node`, `/usr/bin/chromium` and `npm ci` in `web/tests`; without
+//! them it prints why and passes, unless `PARAVOX_REQUIRE_BROWSER` is set.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use paravox_engine::Direction;
+use paravox_host_audio::EndpointSpec;
+use support::TestServer;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+#[test]
+fn the_dashboard_files_are_served_without_the_token() {
+    let server = TestServer::start();
+    for (path, content_type, contains) in [
+        (
+            "/",
+            "text/html; charset=utf-8",
+            "<script type=\"module\" src=\"/app.js\">",
+        ),
+        (
+            "/index.html",
+            "text/html; charset=utf-8",
+            "<label for=\"token\">",
+        ),
+        ("/app.js", "text/javascript; charset=utf-8", "/api/events"),
+        ("/style.css", "text/css; charset=utf-8", ".meter-bar"),
+    ] {
+        let answer = server.raw("GET", path, &[], None);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text);
+        assert_eq!(answer.content_type, content_type, "{path}");
+        assert!(answer.text.contains(contains), "{path} lacks {contains}");
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+        assert!(
+            answer
+                .header("content-security-policy")
+                .is_some_and(|csp| csp.contains("script-src 'self'")),
+            "{path} has a content security policy"
+        );
+    }
+    // The API behind it still wants the token, and unknown paths stay problems.
+    server.raw("GET", "/api/streams", &[], None).problem(401);
+    server.raw("GET", "/app2.js", &[], None).problem(404);
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Why the browser test cannot run here, if it cannot.
+fn missing_tools(tests_dir: &Path) -> Option<String> {
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("node is not installed".into());
+    }
+    if !Path::new(CHROMIUM).exists() {
+        return Some(format!("{CHROMIUM} is missing (apt install chromium)"));
+    }
+    if !tests_dir.join("node_modules/playwright-core").is_dir() {
+        return Some(format!(
+            "playwright-core is not installed (run `npm ci` in {})",
+            tests_dir.display()
+        ));
+    }
+    None
+}
+
+#[test]
+fn the_dashboard_controls_a_playing_stream_in_chromium() {
+    let root = workspace_root();
+    let tests_dir = root.join("web/tests");
+    if let Some(reason) = missing_tools(&tests_dir) {
+        assert!(
+            std::env::var_os("PARAVOX_REQUIRE_BROWSER").is_none(),
+            "PARAVOX_REQUIRE_BROWSER is set but {reason}"
+        );
+        println!("skipping the browser test: {reason}");
+        return;
+    }
+
+    let server = TestServer::start();
+    let spec: EndpointSpec = "null".parse().expect("spec");
+    server
+        .engine
+        .add_playback_endpoint("spare", "null", spec.playback_opener().expect("opener"))
+        .expect("spare endpoint");
+    let (stream, _tone) = support::playing_stream(&server.engine, "dash");
+    assert_eq!(stream.direction(), Direction::Playback);
+
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../dashboard-screenshots");
+    let output = Command::new("node")
+        .arg("--test")
+        .arg("--test-reporter=spec")
+        .arg(tests_dir.join("dashboard.test.mjs"))
+        .env("PARAVOX_URL", &server.base)
+        .env("PARAVOX_TOKEN", &server.token)
+        .env("PARAVOX_SCREENSHOTS", &screenshots)
+        .env("CHROMIUM", CHROMIUM)
+        .current_dir(&tests_dir)
+        .output()
+        .expect("run node");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{report}");
+    assert!(
+        output.status.success(),
+        "the browser test failed:\n{report}"
+    );
+    println!("screenshots in {}", screenshots.display());
+}

@@ -1,0 +1,237 @@
+// Drives the dashboard in the system Chromium against a running paravox API that has a
+// local card `dash` whose playback stream `main` plays a tone, and a second playback
+// endpoint `spare` (crates/api/tests/dashboard.rs sets that up and runs this file).
+//
+//   node --test web/tests/dashboard.test.mjs            (PARAVOX_URL, PARAVOX_TOKEN set)
+//   node web/tests/dashboard.test.mjs http://127.0.0.1:PORT TOKEN
+//
+// Screenshots go to PARAVOX_SCREENSHOTS (default: target/dashboard-screenshots).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const base = (process.env.PARAVOX_URL || process.argv[2] || '').replace(/\/$/, '');
+const token = process.env.PARAVOX_TOKEN || process.argv[3] || '';
+const shots = process.env.PARAVOX_SCREENSHOTS || resolve(here, '../../target/dashboard-screenshots');
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+const SILENT_DB = -60;
+
+/** The API as the test sees it, beside the browser. */
+async function api(method, path, body) {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  assert.ok(response.ok, `${method} ${path}: ${response.status} ${await response.clone().text()}`);
+  return response.json();
+}
+
+/** Polls `check` (async, returns truthy when done) for up to `ms`. */
+async function eventually(what, check, ms = 5000) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last) return last;
+    if (Date.now() > deadline) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((done) => setTimeout(done, 50));
+  }
+}
+
+async function peak(meter) {
+  return Number(await meter.getAttribute('data-peak'));
+}
+
+test('the dashboard shows, controls and logs a playing stream', async (t) => {
+  assert.ok(base && token, 'give the API URL and token (PARAVOX_URL/PARAVOX_TOKEN or arguments)');
+  mkdirSync(shots, { recursive: true });
+  const profile = mkdtempSync(join(tmpdir(), 'paravox-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 800 },
+  });
+  t.after(async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  // Every event socket passes through here, so the test can cut one.
+  const sockets = [];
+  await context.routeWebSocket(/\/api\/events/, (socket) => {
+    sockets.push(socket);
+    socket.connectToServer();
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+  });
+
+  const [stream] = (await api('GET', '/api/streams')).filter((s) => s.name === 'main');
+  assert.ok(stream, 'the server has a stream named main');
+  assert.equal(stream.muted, false);
+
+  await t.test('a wrong token shows the problem detail', async () => {
+    await page.goto(`${base}/`);
+    await page.getByLabel('API token').fill('not-the-token');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    const alert = page.getByRole('alert');
+    await alert.waitFor();
+    assert.match(await alert.innerText(), /token/i);
+    assert.ok(await page.getByLabel('API token').isVisible(), 'still on the login form');
+    await page.screenshot({ path: join(shots, 'login-error.png') });
+    // A 401 here is the test's own doing, not a page fault.
+    problems.length = 0;
+  });
+
+  await t.test('logging in shows the card and the stream with a moving meter', async () => {
+    await page.getByLabel('API token').fill(token);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('heading', { name: 'dash' }).waitFor();
+    assert.ok(await page.getByRole('alert').isHidden(), 'the error is gone');
+    const row = page.locator(`[data-stream-row="${stream.id}"]`);
+    await row.waitFor();
+    const text = await row.innerText();
+    assert.match(text, /running/);
+    assert.match(text, /s16_le/);
+    assert.match(text, /48 kHz/);
+    assert.match(text, /stereo/);
+    assert.match(text, /1200 frames \(25\.0 ms\)/);
+    assert.match(text, /\d+\.\d ms/, 'latency');
+    await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+    const meter = row.getByRole('meter');
+    const loud = await eventually('the meter to show the tone', async () => {
+      const level = await peak(meter);
+      return level > SILENT_DB ? level : null;
+    });
+    assert.ok(loud > -20, `a −6 dBFS tone reads ${loud} dB`);
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('paravox.token')), token);
+    const clipped = await page.evaluate(() => [...document.querySelectorAll('.table-wrap')]
+      .some((wrap) => wrap.scrollWidth > wrap.clientWidth));
+    assert.equal(clipped, false, 'the stream table fits a laptop screen');
+    await page.screenshot({ path: join(shots, 'overview.png'), fullPage: true });
+  });
+
+  await t.test('muting silences the meter and the API reports it', async () => {
+    await page.getByRole('link', { name: 'main' }).click();
+    await page.getByRole('heading', { name: /main/ }).waitFor();
+    const mute = page.getByRole('button', { name: 'Mute' });
+    assert.equal(await mute.getAttribute('aria-pressed'), 'false');
+    await mute.click();
+    await eventually('the mute button to be pressed', async () =>
+      (await mute.getAttribute('aria-pressed')) === 'true');
+    const meter = page.locator('.detail-meter').getByRole('meter');
+    await eventually('the meter to fall silent', async () => (await peak(meter)) <= SILENT_DB);
+    assert.equal((await api('GET', `/api/streams/${stream.id}`)).muted, true);
+    await mute.click();
+    await eventually('the API to report unmuted', async () =>
+      (await api('GET', `/api/streams/${stream.id}`)).muted === false);
+    await eventually('the meter to move again', async () => (await peak(meter)) > SILENT_DB);
+  });
+
+  await t.test('the volume slider works from the keyboard', async () => {
+    const slider = page.getByLabel('Volume', { exact: true });
+    await slider.focus();
+    for (let i = 0; i < 12; i++) await page.keyboard.press('ArrowLeft');
+    await eventually('the API to report −6 dB', async () => {
+      const now = await api('GET', `/api/streams/${stream.id}`);
+      return now.volume_db.every((db) => Math.abs(db + 6) < 0.01);
+    });
+    assert.equal(await page.locator('#volume-value').innerText(), '−6.0 dB');
+    assert.ok(await slider.evaluate((element) => element === document.activeElement), 'focus stays on the slider');
+    await page.keyboard.press('End');
+    await eventually('the API to report +24 dB', async () =>
+      (await api('GET', `/api/streams/${stream.id}`)).volume_db[0] === 24);
+    await page.keyboard.press('Home');
+    await eventually('the API to report −120 dB', async () =>
+      (await api('GET', `/api/streams/${stream.id}`)).volume_db[0] === -120);
+    await slider.fill('-6');
+    await eventually('the API to report −6 dB again', async () =>
+      (await api('GET', `/api/streams/${stream.id}`)).volume_db[0] === -6);
+  });
+
+  await t.test('the route picker offers playback endpoints and routes', async () => {
+    const picker = page.getByLabel(/Route/);
+    const options = await picker.locator('option').allInnerTexts();
+    assert.ok(options.some((o) => o.startsWith('spare')), `options: ${options}`);
+    assert.ok(!options.some((o) => o.startsWith('tone')), 'no capture endpoint offered');
+    await picker.selectOption('spare');
+    await eventually('the API to report the route', async () =>
+      (await api('GET', `/api/streams/${stream.id}`)).route === 'spare');
+    await page.locator('.facts').getByText('spare', { exact: true }).waitFor();
+    await page.screenshot({ path: join(shots, 'stream-detail.png'), fullPage: true });
+    await picker.selectOption('');
+    await eventually('the API to report the default route', async () =>
+      (await api('GET', `/api/streams/${stream.id}`)).route === null);
+  });
+
+  await t.test('the endpoints view lists every endpoint', async () => {
+    await page.getByRole('navigation', { name: 'Views' }).getByRole('link', { name: 'Endpoints' }).click();
+    await page.getByRole('heading', { name: 'Endpoints' }).waitFor();
+    const table = await page.locator('table.endpoints').innerText();
+    for (const name of ['sink', 'spare', 'tone']) assert.match(table, new RegExp(name));
+    await page.screenshot({ path: join(shots, 'endpoints.png'), fullPage: true });
+  });
+
+  await t.test('the event log shows the changes', async () => {
+    await page.getByRole('link', { name: 'Events' }).click();
+    await page.getByRole('heading', { name: 'Event log' }).waitFor();
+    const log = page.locator('#event-log');
+    await log.getByText(/volume −6\.0 dB/).first().waitFor();
+    await log.getByText(/muted/).first().waitFor();
+    await log.getByText(/routed to spare/).first().waitFor();
+    // A change made elsewhere arrives live.
+    await api('PATCH', `/api/streams/${stream.id}`, { volume_db: -3 });
+    await log.getByText(/volume −3\.0 dB/).first().waitFor();
+    await page.screenshot({ path: join(shots, 'events.png'), fullPage: true });
+  });
+
+  await t.test('a cut event socket reconnects and stays live', async () => {
+    const before = sockets.length;
+    assert.ok(before >= 1, 'the page opened the event socket');
+    const status = page.getByRole('status').filter({ hasText: /Live|Offline|Connecting/ });
+    await sockets.at(-1).close({ code: 1012, reason: 'test restart' });
+    await status.filter({ hasText: /Offline, retrying/ }).waitFor();
+    await status.filter({ hasText: 'Live' }).waitFor();
+    assert.equal(sockets.length, before + 1, 'one new connection');
+    await api('PATCH', `/api/streams/${stream.id}`, { volume_db: -4 });
+    await page.locator('#event-log').getByText(/volume −4\.0 dB/).first().waitFor();
+  });
+
+  await t.test('a phone-sized screen gets one column without sideways scrolling', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.getByRole('heading', { name: 'dash' }).waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page is ${overflow} px wider than the screen`);
+    await page.screenshot({ path: join(shots, 'phone-overview.png'), fullPage: true });
+    await page.getByRole('link', { name: 'main' }).click();
+    await page.getByLabel('Volume', { exact: true }).waitFor();
+    const detailOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(detailOverflow <= 0, `the detail view is ${detailOverflow} px wider than the screen`);
+    await page.screenshot({ path: join(shots, 'phone-stream-detail.png'), fullPage: true });
+  });
+
+  await t.test('a reload keeps the session; logging out forgets the token', async () => {
+    await page.reload();
+    await page.getByRole('heading', { name: /main/ }).waitFor();
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.getByLabel('API token').waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('paravox.token')), null);
+  });
+
+  assert.deepEqual(problems, [], 'no script errors or CSP violations');
+});
