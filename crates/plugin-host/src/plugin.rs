@@ -76,7 +76,10 @@ impl Plugin {
 
     /// A fresh store and instance with the limits in place (setup deadline).
     pub(crate) fn instantiate_raw(&self) -> Result<(Store<HostState>, wasmtime::Instance)> {
-        let mut store = Store::new(self.runtime.engine(), HostState::new(&self.manifest.name));
+        let mut store = Store::new(
+            self.runtime.engine(),
+            self.runtime.host_state(&self.manifest.name),
+        );
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(SETUP_TICKS);
@@ -95,7 +98,7 @@ impl Plugin {
 }
 
 fn read_manifest(runtime: &PluginRuntime, pre: &InstancePre<HostState>) -> Result<Manifest> {
-    let mut store = Store::new(runtime.engine(), HostState::new("(loading)"));
+    let mut store = Store::new(runtime.engine(), runtime.host_state("(loading)"));
     store.limiter(|state| &mut state.limits);
     store.epoch_deadline_trap();
     store.set_epoch_deadline(SETUP_TICKS);

@@ -61,6 +61,8 @@ pub struct HostState {
     pub(crate) name: String,
     /// Logging is allowed while setting up only: never on the real-time thread.
     pub(crate) may_log: bool,
+    /// Keeps the epoch ticker running while this store exists.
+    _active: Option<ActiveGuard>,
 }
 
 impl HostState {
@@ -69,7 +71,35 @@ impl HostState {
             limits: Limits::new(),
             name: name.to_owned(),
             may_log: true,
+            _active: None,
         }
+    }
+}
+
+/// Counts live stores so the epoch ticker sleeps (parked, no wake-ups) while no plugin
+/// exists: a daemon that runs no plugin pays nothing for the plugin host.
+#[derive(Debug, Clone)]
+pub(crate) struct Activity {
+    active: Arc<std::sync::atomic::AtomicUsize>,
+    ticker: std::thread::Thread,
+}
+
+/// One live store; dropping it lets the ticker park again when it was the last.
+#[derive(Debug)]
+pub(crate) struct ActiveGuard(Activity);
+
+impl Activity {
+    fn enter(&self) -> ActiveGuard {
+        if self.active.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.ticker.unpark();
+        }
+        ActiveGuard(self.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -139,28 +169,40 @@ impl ResourceLimiter for Limits {
     }
 }
 
-/// Advances the engine's epoch every [`TICK`] until dropped.
+/// Advances the engine's epoch every [`TICK`] while any store exists, until dropped.
 #[derive(Debug)]
 struct Ticker {
     stop: Arc<AtomicBool>,
+    activity: Activity,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Ticker {
     fn start(engine: Engine) -> Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (flag, live) = (stop.clone(), active.clone());
         let thread = std::thread::Builder::new()
             .name("paravox-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
+                    if live.load(Ordering::SeqCst) == 0 {
+                        // Woken by the first store (or by Drop to stop).
+                        std::thread::park();
+                        continue;
+                    }
                     std::thread::sleep(TICK);
                     engine.increment_epoch();
                 }
             })
             .map_err(|error| PluginError::Runtime(format!("epoch ticker: {error}")))?;
+        let activity = Activity {
+            active,
+            ticker: thread.thread().clone(),
+        };
         Ok(Ticker {
             stop,
+            activity,
             thread: Some(thread),
         })
     }
@@ -170,6 +212,7 @@ impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
@@ -203,6 +246,13 @@ pub enum CodeSource {
 }
 
 impl PluginRuntime {
+    /// The state of a new store, keeping the epoch ticker awake while it lives.
+    pub(crate) fn host_state(&self, name: &str) -> HostState {
+        let mut state = HostState::new(name);
+        state._active = Some(self._ticker.activity.enter());
+        state
+    }
+
     /// A runtime with `options`.
     pub fn new(options: &RuntimeOptions) -> Result<Arc<PluginRuntime>> {
         let mut pool = PoolingAllocationConfig::new();
