@@ -39,7 +39,8 @@ enum Command {
     },
     /// Check that every crate in the dependency tree is usable under Apache-2.0 OR MIT.
     Licenses,
-    /// End-to-end tests in a real guest: `cargo xtask e2e virtio [--device builtin] [--keep]`.
+    /// End-to-end tests in a real guest: `cargo xtask e2e virtio [--device builtin] [--keep]`,
+    /// `cargo xtask e2e xen [--keep]`.
     E2e {
         #[command(subcommand)]
         suite: e2e::Suite,
@@ -106,6 +107,42 @@ mod tests {
         };
         assert_eq!(args.device, e2e::DeviceChoice::Builtin);
         assert!(args.keep);
+    }
+
+    #[test]
+    fn e2e_xen_parses_its_options() {
+        let cli = Cli::try_parse_from(["xtask", "e2e", "xen"]).unwrap();
+        let Command::E2e {
+            suite: e2e::Suite::Xen(args),
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert!(!args.keep);
+        assert_eq!(args.timeout, 420);
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "e2e",
+            "xen",
+            "--keep",
+            "--timeout",
+            "400",
+            "--paravox-binary",
+            "/x/paravox",
+        ])
+        .unwrap();
+        let Command::E2e {
+            suite: e2e::Suite::Xen(args),
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert!(args.keep);
+        assert_eq!(args.timeout, 400);
+        assert_eq!(
+            args.paravox_binary.as_deref(),
+            Some(std::path::Path::new("/x/paravox"))
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ const GUEST_SOURCES: &[&str] = &[
 
 /// `/usr/share/alsa` subdirectories the guest does not need (use-case managers, DSP
 /// topologies: megabytes of configuration for real hardware).
-const ALSA_SHARE_SKIPPED: &[&str] = &["ucm", "ucm2", "topology"];
+pub(super) const ALSA_SHARE_SKIPPED: &[&str] = &["ucm", "ucm2", "topology"];
 
 /// A ready guest: what QEMU's `-kernel` and `-initrd` get.
 #[derive(Debug, Clone)]
@@ -104,13 +104,13 @@ pub fn prepare(cache: &Path) -> Result<GuestImage> {
 
 /// The kernel image package the metapackage currently points at.
 #[derive(Debug)]
-struct KernelPackage {
-    name: String,
-    version: String,
+pub(super) struct KernelPackage {
+    pub(super) name: String,
+    pub(super) version: String,
 }
 
 impl KernelPackage {
-    fn resolve() -> Result<Self> {
+    pub(super) fn resolve() -> Result<Self> {
         let meta = match apt_show(KERNEL_METAPACKAGE) {
             Ok(meta) => meta,
             // The backports suite or its package lists are missing: add them once.
@@ -135,7 +135,7 @@ impl KernelPackage {
     }
 
     /// The package unpacked under `cache/kernel/`, downloading it the first time.
-    fn unpacked(&self, cache: &Path) -> Result<PathBuf> {
+    pub(super) fn unpacked(&self, cache: &Path) -> Result<PathBuf> {
         let tree = cache
             .join("kernel")
             .join(format!("{}_{}", self.name, self.version));
@@ -179,12 +179,12 @@ impl KernelPackage {
     }
 }
 
-fn apt_show(package: &str) -> Result<String> {
+pub(super) fn apt_show(package: &str) -> Result<String> {
     cmd::output(Command::new("apt-cache").args(["show", "--no-all-versions", package]))
 }
 
 /// The value of `name:` in a Debian control stanza.
-fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
     stanza
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
@@ -193,14 +193,14 @@ fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
 
 /// The files of an unpacked kernel package the guest needs.
 #[derive(Debug)]
-struct KernelTree {
-    vmlinuz: PathBuf,
+pub(super) struct KernelTree {
+    pub(super) vmlinuz: PathBuf,
     /// `lib/modules/VERSION/`.
-    modules: PathBuf,
+    pub(super) modules: PathBuf,
 }
 
 impl KernelTree {
-    fn open(tree: &Path) -> Result<Self> {
+    pub(super) fn open(tree: &Path) -> Result<Self> {
         let vmlinuz = only_entry(&tree.join("boot"), "vmlinuz-")?;
         // Merged-/usr packages (trixie on) ship usr/lib/modules.
         let modules_root = [tree.join("lib/modules"), tree.join("usr/lib/modules")]
@@ -286,7 +286,7 @@ fn build_initramfs(kernel: &KernelTree) -> Result<Archive> {
 
 /// Adds a dynamically linked program and every shared library `ldd` names for it, each
 /// at the path the dynamic loader will look for it.
-fn add_dynamic_executable(archive: &mut Archive, program: &Path) -> Result<()> {
+pub(super) fn add_dynamic_executable(archive: &mut Archive, program: &Path) -> Result<()> {
     let contents = fs::read(program).with_context(|| {
         format!(
             "could not read {} (Debian package alsa-utils)",
@@ -307,7 +307,7 @@ fn add_dynamic_executable(archive: &mut Archive, program: &Path) -> Result<()> {
 
 /// The absolute library paths in `ldd` output (`libc.so.6 => /lib/…/libc.so.6 (0x…)` and
 /// the loader's own `/lib64/ld-linux-x86-64.so.2 (0x…)`).
-fn shared_libraries(ldd_output: &str) -> Vec<String> {
+pub(super) fn shared_libraries(ldd_output: &str) -> Vec<String> {
     ldd_output
         .lines()
         .filter_map(|line| {
@@ -320,7 +320,7 @@ fn shared_libraries(ldd_output: &str) -> Vec<String> {
 
 /// Adds every regular file under `root` (following symlinks), skipping the named
 /// top-level subdirectories.
-fn add_tree(archive: &mut Archive, root: &Path, skipped: &[&str]) -> Result<()> {
+pub(super) fn add_tree(archive: &mut Archive, root: &Path, skipped: &[&str]) -> Result<()> {
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
         for entry in
@@ -352,15 +352,15 @@ fn add_tree(archive: &mut Archive, root: &Path, skipped: &[&str]) -> Result<()> 
 
 /// A module file to load in the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Module {
+pub(super) struct Module {
     /// Canonical name (underscores), as `depends=` and `/proc/modules` spell it.
-    name: String,
-    path: PathBuf,
+    pub(super) name: String,
+    pub(super) path: PathBuf,
 }
 
 /// `roots` and everything they depend on, dependencies first. Modules built into the
 /// kernel (`modules.builtin`) need no loading and are left out.
-fn module_load_order(modules_dir: &Path, roots: &[&str]) -> Result<Vec<Module>> {
+pub(super) fn module_load_order(modules_dir: &Path, roots: &[&str]) -> Result<Vec<Module>> {
     let files = index_module_files(&modules_dir.join("kernel"))?;
     let builtin_list = fs::read_to_string(modules_dir.join("modules.builtin")).unwrap_or_default();
     let builtin: BTreeSet<String> = builtin_list
@@ -463,7 +463,7 @@ fn module_depends(module: &[u8]) -> Vec<String> {
 }
 
 /// A module file's contents, decompressed (busybox `insmod` takes plain ELF only).
-fn decompress(path: &Path) -> Result<Vec<u8>> {
+pub(super) fn decompress(path: &Path) -> Result<Vec<u8>> {
     let name = path.to_string_lossy();
     let tool = if name.ends_with(".xz") {
         "xz"
@@ -490,7 +490,7 @@ fn decompress(path: &Path) -> Result<Vec<u8>> {
     Ok(output.stdout)
 }
 
-fn remove_dir_if_present(dir: &Path) -> Result<()> {
+pub(super) fn remove_dir_if_present(dir: &Path) -> Result<()> {
     match fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -1,5 +1,7 @@
 //! `cargo xtask e2e virtio`: boots a Linux guest under QEMU with a virtio sound card,
 //! plays, records and mixes in it, and checks on the host what the device produced.
+//! `cargo xtask e2e xen` (module `xen`) does the same for the Xen sndif backend, with Xen
+//! itself under QEMU.
 //!
 //! The device under test is pluggable (`--device`): paravox's vhost-user backend, or
 //! QEMU's built-in `virtio-sound-pci`, which validates the harness itself. Modules by
@@ -14,6 +16,7 @@ mod device;
 mod guest;
 mod qemu;
 mod scenarios;
+mod xen;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -33,6 +36,8 @@ use crate::{cmd, prereqs};
 pub enum Suite {
     /// A Linux guest under QEMU (TCG) with a virtio sound card.
     Virtio(VirtioArgs),
+    /// Xen under QEMU (TCG): paravox in dom0 serves `snd_xen_front` in a PV domU.
+    Xen(xen::XenArgs),
 }
 
 /// `cargo xtask e2e virtio [OPTIONS]`
@@ -79,6 +84,7 @@ pub enum DeviceChoice {
 pub fn run(suite: &Suite) -> Result<()> {
     match suite {
         Suite::Virtio(args) => virtio(args),
+        Suite::Xen(args) => xen::run(args),
     }
 }
 

@@ -107,12 +107,21 @@ impl Finished {
 impl Qemu {
     /// Starts QEMU; the serial console goes to `DIR/NAME.serial.log`.
     pub fn boot(guest: &GuestImage, config: &BootConfig) -> Result<Self> {
-        fs::create_dir_all(&config.dir)
-            .with_context(|| format!("could not create {}", config.dir.display()))?;
-        let serial_log = config.dir.join(format!("{}.serial.log", config.name));
-        let stderr_log = config.dir.join(format!("{}.qemu-stderr.log", config.name));
-        let mut command = command_line(guest, config);
-        println!("  boot {}: $ {}", config.name, cmd::display(&command));
+        Self::start(
+            &config.name,
+            command_line(guest, config),
+            &config.dir,
+            config.timeout,
+        )
+    }
+
+    /// Runs `command` (a QEMU whose serial console is on stdio) as run `name`: the
+    /// console goes to `DIR/NAME.serial.log`, and the run must end within `timeout`.
+    pub fn start(name: &str, mut command: Command, dir: &Path, timeout: Duration) -> Result<Self> {
+        fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+        let serial_log = dir.join(format!("{name}.serial.log"));
+        let stderr_log = dir.join(format!("{name}.qemu-stderr.log"));
+        println!("  boot {name}: $ {}", cmd::display(&command));
         let stderr = File::create(&stderr_log)
             .with_context(|| format!("could not create {}", stderr_log.display()))?;
         let mut child = command
@@ -131,13 +140,13 @@ impl Qemu {
         let (sender, markers) = mpsc::channel();
         thread::spawn(move || capture_serial(stdout, log, sender));
         Ok(Self {
-            name: config.name.clone(),
+            name: name.to_owned(),
             child,
             markers,
             serial_log,
             stderr_log,
             started,
-            deadline: started + config.timeout,
+            deadline: started + timeout,
             seen: Vec::new(),
         })
     }
