@@ -63,6 +63,27 @@ impl ClocklessGuard {
         }
     }
 
+    /// Called after every period transferred: asks the PCM how full its buffer is, paces
+    /// it if it looks clockless (a clocked PCM blocks in the transfer, so it never has a
+    /// whole buffer free after a write, or still full after a read), and returns the
+    /// device delay in frames. An error asking counts as clockless: the next transfer
+    /// reports whatever is wrong, and the stream keeps time meanwhile.
+    fn after_period(
+        &mut self,
+        pcm: &alsa::pcm::PCM,
+        buffer_frames: alsa::pcm::Frames,
+    ) -> Option<u64> {
+        let (clockless, delay) = match pcm.avail_delay() {
+            Ok((avail, delay)) => (
+                avail >= buffer_frames,
+                Some(u64::try_from(delay).unwrap_or(0)),
+            ),
+            Err(_) => (true, None),
+        };
+        self.after_transfer(clockless);
+        delay
+    }
+
     /// Whether the device is currently paced by the guard.
     fn is_pacing(&self) -> bool {
         self.pacing

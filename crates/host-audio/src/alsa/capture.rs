@@ -148,16 +148,9 @@ impl CaptureDevice for AlsaCapture {
             convert::decode(self.sample_format, &self.bytes[..len], chunk)
                 .map_err(|error| self.lost("sample conversion failed", error))?;
         }
-        // A clocked PCM blocked in readi; one that still has a full buffer after giving us
-        // a period produces instantly and is paced here.
-        let clockless = match self.pcm.avail_delay() {
-            Ok((avail, delay)) => {
-                self.delay_frames = u64::try_from(delay).unwrap_or(0);
-                avail >= self.buffer_frames
-            }
-            Err(_) => true,
-        };
-        self.clock.after_transfer(clockless);
+        if let Some(delay) = self.clock.after_period(&self.pcm, self.buffer_frames) {
+            self.delay_frames = delay;
+        }
         Ok(())
     }
 

@@ -164,16 +164,9 @@ impl PlaybackDevice for AlsaPlayback {
             .map_err(|error| self.lost("sample conversion failed", error))?;
             self.write_all(converted * self.sample_bytes, false)?;
         }
-        // A clocked PCM already blocked in writei; a clockless one is paced here.
-        let clockless = match self.pcm.avail_delay() {
-            Ok((avail, delay)) => {
-                self.delay_frames = u64::try_from(delay).unwrap_or(0);
-                avail >= self.buffer_frames
-            }
-            // The next write reports whatever is wrong; pace meanwhile.
-            Err(_) => true,
-        };
-        self.clock.after_transfer(clockless);
+        if let Some(delay) = self.clock.after_period(&self.pcm, self.buffer_frames) {
+            self.delay_frames = delay;
+        }
         Ok(())
     }
 
