@@ -10,7 +10,8 @@
 //! | Initialising | tears down if connected, goes InitWait (a reconnecting frontend) |
 //! | Initialised | (when InitWait) reads the configuration, maps rings, binds channels → **Connected**; on failure writes `error` and goes Closing |
 //! | Connected | nothing |
-//! | Closing, Closed | tears down, goes InitWait (Linux's frontend waits for that when it unloads) |
+//! | Closing | tears down, goes **Closing** (a domU shutting down waits up to 5 s for that) |
+//! | Closed | goes InitWait, ready for the frontend to come back (Linux's frontend also waits for InitWait when its module unloads) |
 //! | gone / Unknown | tears down, goes Closed |
 //!
 //! The toolstack removes a device by writing `online` = 0 or the backend `state` = 5:
@@ -378,6 +379,11 @@ impl BackendState {
                 self.teardown(key);
                 self.set_state(key, &backend_path, XenbusState::InitWait);
             }
+            Action::Disconnect => {
+                self.teardown(key);
+                info!(device = %key, "frontend closing");
+                self.set_state(key, &backend_path, XenbusState::Closing);
+            }
             Action::Close => {
                 self.teardown(key);
                 info!(device = %key, "frontend gone");
@@ -484,6 +490,9 @@ enum Action {
     Connect,
     /// Tear down if connected, then InitWait: ready for a (new) connection.
     Reset,
+    /// Tear down, then Closing: answers a frontend that closes (on shutdown Linux waits
+    /// for the backend's Closing before it goes Closed).
+    Disconnect,
     /// Tear down if connected, then Closed: the frontend is gone.
     Close,
 }
@@ -493,6 +502,8 @@ fn transition(frontend: XenbusState, ours: XenbusState) -> Action {
     use XenbusState as S;
     match (frontend, ours) {
         (S::Initialising | S::Closing | S::Closed, S::InitWait) => Action::Stay,
+        (S::Closing, S::Connected) => Action::Disconnect,
+        (S::Closing, S::Closing) => Action::Stay,
         (S::Initialising | S::Closing | S::Closed, _) => Action::Reset,
         (S::Initialised, S::InitWait) => Action::Connect,
         // Still Initialised while we are Connected: the frontend has not yet seen our
@@ -539,12 +550,12 @@ mod tests {
     /// Every frontend state against every state the backend writes.
     #[test]
     fn every_state_pair() {
-        use Action::{Close as X, Connect as C, Reset as R, Stay as Z};
+        use Action::{Close as X, Connect as C, Disconnect as D, Reset as R, Stay as Z};
         //                     Unknown Initialising InitWait Initialised Connected Closing Closed Reconfiguring Reconfigured
         let table: [(XenbusState, [Action; 9]); 4] = [
             (S::InitWait, [X, Z, Z, C, Z, Z, Z, Z, Z]),
-            (S::Connected, [X, R, Z, Z, Z, R, R, Z, Z]),
-            (S::Closing, [X, R, Z, Z, Z, R, R, Z, Z]),
+            (S::Connected, [X, R, Z, Z, Z, D, R, Z, Z]),
+            (S::Closing, [X, R, Z, Z, Z, Z, R, Z, Z]),
             (S::Closed, [Z, R, Z, R, Z, R, R, Z, Z]),
         ];
         for (ours, actions) in table {

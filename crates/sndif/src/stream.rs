@@ -15,6 +15,7 @@
 //! only to this device ([`StreamChannel::service`] returns the error).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use paravox_engine::gain::MIN_DB;
 use paravox_engine::{Direction, EngineError, MAX_CHANNELS, Stream, StreamState};
@@ -35,6 +36,14 @@ use crate::wire::{
 /// What a handler answers: maybe a `HW_PARAM_QUERY` block, or an errno.
 type Outcome = std::result::Result<Option<HwParamBlock>, Errno>;
 
+/// The longest a WRITE that does not fit the stream's ring, or a READ ahead of the
+/// capture, waits for the endpoint (never more than one buffer's time): well inside the
+/// 3 s Linux's frontend gives a request, and short enough not to hold a stopped stream.
+const MAX_IO_WAIT: Duration = Duration::from_millis(500);
+/// How often such a wait looks again. Only this rare path sleeps; a frontend that follows
+/// the positions it is sent never waits.
+const IO_WAIT_STEP: Duration = Duration::from_millis(2);
+
 /// The state of an opened stream.
 #[derive(Debug)]
 struct Opened {
@@ -42,6 +51,8 @@ struct Opened {
     channels: u32,
     frame_bytes: u32,
     buffer: SharedBuffer,
+    /// How long a WRITE or READ may wait for the endpoint.
+    io_wait: Duration,
 }
 
 /// Counters of one stream, for logs.
@@ -259,7 +270,7 @@ impl StreamChannel {
         let engine = self.engine.clone();
         self.reporter
             .update(|plan| {
-                plan.open(open.period_sz);
+                plan.open(open.period_sz, open.buffer_sz);
                 engine.set_params(engine_params)?;
                 engine.prepare()
             })
@@ -276,11 +287,16 @@ impl StreamChannel {
             period_bytes = open.period_sz,
             "stream opened"
         );
+        let buffer_time = Duration::from_secs_f64(
+            f64::from(open.buffer_sz)
+                / (f64::from(open.pcm_rate) * f64::from(frame_bytes)).max(1.0),
+        );
         self.opened = Some(Opened {
             format,
             channels,
             frame_bytes,
             buffer,
+            io_wait: buffer_time.min(MAX_IO_WAIT),
         });
         self.apply_gain();
         Ok(None)
@@ -338,7 +354,17 @@ impl StreamChannel {
             .buffer
             .read(rw.offset, scratch)
             .map_err(|_| Errno::Invalid)?;
-        let taken = self.engine.write(scratch);
+        let io_wait = opened.io_wait;
+        let mut taken = self.engine.write(scratch);
+        if taken < length {
+            // More than fits: the endpoint makes room as it plays, so wait a little for it
+            // rather than fail the frontend's write.
+            let deadline = Instant::now() + io_wait;
+            while taken < length && self.is_moving() && Instant::now() < deadline {
+                std::thread::sleep(IO_WAIT_STEP);
+                taken += self.engine.write(&scratch[taken..]);
+            }
+        }
         trace!(
             stream = self.label,
             offset = rw.offset,
@@ -373,7 +399,19 @@ impl StreamChannel {
         let opened = self.opened(Direction::Capture, rw)?;
         let length = rw.length as usize;
         scratch.resize(length, 0);
-        let got = self.engine.read(scratch);
+        let io_wait = opened.io_wait;
+        let mut got = self.engine.read(scratch);
+        if got < length {
+            // Ahead of the capture: wait a little for the endpoint to produce it.
+            let deadline = Instant::now() + io_wait;
+            while got < length && self.is_moving() && Instant::now() < deadline {
+                std::thread::sleep(IO_WAIT_STEP);
+                got += self.engine.read(&mut scratch[got..]);
+            }
+        }
+        let Some(opened) = self.opened.as_ref() else {
+            return Err(Errno::Invalid);
+        };
         if got < length {
             // The frontend asked for audio not captured yet: complete with silence, as a
             // device underrun would, and keep going.
@@ -398,6 +436,11 @@ impl StreamChannel {
             );
         }
         Ok(None)
+    }
+
+    /// Whether the engine stream is running, so that its ring will move.
+    fn is_moving(&self) -> bool {
+        self.engine.state() == StreamState::Running
     }
 
     /// The opened stream and the channel count a per-channel request covers.
@@ -517,8 +560,9 @@ impl StreamChannel {
                     });
                 }
                 // ALSA's stop drops what is queued; preparing again empties the ring. The
-                // position since OPEN carries on from what was really played.
-                plan.base += engine.position_bytes();
+                // position since OPEN carries on from what was really played, moved on
+                // to the frontend's next buffer boundary.
+                plan.stopped(engine.position_bytes());
                 engine.prepare()
             }
         });

@@ -627,14 +627,16 @@ fn a_frontend_that_closes_can_connect_again() {
     let short = sine_s16(440.0, 0.5, 9_600);
     play(device.stream(0, 0), &params, &short, |_| {});
 
-    // Linux's xen_drv_remove: Closing, then wait for the backend's InitWait.
+    // Linux's xenbus_dev_shutdown (and xen_drv_remove): Closing, then wait for the
+    // backend's Closing before going Closed; after Closed the backend is ready again.
     device.set_state(XenbusState::Closing);
-    assert!(device.wait_backend_state(XenbusState::InitWait, Duration::from_secs(3)));
+    assert!(device.wait_backend_state(XenbusState::Closing, Duration::from_secs(3)));
     assert!(
         engine.cards().is_empty(),
         "the card went with the connection"
     );
     device.set_state(XenbusState::Closed);
+    assert!(device.wait_backend_state(XenbusState::InitWait, Duration::from_secs(3)));
     // The module comes back: probe → Initialising, and the whole handshake again.
     device.set_state(XenbusState::Initialising);
     device.connect();
@@ -926,4 +928,92 @@ fn a_new_device_gets_initwait_at_once_and_a_bad_configuration_is_explained() {
         FrontDevice::create(&harness.host, &other, 0, &[], &[(0, 0, Direction::Capture)]);
     good.connect();
     assert_eq!(engine.cards().len(), 1);
+}
+
+/// Linux's frontend keeps its buffer pointer across STOP (it clears it only on OPEN), so
+/// after an xrun ALSA starts again from `pointer = position mod buffer`. At STOP the
+/// backend moves the position on to the next buffer boundary and says so, which puts the
+/// frontend's pointer back at 0: the full buffer ALSA writes before the next START fits,
+/// and a write beyond the room waits for the endpoint instead of failing.
+#[test]
+fn a_stop_after_an_underrun_realigns_the_frontend_pointer() {
+    let (engine, recording) = engine_with_memory_sink();
+    let harness = Harness::new(engine);
+    let domain = harness.domain(11);
+    let mut device = FrontDevice::create(
+        &harness.host,
+        &domain,
+        0,
+        &[("sample-formats", "s16_le")],
+        &[(0, 0, Direction::Playback)],
+    );
+    device.connect();
+    let stream = device.stream(0, 0);
+    let params = Params::s16_stereo(10);
+    let (buffer, period) = (params.buffer_bytes as u64, params.period_bytes as u64);
+    let tone = sine_s16(440.0, 0.5, 48_000);
+    assert_eq!(stream.open(&params), 0, "OPEN");
+
+    // A buffer and a half, then the guest is late: the stream runs dry mid-buffer.
+    let mut appl = 0u64;
+    let write_period = |appl: &mut u64| {
+        let offset = (*appl % buffer) as u32;
+        let status = stream.write(offset, &tone[*appl as usize..(*appl + period) as usize]);
+        *appl += period;
+        status
+    };
+    for _ in 0..4 {
+        assert_eq!(write_period(&mut appl), 0, "WRITE before START");
+    }
+    assert_eq!(stream.trigger(TriggerKind::Start), 0, "START");
+    // The buffer is full: this write has to wait about a period for room.
+    assert_eq!(write_period(&mut appl), 0, "a WRITE beyond the room waits");
+    assert_eq!(write_period(&mut appl), 0);
+    let written = appl;
+    assert_eq!(written % buffer, buffer / 2);
+    stream
+        .events
+        .wait_until(REQUEST_TIMEOUT, |pos| pos >= written)
+        .expect("everything written is played");
+    assert_eq!(stream.trigger(TriggerKind::Stop), 0, "STOP after the xrun");
+    let aligned = written.div_ceil(buffer) * buffer;
+    let realigned = stream
+        .events
+        .wait_until(REQUEST_TIMEOUT, |pos| pos == aligned)
+        .expect("a position event on the next buffer boundary after STOP");
+    assert_eq!(realigned % buffer, 0);
+
+    // ALSA prepares again and fills the whole buffer from its pointer, now 0.
+    let restart = appl;
+    for _ in 0..4 {
+        assert_eq!(write_period(&mut appl), 0, "WRITE after the restart");
+    }
+    assert_eq!(stream.trigger(TriggerKind::Start), 0, "START again");
+    stream
+        .events
+        .wait_until(REQUEST_TIMEOUT, |pos| pos >= aligned + (appl - restart))
+        .expect("the second run is played and reported after the boundary");
+    assert_eq!(stream.trigger(TriggerKind::Stop), 0, "STOP");
+    let positions: Vec<u64> = stream
+        .events
+        .state()
+        .positions
+        .iter()
+        .map(|p| p.position)
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] <= w[1]),
+        "positions went back: {positions:?}"
+    );
+    assert_eq!(stream.close(), 0, "CLOSE");
+    // Every frame written reached the sink (silence filled the gap in between).
+    let loud = samples(&recording)
+        .iter()
+        .filter(|s| s.abs() > 0.05)
+        .count() as u64;
+    let frames_written = appl / 4;
+    assert!(
+        loud * 100 >= frames_written * 2 * 55,
+        "{loud} loud samples of {frames_written} stereo frames written"
+    );
 }
