@@ -48,48 +48,25 @@ pub(crate) struct Plan {
     last_reported: u64,
     /// Whether the engine stream is moving.
     pub moving: bool,
-    /// `buffer_sz` of the current OPEN.
-    buffer_bytes: u64,
-    /// A position event to post at once (see [`Plan::stopped`]).
-    resync: Option<u64>,
     stop: bool,
 }
 
 impl Plan {
     /// A new OPEN: positions start again at 0.
-    pub fn open(&mut self, period_bytes: u32, buffer_bytes: u32) {
+    pub fn open(&mut self, period_bytes: u32) {
         self.period_bytes = u64::from(period_bytes);
-        self.buffer_bytes = u64::from(buffer_bytes);
         self.base = 0;
         self.next_due = u64::from(period_bytes);
         self.last_reported = 0;
-        self.resync = None;
         self.moving = false;
     }
 
     /// TRIGGER_STOP: the engine played `played` bytes since its last prepare and is about
-    /// to be prepared again (its ring emptied).
-    ///
-    /// Linux's frontend keeps its buffer pointer across a stop (it only clears it on
-    /// OPEN), so after an xrun or a drop ALSA restarts from `pointer = position mod
-    /// buffer` while its own pointer restarts at 0: it would take that many frames as
-    /// already played (playback writes more than fits, capture reads audio that does not
-    /// exist yet). The stream's position therefore moves on to the next multiple of the
-    /// buffer size and one event tells the frontend, so that its pointer is 0 again when
-    /// it starts. Positions stay monotonic; ALSA ignores position updates while stopped.
+    /// to be prepared again (its ring emptied). The position since OPEN carries on from
+    /// there: Linux's frontend keeps its pointer across a stop and ALSA restarts from it
+    /// (`appl_ptr = hw_ptr` on prepare), so it must not jump.
     pub fn stopped(&mut self, played: u64) {
-        let reached = (self.base + played).max(self.last_reported);
-        if self.period_bytes == 0 || self.buffer_bytes == 0 {
-            self.base = reached;
-            return;
-        }
-        let aligned = reached.div_ceil(self.buffer_bytes) * self.buffer_bytes;
-        self.base = aligned;
-        if aligned != self.last_reported {
-            self.resync = Some(aligned);
-            self.last_reported = aligned;
-        }
-        self.next_due = aligned + self.period_bytes;
+        self.base = (self.base + played).max(self.last_reported);
     }
 
     /// CLOSE: nothing to report.
@@ -195,14 +172,6 @@ fn run(shared: &Shared, mut parts: ReporterParts) {
     loop {
         if plan.stop {
             break;
-        }
-        if let Some(position) = plan.resync.take() {
-            trace!(stream = parts.label, position, "CUR_POS after a stop");
-            if let Err(problem) = publish(&mut parts, Some(Event::CurPos(position))) {
-                warn!(stream = parts.label, problem, "event page corrupted");
-                (parts.fault)(problem);
-                break;
-            }
         }
         if parts.events.waiting() > 0
             && let Err(problem) = publish(&mut parts, None)

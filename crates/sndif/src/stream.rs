@@ -270,7 +270,7 @@ impl StreamChannel {
         let engine = self.engine.clone();
         self.reporter
             .update(|plan| {
-                plan.open(open.period_sz, open.buffer_sz);
+                plan.open(open.period_sz);
                 engine.set_params(engine_params)?;
                 engine.prepare()
             })
@@ -560,8 +560,7 @@ impl StreamChannel {
                     });
                 }
                 // ALSA's stop drops what is queued; preparing again empties the ring. The
-                // position since OPEN carries on from what was really played, moved on
-                // to the frontend's next buffer boundary.
+                // position since OPEN carries on from what was really played.
                 plan.stopped(engine.position_bytes());
                 engine.prepare()
             }

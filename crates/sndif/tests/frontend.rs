@@ -930,13 +930,13 @@ fn a_new_device_gets_initwait_at_once_and_a_bad_configuration_is_explained() {
     assert_eq!(engine.cards().len(), 1);
 }
 
-/// Linux's frontend keeps its buffer pointer across STOP (it clears it only on OPEN), so
-/// after an xrun ALSA starts again from `pointer = position mod buffer`. At STOP the
-/// backend moves the position on to the next buffer boundary and says so, which puts the
-/// frontend's pointer back at 0: the full buffer ALSA writes before the next START fits,
-/// and a write beyond the room waits for the endpoint instead of failing.
+/// An xrun as Linux's frontend lives it: the guest is late, the stream runs dry mid-buffer,
+/// ALSA stops, prepares (its pointer carries on from where it was: the frontend clears it
+/// only on OPEN) and writes a whole buffer before it starts again. Positions carry on
+/// from what was really played, never jumping; the full buffer fits; and a write beyond
+/// the room waits for the endpoint instead of failing.
 #[test]
-fn a_stop_after_an_underrun_realigns_the_frontend_pointer() {
+fn a_restart_after_an_underrun_carries_on_and_a_write_beyond_the_room_waits() {
     let (engine, recording) = engine_with_memory_sink();
     let harness = Harness::new(engine);
     let domain = harness.domain(11);
@@ -954,7 +954,6 @@ fn a_stop_after_an_underrun_realigns_the_frontend_pointer() {
     let tone = sine_s16(440.0, 0.5, 48_000);
     assert_eq!(stream.open(&params), 0, "OPEN");
 
-    // A buffer and a half, then the guest is late: the stream runs dry mid-buffer.
     let mut appl = 0u64;
     let write_period = |appl: &mut u64| {
         let offset = (*appl % buffer) as u32;
@@ -969,30 +968,25 @@ fn a_stop_after_an_underrun_realigns_the_frontend_pointer() {
     // The buffer is full: this write has to wait about a period for room.
     assert_eq!(write_period(&mut appl), 0, "a WRITE beyond the room waits");
     assert_eq!(write_period(&mut appl), 0);
+    // Then the guest is late: everything written is played and the stream runs dry.
     let written = appl;
     assert_eq!(written % buffer, buffer / 2);
     stream
         .events
         .wait_until(REQUEST_TIMEOUT, |pos| pos >= written)
         .expect("everything written is played");
+    std::thread::sleep(std::time::Duration::from_millis(50));
     assert_eq!(stream.trigger(TriggerKind::Stop), 0, "STOP after the xrun");
-    let aligned = written.div_ceil(buffer) * buffer;
-    let realigned = stream
-        .events
-        .wait_until(REQUEST_TIMEOUT, |pos| pos == aligned)
-        .expect("a position event on the next buffer boundary after STOP");
-    assert_eq!(realigned % buffer, 0);
 
-    // ALSA prepares again and fills the whole buffer from its pointer, now 0.
-    let restart = appl;
+    // ALSA prepares and fills a whole buffer from its pointer, then starts again.
     for _ in 0..4 {
-        assert_eq!(write_period(&mut appl), 0, "WRITE after the restart");
+        assert_eq!(write_period(&mut appl), 0, "WRITE after the xrun");
     }
     assert_eq!(stream.trigger(TriggerKind::Start), 0, "START again");
     stream
         .events
-        .wait_until(REQUEST_TIMEOUT, |pos| pos >= aligned + (appl - restart))
-        .expect("the second run is played and reported after the boundary");
+        .wait_until(REQUEST_TIMEOUT, |pos| pos >= appl)
+        .expect("the second run is played");
     assert_eq!(stream.trigger(TriggerKind::Stop), 0, "STOP");
     let positions: Vec<u64> = stream
         .events
@@ -1004,6 +998,11 @@ fn a_stop_after_an_underrun_realigns_the_frontend_pointer() {
     assert!(
         positions.windows(2).all(|w| w[0] <= w[1]),
         "positions went back: {positions:?}"
+    );
+    assert_eq!(
+        positions.last(),
+        Some(&appl),
+        "the position is exactly what was played, across the stop"
     );
     assert_eq!(stream.close(), 0, "CLOSE");
     // Every frame written reached the sink (silence filled the gap in between).

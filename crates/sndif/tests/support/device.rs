@@ -11,8 +11,14 @@ pub struct FrontDomain {
 
 impl FrontDomain {
     pub fn new(host: &SharedMemoryHost, domid: u32) -> Arc<FrontDomain> {
+        FrontDomain::connect(host.hub_path(), domid)
+    }
+
+    /// A domain on the hub at `hub` (another process's transport, e.g. `paravox serve
+    /// --sndif-shm DIR`).
+    pub fn connect(hub: &Path, domid: u32) -> Arc<FrontDomain> {
         let table = GrantTable::new(4096);
-        let hub = HubLink::connect(host.hub_path(), domid);
+        let hub = HubLink::connect(hub, domid);
         assert_eq!(hub.register_table(&table), 0);
         Arc::new(FrontDomain { domid, table, hub })
     }
@@ -39,7 +45,18 @@ impl FrontDevice {
         card: &[(&str, &str)],
         layout: &[(u32, u32, Direction)],
     ) -> FrontDevice {
-        let xs = XsClient::connect_socket(host.xenstore_path()).unwrap();
+        FrontDevice::create_at(host.xenstore_path(), domain, devid, card, layout)
+    }
+
+    /// [`FrontDevice::create`] through the XenStore socket at `xenstore`.
+    pub fn create_at(
+        xenstore: &Path,
+        domain: &Arc<FrontDomain>,
+        devid: u32,
+        card: &[(&str, &str)],
+        layout: &[(u32, u32, Direction)],
+    ) -> FrontDevice {
+        let xs = XsClient::connect_socket(xenstore).unwrap();
         let domid = domain.domid;
         let fe_path = format!("/local/domain/{domid}/device/vsnd/{devid}");
         let be_path = format!("{BACKEND_ROOT}/{domid}/{devid}");
