@@ -7,6 +7,7 @@
 //! moving is an event like a queue kick: nothing polls.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::warn;
@@ -45,6 +46,39 @@ pub struct Backend {
     memory: Arc<Mutex<Option<Memory>>>,
     event_idx: Arc<std::sync::atomic::AtomicBool>,
     control_changed: Arc<EventFd>,
+    exit_consumers: ExitConsumers,
+}
+
+/// The exit-event descriptors handed to vhost-user-backend's epoll threads.
+///
+/// vhost-user-backend 0.24 registers the consumer end of [`VhostUserBackend::exit_event`]
+/// in its epoll with `into_raw_fd` and never closes it, which leaks one descriptor per VMM
+/// connection. The server closes them with [`ExitConsumers::close_all`] once the daemon
+/// (and with it every epoll thread) is gone.
+#[derive(Debug, Clone, Default)]
+pub struct ExitConsumers {
+    fds: Arc<Mutex<Vec<RawFd>>>,
+}
+
+impl ExitConsumers {
+    fn record(&self, fd: RawFd) {
+        lock(&self.fds).push(fd);
+    }
+
+    /// Closes every recorded descriptor that is still an eventfd. Call only after the
+    /// daemon that received them was dropped.
+    pub fn close_all(&self) {
+        for fd in std::mem::take(&mut *lock(&self.fds)) {
+            let target = std::fs::read_link(format!("/proc/self/fd/{fd}"));
+            // Only what is still the eventfd given out: a library that closed it itself
+            // leaves either nothing or a descriptor reused for something else.
+            if target.is_ok_and(|t| t.as_os_str() == "anon_inode:[eventfd]") {
+                // SAFETY: the library gave up ownership of this descriptor (into_raw_fd)
+                // and the epoll thread that used it has been joined; nothing else owns it.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Backend {
@@ -68,7 +102,13 @@ impl Backend {
             memory: Arc::new(Mutex::new(None)),
             event_idx: Arc::default(),
             control_changed,
+            exit_consumers: ExitConsumers::default(),
         }
+    }
+
+    /// The exit-event descriptors this backend gave out (see [`ExitConsumers`]).
+    pub fn exit_consumers(&self) -> ExitConsumers {
+        self.exit_consumers.clone()
     }
 
     fn process_queue(&self, queue: u16, vrings: &[VringRwLock]) -> io::Result<()> {
@@ -216,7 +256,10 @@ impl VhostUserBackend for Backend {
     }
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        new_event_consumer_and_notifier(EventFlag::NONBLOCK).ok()
+        let (consumer, notifier) =
+            new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC).ok()?;
+        self.exit_consumers.record(consumer.as_raw_fd());
+        Some((consumer, notifier))
     }
 
     fn handle_event(

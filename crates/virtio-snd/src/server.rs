@@ -102,6 +102,7 @@ fn serve(
     };
     while !stopping.load(Ordering::Relaxed) {
         let backend = Backend::new(device.clone(), control_changed.clone());
+        let exit_consumers = backend.exit_consumers();
         let mut daemon = match VhostUserDaemon::new(
             name.to_owned(),
             backend,
@@ -128,6 +129,7 @@ fn serve(
         }
         // Dropping the daemon stops its epoll thread.
         drop(daemon);
+        exit_consumers.close_all();
         device.lock().unwrap_or_else(|p| p.into_inner()).reset();
         info!(
             socket = socket_text,
