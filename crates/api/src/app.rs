@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use paravox_engine::Engine;
 use tokio::sync::{MutexGuard, watch};
@@ -29,6 +30,21 @@ struct Inner {
     owned: tokio::sync::Mutex<Owned>,
     meters: watch::Receiver<Arc<MeterFrame>>,
     stopping: watch::Sender<bool>,
+    /// WebSocket sessions open now.
+    websockets: Arc<AtomicUsize>,
+}
+
+/// One WebSocket session's place under [`crate::events::MAX_WEBSOCKET_CLIENTS`], given
+/// back when dropped.
+#[derive(Debug)]
+pub(crate) struct WebSocketSlot {
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for WebSocketSlot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl AppState {
@@ -45,6 +61,7 @@ impl AppState {
                 owned: tokio::sync::Mutex::new(restored.owned),
                 meters,
                 stopping,
+                websockets: Arc::default(),
             }),
         }
     }
@@ -91,6 +108,16 @@ impl AppState {
     /// A receiver that changes to `true` when the server stops.
     pub fn stopping(&self) -> watch::Receiver<bool> {
         self.inner.stopping.subscribe()
+    }
+
+    /// A place for one more WebSocket session, unless `limit` are open.
+    pub(crate) fn websocket_slot(&self, limit: usize) -> Option<WebSocketSlot> {
+        let open = &self.inner.websockets;
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
+            (count < limit).then_some(count + 1)
+        })
+        .ok()?;
+        Some(WebSocketSlot { open: open.clone() })
     }
 
     /// Names of the cards and endpoints the API owns.

@@ -16,6 +16,7 @@
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::{SinkExt, Stream, StreamExt};
 use paravox_engine::Event;
@@ -36,6 +37,8 @@ use crate::views::StreamStateName;
 pub const CLIENT_QUEUE: usize = 256;
 /// Streams one client may subscribe to.
 pub const MAX_SUBSCRIBED_STREAMS: usize = 1024;
+/// WebSocket sessions served at once; one more is refused with 503 until one closes.
+pub const MAX_WEBSOCKET_CLIENTS: usize = 64;
 
 /// One stream's level in a `meters` message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -298,6 +301,7 @@ fn check_size(streams: &[u32]) -> Result<(), String> {
         (status = 400, description = "Not a WebSocket request, or a bad query", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 426, description = "The connection cannot be upgraded", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many WebSocket clients (MAX_WEBSOCKET_CLIENTS, 64) are connected", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn subscribe(
     State(state): State<AppState>,
@@ -311,7 +315,20 @@ pub async fn subscribe(
             format!("{}: connect with a WebSocket client", rejection.body_text()),
         )
     })?;
-    Ok(upgrade.on_upgrade(move |socket| session(state, socket, subscription)))
+    let slot = state
+        .websocket_slot(MAX_WEBSOCKET_CLIENTS)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "too many WebSocket clients: at most {MAX_WEBSOCKET_CLIENTS} at once; close one and try again"
+                ),
+            )
+        })?;
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        session(state, socket, subscription).await;
+        drop(slot);
+    }))
 }
 
 /// What a session listens to.

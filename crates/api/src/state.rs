@@ -168,19 +168,25 @@ impl SavedState {
     }
 }
 
-/// Temp file in the same directory, fsync, rename, fsync the directory.
+/// Temp file in the same directory, fsync, rename, fsync the directory. A write that
+/// fails (a full disk) removes the partial temp file, so it does not keep the space.
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
     let temp = dir.join(format!("{name}.tmp"));
-    let mut file = OpenOptions::new()
+    let written = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
+        .open(&temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        });
+    if let Err(error) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(error);
+    }
     fs::rename(&temp, dir.join(name))?;
     File::open(dir)?.sync_all()
 }

@@ -204,3 +204,40 @@ fn the_websocket_needs_the_token_and_a_good_query() {
         }
     }
 }
+
+#[test]
+fn the_websocket_client_limit_is_enforced_with_a_clear_error_and_frees_up() {
+    use paravox_api::events::MAX_WEBSOCKET_CLIENTS;
+    let server = TestServer::start();
+    let bearer = server.bearer();
+    let mut open: Vec<Socket> = (0..MAX_WEBSOCKET_CLIENTS)
+        .map(|_| connect(&server, "", Some(&bearer)).expect("a client under the limit"))
+        .collect();
+    match connect(&server, "", Some(&bearer)) {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(body.contains("too many WebSocket clients"), "{body}");
+        }
+        other => panic!(
+            "client {} was not refused: {other:?}",
+            MAX_WEBSOCKET_CLIENTS + 1
+        ),
+    }
+    // The API itself keeps answering.
+    assert_eq!(server.get("/api/streams").status, 200);
+    // One leaves; a new one gets its place.
+    let mut leaving = open.pop().expect("one");
+    leaving.close(None).expect("close");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut replacement = loop {
+        let _ = leaving.read();
+        match connect(&server, "", Some(&bearer)) {
+            Ok(socket) => break socket,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(error) => panic!("the freed place was not given back: {error}"),
+        }
+    };
+    replacement.close(None).expect("close");
+}

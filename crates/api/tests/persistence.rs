@@ -236,3 +236,114 @@ fn a_state_file_survives_sigkill_mid_save() {
         }
     }
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct TinyFilesystem {
+    path: std::path::PathBuf,
+}
+
+impl TinyFilesystem {
+    /// Mounts a `size` tmpfs at `path`; None when this process may not mount (not root).
+    fn mount(path: &std::path::Path, size: &str) -> Option<TinyFilesystem> {
+        std::fs::create_dir_all(path).expect("mount point");
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .status()
+            .is_ok_and(|status| status.success());
+        if mounted {
+            return Some(TinyFilesystem {
+                path: path.to_owned(),
+            });
+        }
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| out.stdout.starts_with(b"0\n"));
+        assert!(!root, "root could not mount a tmpfs at {}", path.display());
+        None
+    }
+}
+
+impl Drop for TinyFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// Fills the filesystem holding `dir` until writes fail with ENOSPC.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write as _;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("filler");
+    let block = vec![0x55u8; 4096];
+    loop {
+        match file.write_all(&block).and_then(|()| file.sync_all()) {
+            Ok(()) => {}
+            Err(error) if error.raw_os_error() == Some(28) => return path,
+            Err(error) => panic!("filling the disk: {error}"),
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_save_clearly_and_keeps_the_saved_state() {
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let state = support::state_dir(&dir);
+    // Needs root for the mount; CI runs as root.
+    let Some(_tmpfs) = TinyFilesystem::mount(&state, "256k") else {
+        println!("not root: cannot mount a small filesystem; skipped");
+        return;
+    };
+    let engine = support::engine_with_endpoints(dir.path());
+    let server = TestServer::start_with(engine, dir.clone(), |_| {});
+    let spare = json!({"name": "spare", "direction": "playback", "spec": "null"});
+    assert_eq!(
+        server.call("POST", "/api/endpoints", Some(spare)).status,
+        201
+    );
+    let saved_before = std::fs::read(state.join(STATE_FILE)).expect("saved");
+
+    let filler = fill(&state);
+    let extra = json!({"name": "extra", "direction": "playback", "spec": "null"});
+    let answer = server.call("POST", "/api/endpoints", Some(extra));
+    assert_eq!(answer.status, 500, "{}", answer.text);
+    let detail = answer.json()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        detail.contains("could not be saved") && detail.contains("No space left"),
+        "{detail}"
+    );
+    assert_eq!(
+        std::fs::read(state.join(STATE_FILE)).expect("still there"),
+        saved_before,
+        "the saved state is untouched"
+    );
+    assert!(
+        !state.join(TEMP_FILE).exists(),
+        "a failed save leaves no half-written temp file taking the space"
+    );
+    // The daemon carries on, the change live.
+    assert_eq!(server.get("/api/endpoints/extra").status, 200);
+    assert_eq!(server.get("/healthz").status, 200);
+
+    // Space again: the next change saves everything, the earlier one included.
+    std::fs::remove_file(filler).expect("free the space");
+    let volume = server.call(
+        "POST",
+        "/api/endpoints",
+        Some(json!({"name": "third", "direction": "playback", "spec": "null"})),
+    );
+    assert_eq!(volume.status, 201, "{}", volume.text);
+    let saved = SavedState::load(&state).expect("loads").expect("a state");
+    let names: Vec<&str> = saved.endpoints.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["extra", "spare", "third"]);
+}
