@@ -8,6 +8,7 @@ mod e2e;
 mod licenses;
 mod prereqs;
 mod run;
+mod soak;
 mod test;
 
 use std::process::ExitCode;
@@ -45,6 +46,9 @@ enum Command {
         #[command(subcommand)]
         suite: e2e::Suite,
     },
+    /// Run guest streams of both protocols, plugins and API clients through a release
+    /// daemon for a while, sampling its memory, descriptors, threads and xruns.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Run { args } => run::run(&args),
         Command::Licenses => licenses::check(),
         Command::E2e { suite } => e2e::run(&suite),
+        Command::Soak(args) => soak::run(&args),
     }
 }
 

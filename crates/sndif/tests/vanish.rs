@@ -66,8 +66,8 @@ fn guest_vanishes(harness: &Harness, domid: u32) {
         .expect("playing");
     assert_eq!(harness.engine.cards().len(), 1);
 
-    let xs = paravox_sndif::xenstore::XsClient::connect_socket(harness.host.xenstore_path())
-        .unwrap();
+    let xs =
+        paravox_sndif::xenstore::XsClient::connect_socket(harness.host.xenstore_path()).unwrap();
     let (fe_path, be_path) = (device.fe_path.clone(), device.be_path.clone());
     drop(device);
     drop(domain);
@@ -80,7 +80,11 @@ fn guest_vanishes(harness: &Harness, domid: u32) {
         .read_string(NO_TX, &format!("{be_path}/state"))
         .unwrap()
         .map(|s| XenbusState::parse(&s));
-    assert_eq!(state, Some(XenbusState::Closed), "backend state of domain {domid}");
+    assert_eq!(
+        state,
+        Some(XenbusState::Closed),
+        "backend state of domain {domid}"
+    );
     xs.rm(NO_TX, &be_path).unwrap();
     assert!(
         eventually(Duration::from_secs(3), || harness
@@ -125,6 +129,16 @@ fn ten_vanished_frontends_leave_nothing_behind() {
     );
     device.connect();
     let params = Params::s16_stereo(10);
-    let report = play(device.stream(0, 0), &params, &sine_s16(660.0, 0.5, 9_600), |_| {});
-    assert!(report.events.last().is_some_and(|e| e.position == 9_600 * 4));
+    let report = play(
+        device.stream(0, 0),
+        &params,
+        &sine_s16(660.0, 0.5, 9_600),
+        |_| {},
+    );
+    assert!(
+        report
+            .events
+            .last()
+            .is_some_and(|e| e.position == 9_600 * 4)
+    );
 }
