@@ -4,7 +4,9 @@
 //! `cargo xtask test`.
 
 mod cmd;
+mod dist;
 mod e2e;
+mod install_test;
 mod licenses;
 mod prereqs;
 mod run;
@@ -45,6 +47,12 @@ enum Command {
         #[command(subcommand)]
         suite: e2e::Suite,
     },
+    /// Build the release binary, its man pages and shell completions, and the Debian
+    /// package, into TARGET/dist/.
+    Dist,
+    /// Install the Debian package into a fresh Debian 12 root (debootstrap, cached) and
+    /// run paravox there (root only; the last step of `cargo xtask test`).
+    InstallTest,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +72,8 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Run { args } => run::run(&args),
         Command::Licenses => licenses::check(),
         Command::E2e { suite } => e2e::run(&suite),
+        Command::Dist => dist::run(),
+        Command::InstallTest => install_test::run(),
     }
 }
 

@@ -26,7 +26,9 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
+pub use audio::{SampleFormat, ToneSpec, Wav};
 pub use device::{DeviceSpec, paravox_has_virtio_backend};
+pub use xen::build_paravox_release;
 use scenarios::{Context, Outcome, SCENARIOS};
 
 use crate::{cmd, prereqs};
