@@ -83,7 +83,7 @@ impl Running {
         if source(&self.config) != source(&config) {
             summary.pending.push(
                 "the [[virtio]] cards changed: a restart re-creates their vhost-user sockets, \
-                 so VMs must reconnect (QEMU does with `reconnect=1` on its -chardev)"
+                 so VMs must reconnect (QEMU does with `reconnect-ms` on its -chardev)"
                     .to_owned(),
             );
         }
