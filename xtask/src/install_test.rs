@@ -8,9 +8,11 @@
 //! Needs root (debootstrap, chroot, mounting /proc).
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -221,7 +223,8 @@ fn install_and_check(root: &Path, package: &dist::Package) -> Result<()> {
     println!("{}", checked.trim());
     check_installed_files(root)?;
     check_account(root)?;
-    check_play(root)
+    check_play(root)?;
+    check_service(root)
 }
 
 fn check_installed_files(root: &Path) -> Result<()> {
@@ -297,5 +300,151 @@ fn check_play(root: &Path) -> Result<()> {
         "paravox play inside the root: {} frames copied bit-exactly",
         TONE.frames()
     );
+    Ok(())
+}
+
+/// The installed unit's commands run the way systemd runs them, as far as a chroot can:
+/// its user and groups, its state and runtime directories made for that user, and
+/// `NOTIFY_SOCKET`. The daemon must start on the installed configuration, say READY=1,
+/// create the configured vhost-user sockets, reload on SIGHUP and stop on SIGTERM.
+/// (The API listens on a free port, as a drop-in would set, so a daemon on the host
+/// keeps its own.)
+fn check_service(root: &Path) -> Result<()> {
+    let unit = fs::read_to_string(root.join("lib/systemd/system/paravox.service"))
+        .context("reading the installed unit")?;
+    let setting = |key: &str| -> Result<String> {
+        unit.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_owned)
+            .with_context(|| format!("the unit has no {key}="))
+    };
+    let user = setting("User")?;
+    let id = |args: &[&str]| -> Result<String> {
+        Ok(cmd::output(&mut chroot(root, args))?.trim().to_owned())
+    };
+    let uid = id(&["id", "-u", &user])?;
+    let gid = id(&["id", "-g", &user])?;
+    let group = setting("Group")?;
+    ensure!(
+        id(&["getent", "group", &group])?.split(':').nth(2) == Some(gid.as_str()),
+        "Group={group} is not {user}'s primary group"
+    );
+    let supplementary = id(&["getent", "group", &setting("SupplementaryGroups")?])?;
+    let audio_gid = supplementary
+        .split(':')
+        .nth(2)
+        .unwrap_or_default()
+        .to_owned();
+    for key in ["StateDirectory", "RuntimeDirectory"] {
+        let base = if key == "StateDirectory" {
+            "var/lib"
+        } else {
+            "run"
+        };
+        let dir = format!("/{base}/{}", setting(key)?);
+        fs::create_dir_all(root.join(&dir[1..])).with_context(|| format!("creating {dir}"))?;
+        cmd::run(&mut chroot(root, &["chown", &format!("{uid}:{gid}"), &dir]))?;
+    }
+
+    let notify_path = root.join("run/install-test-notify");
+    if notify_path.exists() {
+        fs::remove_file(&notify_path).context("removing an old notify socket")?;
+    }
+    let notify = UnixDatagram::bind(&notify_path).context("binding the notify socket")?;
+    fs::set_permissions(&notify_path, fs::Permissions::from_mode(0o666))
+        .context("opening the notify socket to the service user")?;
+    let as_service = |command: &str| -> Command {
+        let mut words: Vec<&str> = command.split_whitespace().collect();
+        let mut chrooted = Command::new("chroot");
+        chrooted
+            .arg(format!("--userspec={uid}:{gid}"))
+            .arg(format!("--groups={audio_gid}"))
+            .arg(root)
+            .args(words.drain(..))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("LANG", "C.UTF-8");
+        for assignment in unit
+            .lines()
+            .filter_map(|line| line.strip_prefix("Environment="))
+        {
+            if let Some((key, value)) = assignment.split_once('=') {
+                chrooted.env(key, value);
+            }
+        }
+        chrooted
+    };
+    cmd::run(&mut as_service(&setting("ExecStartPre")?))?;
+    let mut daemon = as_service(&setting("ExecStart")?);
+    daemon
+        .args(["--listen", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", "/run/install-test-notify")
+        .stdin(Stdio::null());
+    println!("$ {}", cmd::display(&daemon));
+    let mut child = daemon.spawn().context("starting the service's ExecStart")?;
+    let result = drive_service(root, &notify, child.id());
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().context("waiting for the daemon")?;
+    result?;
+    ensure!(
+        status.success(),
+        "the daemon exited with {status} after SIGTERM"
+    );
+    println!(
+        "the installed unit's commands ran as {user} (uid {uid}, groups {gid},{audio_gid}): ready, reloaded, stopped"
+    );
+    Ok(())
+}
+
+fn drive_service(root: &Path, notify: &UnixDatagram, pid: u32) -> Result<()> {
+    let ready = notification(notify, "READY=1")?;
+    println!("sd_notify: {}", ready.replace('\n', " "));
+    for socket in ["run/paravox/vm1.sock", "run/paravox/vm2.sock"] {
+        ensure!(
+            root.join(socket).exists(),
+            "the configured vhost-user socket /{socket} was not created"
+        );
+    }
+    ensure!(
+        root.join("var/lib/paravox/token").is_file(),
+        "no API token in the state directory"
+    );
+    signal(pid, libc::SIGHUP)?;
+    notification(notify, "RELOADING=1")?;
+    let reloaded = notification(notify, "READY=1")?;
+    println!("sd_notify after SIGHUP: {}", reloaded.replace('\n', " "));
+    signal(pid, libc::SIGTERM)?;
+    notification(notify, "STOPPING=1")?;
+    Ok(())
+}
+
+/// Waits for a notification containing `wanted` (others are skipped), up to 30 s.
+fn notification(socket: &UnixDatagram, wanted: &str) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buffer = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        ensure!(!left.is_zero(), "no {wanted} from the daemon within 30 s");
+        socket
+            .set_read_timeout(Some(left))
+            .context("setting the notify timeout")?;
+        let length = socket
+            .recv(&mut buffer)
+            .with_context(|| format!("waiting for {wanted}"))?;
+        let message = String::from_utf8_lossy(&buffer[..length]).into_owned();
+        if message.contains(wanted) {
+            return Ok(message);
+        }
+    }
+}
+
+fn signal(pid: u32, signal: libc::c_int) -> Result<()> {
+    let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
+    // SAFETY: kill has no memory preconditions; the pid is our own child's.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        bail!("kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+    }
     Ok(())
 }

@@ -28,8 +28,8 @@ use serde_json::Value;
 
 pub use audio::{SampleFormat, ToneSpec, Wav};
 pub use device::{DeviceSpec, paravox_has_virtio_backend};
-pub use xen::build_paravox_release;
 use scenarios::{Context, Outcome, SCENARIOS};
+pub use xen::build_paravox_release;
 
 use crate::{cmd, prereqs};
 
