@@ -4,7 +4,9 @@
 //! `cargo xtask test`.
 
 mod cmd;
+mod dist;
 mod e2e;
+mod install_test;
 mod licenses;
 mod prereqs;
 mod run;
@@ -49,6 +51,12 @@ enum Command {
     /// Run guest streams of both protocols, plugins and API clients through a release
     /// daemon for a while, sampling its memory, descriptors, threads and xruns.
     Soak(soak::SoakArgs),
+    /// Build the release binary, its man pages and shell completions, and the Debian
+    /// package, into TARGET/dist/.
+    Dist,
+    /// Install the Debian package into a fresh Debian 12 root (debootstrap, cached) and
+    /// run paravox there (root only; the last step of `cargo xtask test`).
+    InstallTest,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +77,8 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Licenses => licenses::check(),
         Command::E2e { suite } => e2e::run(&suite),
         Command::Soak(args) => soak::run(&args),
+        Command::Dist => dist::run(),
+        Command::InstallTest => install_test::run(),
     }
 }
 

@@ -83,6 +83,24 @@ const DEBIAN_PACKAGES: &[DebianPackage] = &[
         needed_for: "the dashboard's browser test (driven by playwright-core, no browser download)",
         from_backports: false,
     },
+    DebianPackage {
+        name: "systemd",
+        probe: Probe::Command("systemd-analyze"),
+        needed_for: "`systemd-analyze verify` of deploy/systemd/paravox.service",
+        from_backports: false,
+    },
+    DebianPackage {
+        name: "dpkg-dev",
+        probe: Probe::Command("dpkg-shlibdeps"),
+        needed_for: "computing the Debian package's Depends (cargo xtask dist)",
+        from_backports: false,
+    },
+    DebianPackage {
+        name: "debootstrap",
+        probe: Probe::Command("debootstrap"),
+        needed_for: "the install test's fresh Debian 12 root",
+        from_backports: false,
+    },
     // Debian 12's own QEMU (7.2) predates vhost-user-snd-pci (8.2).
     DebianPackage {
         name: "qemu-system-x86",

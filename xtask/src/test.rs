@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use crate::{cmd, e2e, licenses, prereqs};
+use crate::{cmd, e2e, install_test, licenses, prereqs};
 
 /// One step of `cargo xtask test`.
 #[derive(Debug)]
@@ -61,6 +61,10 @@ const STEPS: &[Step] = &[
     Step {
         name: "end-to-end: virtio-snd in a QEMU guest (cargo xtask e2e virtio)",
         run: e2e_virtio,
+    },
+    Step {
+        name: "install: the Debian package in a fresh Debian 12 root (cargo xtask install-test)",
+        run: install,
     },
 ];
 
@@ -135,7 +139,8 @@ fn plugins() -> Result<Outcome> {
 
 /// Cargo's own output goes straight to our stdout, so CI reads its `test result:` lines.
 fn cargo_test() -> Result<Outcome> {
-    cmd::run(&mut cmd::cargo(["test", "--workspace"]))?;
+    // The systemd unit's test must not skip in CI: prerequisites installed systemd.
+    cmd::run(cmd::cargo(["test", "--workspace"]).env("PARAVOX_REQUIRE_SYSTEMD", "1"))?;
     Ok(Outcome::Passed)
 }
 
@@ -181,5 +186,11 @@ fn dashboard() -> Result<Outcome> {
 /// The guest scenarios against paravox's vhost-user backend.
 fn e2e_virtio() -> Result<Outcome> {
     e2e::virtio(&e2e::VirtioArgs::default())?;
+    Ok(Outcome::Passed)
+}
+
+/// The package installed and run in a clean root.
+fn install() -> Result<Outcome> {
+    install_test::run()?;
     Ok(Outcome::Passed)
 }

@@ -41,6 +41,24 @@ pub enum Command {
     Ctl(CtlArgs),
     /// Manage the WebAssembly plugins in the state directory (the daemon picks up changes).
     Plugin(PluginArgs),
+    /// Check a configuration file without starting anything: exit 0 when `serve --config`
+    /// would accept it, else exit 2 naming the line and what is allowed.
+    CheckConfig(CheckConfigArgs),
+    /// Write the man pages and shell completions into DIR (for packagers).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Gets `man/` (section 1 pages) and `completions/` (bash, zsh, fish).
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The configuration file (TOML).
+    pub file: PathBuf,
+    /// The state directory `${state_dir}` stands for, as `serve` would use it.
+    #[arg(long, env = "PARAVOX_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,13 +1,17 @@
 //! `paravox`: the daemon and its command-line tools.
 
+mod check;
 mod cli;
 mod config;
 mod ctl;
+mod docs;
 mod endpoints;
 mod logging;
 mod play;
 mod plugin;
 mod record;
+mod reload;
+mod sd_notify;
 mod serve;
 mod signals;
 
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
         cli::Command::Token(args) => ctl::token(args),
         cli::Command::Ctl(args) => ctl::run(args),
         cli::Command::Plugin(args) => plugin::run(args),
+        cli::Command::CheckConfig(args) => check::run(args),
+        cli::Command::GenerateDocs { dir } => docs::generate(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@ use tracing::info;
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
-use crate::{endpoints, signals, usage};
+use crate::{endpoints, reload, sd_notify, signals, usage};
 
 /// The state directory: `--state-dir`, else `/var/lib/paravox` for root, else
 /// `$XDG_STATE_HOME/paravox` (or `~/.local/state/paravox`).
@@ -38,12 +38,7 @@ pub fn build_engine(config: &Config, output: Option<&str>, input: Option<&str>) 
     ] {
         for endpoint in list {
             let name = endpoint.name.get_ref();
-            // An endpoint that only served as the default, replaced on the command line by
-            // a new spec, is not opened: it would hold a device and a thread for nothing.
-            let replaced = overridden.is_some_and(|value| value != name)
-                && config.defaults_name(direction).map(String::as_str) == Some(name.as_str())
-                && !config.is_routed_explicitly(name);
-            if replaced {
+            if replaced_by_command_line(config, name, direction, overridden) {
                 continue;
             }
             endpoints::open_with_fallback(
@@ -84,6 +79,20 @@ pub fn build_engine(config: &Config, output: Option<&str>, input: Option<&str>) 
         info!(%direction, endpoint = name, "default endpoint");
     }
     Ok(engine)
+}
+
+/// Whether `name` only served as the default of `direction` and the command line
+/// replaced it with another endpoint: such an endpoint is not opened, as it would hold a
+/// device and a thread for nothing.
+pub fn replaced_by_command_line(
+    config: &Config,
+    name: &str,
+    direction: Direction,
+    overridden: Option<&str>,
+) -> bool {
+    overridden.is_some_and(|value| value != name)
+        && config.defaults_name(direction).map(String::as_str) == Some(name)
+        && !config.is_routed_explicitly(name)
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -167,8 +176,61 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let api = paravox_api::ApiServer::start(api_config, engine.clone(), restored)
         .with_context(|| format!("starting the API on {}", args.listen))?;
     info!(url = %format!("http://{}/", api.local_addr()), token = %paravox_api::token::path(&state_dir).display(), "API listening");
-    let signal = shutdown.recv().unwrap_or(libc::SIGTERM);
+    // Ready means what systemd's `After=` promises: the API answers and every card serves.
+    let notifier = sd_notify::Notifier::from_env();
+    if let Some(notifier) = &notifier {
+        notifier.send(&format!(
+            "READY=1\nSTATUS=serving {} virtio card(s), API on {}",
+            cards.len(),
+            api.local_addr()
+        ));
+        let watched = Arc::downgrade(&engine);
+        // Each ping reads the engine's registry: if its lock ever hangs, so do the pings,
+        // and systemd restarts the daemon.
+        notifier
+            .start_watchdog(move || watched.upgrade().map(|engine| engine.cards()).is_some())
+            .context("starting the systemd watchdog thread")?;
+    }
+    let mut running = reload::Running {
+        config_path: args.config,
+        state_dir: state_dir.clone(),
+        config,
+        output_override: args.output,
+        input_override: args.input,
+    };
+    let signal = loop {
+        let signal = shutdown.recv().unwrap_or(libc::SIGTERM);
+        if signal != signals::RELOAD {
+            break signal;
+        }
+        info!(
+            signal = signals::name(signal),
+            "reloading the configuration"
+        );
+        if let Some(notifier) = &notifier {
+            notifier.reloading();
+        }
+        let status = match running.reload(&engine) {
+            Ok(summary) if summary.pending.is_empty() => {
+                "serving; configuration reloaded".to_owned()
+            }
+            Ok(summary) => format!(
+                "serving; configuration reloaded, {} change(s) wait for a restart (see the log)",
+                summary.pending.len()
+            ),
+            Err(error) => {
+                tracing::error!("reload failed, the running configuration stays: {error:#}");
+                "serving; the last reload failed (see the log)".to_owned()
+            }
+        };
+        if let Some(notifier) = &notifier {
+            notifier.send(&format!("READY=1\nSTATUS={status}"));
+        }
+    };
     info!(signal = signals::name(signal), "shutting down");
+    if let Some(notifier) = &notifier {
+        notifier.send("STOPPING=1\nSTATUS=stopping");
+    }
     drop(api);
     // Frontends see Closed before the engine stops.
     drop(xen);

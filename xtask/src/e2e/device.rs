@@ -111,6 +111,23 @@ impl DeviceSpec {
     }
 }
 
+/// QEMU arguments for a vhost-user-snd-pci card on `socket`: the guest's RAM in a
+/// shared memfd (vhost-user maps it), the socket chardev, the device. The operator's
+/// example `deploy/examples/qemu-vhost-user-snd.sh` must agree (a test checks).
+fn vhost_user_snd_args(socket: &Path) -> Vec<String> {
+    vec![
+        "-object".into(),
+        format!("memory-backend-memfd,id=mem,size={MEMORY},share=on"),
+        "-machine".into(),
+        "q35,memory-backend=mem".into(),
+        "-chardev".into(),
+        format!("socket,id=vsnd,path={}", socket.display()),
+        "-device".into(),
+        // controls=on lets QEMU pass VIRTIO_SND_F_CTLS through (the mixer scenario).
+        "vhost-user-snd-pci,chardev=vsnd,controls=on".into(),
+    ]
+}
+
 /// One started device.
 #[derive(Debug)]
 pub enum Device {
@@ -132,17 +149,7 @@ impl Device {
     /// QEMU arguments that give the guest this device, `-machine` included.
     pub fn qemu_args(&self) -> Vec<String> {
         match self {
-            Self::Paravox { socket, .. } => vec![
-                "-object".into(),
-                format!("memory-backend-memfd,id=mem,size={MEMORY},share=on"),
-                "-machine".into(),
-                "q35,memory-backend=mem".into(),
-                "-chardev".into(),
-                format!("socket,id=vsnd,path={}", socket.display()),
-                "-device".into(),
-                // controls=on lets QEMU pass VIRTIO_SND_F_CTLS through (the mixer scenario).
-                "vhost-user-snd-pci,chardev=vsnd,controls=on".into(),
-            ],
+            Self::Paravox { socket, .. } => vhost_user_snd_args(socket),
             Self::QemuBuiltin {
                 wav_path,
                 direction,
@@ -507,6 +514,50 @@ while :; do sleep 0.05; done
         );
         device.stop().unwrap();
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// `-flag value` pairs of a shell command line, quotes dropped.
+    fn flag_values(text: &str) -> Vec<(String, String)> {
+        let words: Vec<String> = text
+            .split_whitespace()
+            .map(|word| word.replace('"', ""))
+            .collect();
+        words
+            .windows(2)
+            .filter(|pair| pair[0].starts_with('-') && !pair[1].starts_with('-'))
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_operators_qemu_example_matches_what_the_e2e_test_runs() {
+        let example = fs::read_to_string(
+            crate::cmd::workspace_root().join("deploy/examples/qemu-vhost-user-snd.sh"),
+        )
+        .unwrap();
+        let example = flag_values(&example.replace("\\\n", " "));
+        let tested = vhost_user_snd_args(Path::new("/run/paravox/vm1.sock"));
+        for pair in tested.chunks(2) {
+            let (flag, value) = (&pair[0], &pair[1]);
+            let kind = value.split(',').next().unwrap();
+            let (_, theirs) = example
+                .iter()
+                .find(|(f, v)| f == flag && v.split(',').next() == Some(kind))
+                .unwrap_or_else(|| panic!("the example has no {flag} {kind}"));
+            // Every option the e2e test relies on, with the same value; the example's
+            // sizes and paths are its shell variables, and it may add options
+            // (reconnect-ms).
+            for option in value.split(',').skip(1) {
+                let (key, expected) = option.split_once('=').unwrap();
+                let found = theirs
+                    .split(',')
+                    .find_map(|o| o.strip_prefix(&format!("{key}=")))
+                    .unwrap_or_else(|| panic!("{flag} {theirs} lacks {key}="));
+                if !matches!(key, "size" | "path") {
+                    assert_eq!(found, expected, "{flag} {theirs}: {key}");
+                }
+            }
+        }
     }
 
     #[test]

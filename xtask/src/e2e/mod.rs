@@ -26,8 +26,10 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
+pub use audio::{SampleFormat, ToneSpec, Wav};
 pub use device::{DeviceSpec, paravox_has_virtio_backend};
 use scenarios::{Context, Outcome, SCENARIOS};
+pub use xen::build_paravox_release;
 
 use crate::{cmd, prereqs};
 

@@ -1,0 +1,27 @@
+//! `paravox check-config FILE`: the validation `serve --config` does, without opening a
+//! device, a socket or a thread, so a changed file can be checked before `systemctl reload`.
+
+use anyhow::Result;
+
+use crate::cli::CheckConfigArgs;
+use crate::config::{Config, Source};
+use crate::serve;
+
+pub fn run(args: CheckConfigArgs) -> Result<()> {
+    let state_dir = serve::state_dir(args.state_dir);
+    let config = Config::load(&args.file, &state_dir)?;
+    let cards = config.virtio_cards(&Source {
+        name: args.file.display().to_string(),
+        text: "",
+    })?;
+    println!(
+        "{}: valid ({} output endpoint(s), {} input endpoint(s), {} virtio card(s); \
+         ${{state_dir}} = {})",
+        args.file.display(),
+        config.output.len(),
+        config.input.len(),
+        cards.len(),
+        state_dir.display()
+    );
+    Ok(())
+}
