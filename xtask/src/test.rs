@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use crate::{cmd, e2e, install_test, licenses, prereqs};
+use crate::{cmd, e2e, install_test, licenses, prereqs, soak};
 
 /// One step of `cargo xtask test`.
 #[derive(Debug)]
@@ -61,6 +61,14 @@ const STEPS: &[Step] = &[
     Step {
         name: "end-to-end: virtio-snd in a QEMU guest (cargo xtask e2e virtio)",
         run: e2e_virtio,
+    },
+    Step {
+        name: "end-to-end: Xen sndif with xen-snd-front in a PV domU (cargo xtask e2e xen)",
+        run: e2e_xen,
+    },
+    Step {
+        name: "soak: both protocols, plugins and API clients for a minute (cargo xtask soak --check)",
+        run: soak_short,
     },
     Step {
         name: "install: the Debian package in a fresh Debian 12 root (cargo xtask install-test)",
@@ -186,6 +194,23 @@ fn dashboard() -> Result<Outcome> {
 /// The guest scenarios against paravox's vhost-user backend.
 fn e2e_virtio() -> Result<Outcome> {
     e2e::virtio(&e2e::VirtioArgs::default())?;
+    Ok(Outcome::Passed)
+}
+
+/// Xen 4.17 under QEMU, paravox in dom0, the real frontend in a domU.
+fn e2e_xen() -> Result<Outcome> {
+    e2e::xen::run(&e2e::xen::XenArgs::default())?;
+    Ok(Outcome::Passed)
+}
+
+/// A short soak that must show no growth and no unexpected xruns.
+fn soak_short() -> Result<Outcome> {
+    soak::run(&soak::SoakArgs {
+        minutes: 1.0,
+        streams: 8,
+        sample_seconds: 5,
+        check: true,
+    })?;
     Ok(Outcome::Passed)
 }
 

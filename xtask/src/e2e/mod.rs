@@ -16,7 +16,7 @@ mod device;
 mod guest;
 mod qemu;
 mod scenarios;
-mod xen;
+pub mod xen;
 
 use std::fs;
 use std::path::{Path, PathBuf};
