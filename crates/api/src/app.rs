@@ -7,8 +7,10 @@ use std::sync::Arc;
 use paravox_engine::Engine;
 use tokio::sync::{MutexGuard, watch};
 
+use crate::chain::Chains;
 use crate::error::ApiError;
 use crate::meters::{self, MeterFrame};
+use crate::plugins::{self, FaultCounter, PluginLibrary};
 use crate::server::ApiConfig;
 use crate::state::{Owned, Restored};
 use crate::token::Token;
@@ -29,14 +31,19 @@ struct Inner {
     owned: tokio::sync::Mutex<Owned>,
     meters: watch::Receiver<Arc<MeterFrame>>,
     stopping: watch::Sender<bool>,
+    plugins: Arc<PluginLibrary>,
+    chains: Arc<Chains>,
+    plugin_faults: Arc<FaultCounter>,
 }
 
 impl AppState {
-    /// The state of a server for `engine`. Starts the meter sampler, so it must be called
-    /// inside a tokio runtime.
+    /// The state of a server for `engine`. Starts the meter sampler and the plugin-fault
+    /// counter, so it must be called inside a tokio runtime.
     pub fn new(config: ApiConfig, engine: Arc<Engine>, token: Token, restored: Restored) -> Self {
         let meters = meters::spawn_sampler(Arc::downgrade(&engine));
         let (stopping, _) = watch::channel(false);
+        let plugin_faults = Arc::new(FaultCounter::default());
+        plugins::spawn_fault_counter(&engine, plugin_faults.clone());
         AppState {
             inner: Arc::new(Inner {
                 engine,
@@ -45,6 +52,9 @@ impl AppState {
                 owned: tokio::sync::Mutex::new(restored.owned),
                 meters,
                 stopping,
+                plugins: restored.plugins,
+                chains: restored.chains,
+                plugin_faults,
             }),
         }
     }
@@ -52,6 +62,21 @@ impl AppState {
     /// The engine.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.inner.engine
+    }
+
+    /// The plugin library.
+    pub fn plugins(&self) -> &Arc<PluginLibrary> {
+        &self.inner.plugins
+    }
+
+    /// The effect chains set over the API.
+    pub fn chains(&self) -> &Arc<Chains> {
+        &self.inner.chains
+    }
+
+    /// Plugin faults by plugin name.
+    pub fn plugin_faults(&self) -> &Arc<FaultCounter> {
+        &self.inner.plugin_faults
     }
 
     /// The bearer token.

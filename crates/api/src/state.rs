@@ -28,8 +28,12 @@ use paravox_virtio_snd::VirtioCard;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::chain::Chains;
 use crate::error::Error;
-use crate::model::{CardRequest, DirectionName, EndpointRequest, StreamPatch, VolumeSetting};
+use crate::model::{
+    CardRequest, ChainStage, DirectionName, EndpointRequest, StreamPatch, VolumeSetting,
+};
+use crate::plugins::PluginLibrary;
 use crate::{host_endpoint, settings, virtio};
 
 /// The state file's name inside the state directory.
@@ -68,6 +72,9 @@ pub struct SavedStream {
     /// Route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<RouteSetting>,
+    /// Effect chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Vec<ChainStage>>,
 }
 
 impl SavedStream {
@@ -80,6 +87,7 @@ impl SavedStream {
                 RouteSetting::Default => None,
                 RouteSetting::Endpoint(name) => Some(name),
             }),
+            chain: self.chain.clone(),
         }
     }
 
@@ -96,6 +104,9 @@ impl SavedStream {
                 Some(name) => RouteSetting::Endpoint(name.clone()),
                 None => RouteSetting::Default,
             });
+        }
+        if let Some(chain) = &patch.chain {
+            self.chain = Some(chain.clone());
         }
     }
 }
@@ -261,6 +272,8 @@ impl Owned {
 #[derive(Debug)]
 pub struct Restored {
     pub(crate) owned: Owned,
+    pub(crate) plugins: Arc<PluginLibrary>,
+    pub(crate) chains: Arc<Chains>,
 }
 
 impl Restored {
@@ -268,6 +281,8 @@ impl Restored {
     pub fn empty(state_dir: &Path) -> Restored {
         Restored {
             owned: Owned::new(state_dir),
+            plugins: Arc::new(PluginLibrary::new(state_dir)),
+            chains: Arc::new(Chains::default()),
         }
     }
 
@@ -286,10 +301,11 @@ impl Restored {
 /// endpoints and cards exist (see the module docs for how the two combine). Fails only
 /// when the file exists and cannot be read; objects that cannot be recreated are logged.
 pub fn restore(engine: &Arc<Engine>, state_dir: &Path) -> Result<Restored, Error> {
-    let mut owned = Owned::new(state_dir);
+    let mut restored = Restored::empty(state_dir);
     let Some(saved) = SavedState::load(state_dir)? else {
-        return Ok(Restored { owned });
+        return Ok(restored);
     };
+    let owned = &mut restored.owned;
     for request in saved.endpoints {
         if engine.endpoint(&request.name).is_some() {
             warn!(
@@ -347,7 +363,7 @@ pub fn restore(engine: &Arc<Engine>, state_dir: &Path) -> Result<Restored, Error
         }
     }
     for saved in saved.streams {
-        apply_saved(engine, &saved);
+        apply_saved(engine, &saved, &restored.plugins, &restored.chains);
         owned
             .streams
             .insert((saved.card.clone(), saved.index), saved);
@@ -358,11 +374,11 @@ pub fn restore(engine: &Arc<Engine>, state_dir: &Path) -> Result<Restored, Error
         streams = owned.streams.len(),
         "restored the API's saved state"
     );
-    Ok(Restored { owned })
+    Ok(restored)
 }
 
 /// Applies one stream's saved settings, if its card and stream are there.
-fn apply_saved(engine: &Engine, saved: &SavedStream) {
+fn apply_saved(engine: &Engine, saved: &SavedStream, plugins: &PluginLibrary, chains: &Chains) {
     let stream = engine
         .cards()
         .into_iter()
@@ -385,8 +401,17 @@ fn apply_saved(engine: &Engine, saved: &SavedStream) {
         return;
     }
     let patch = saved.patch();
-    let result =
-        settings::check(engine, &stream, &patch).and_then(|()| settings::apply(&stream, &patch));
+    let result = settings::check(engine, &stream, &patch)
+        .and_then(|()| settings::apply(&stream, &patch))
+        .and_then(|()| match &patch.chain {
+            Some(chain) => {
+                let effects = crate::chain::resolve(plugins, &stream, chain)?;
+                crate::chain::apply(engine, &stream, effects)?;
+                chains.set(stream.id(), chain.clone());
+                Ok(())
+            }
+            None => Ok(()),
+        });
     match result {
         Ok(()) => info!(
             card = saved.card,
@@ -421,6 +446,7 @@ mod tests {
                 volume_db: Some(VolumeSetting::All(-6.0)),
                 muted: Some(true),
                 route: Some(RouteSetting::Endpoint("sink".into())),
+                chain: None,
             }],
             ..SavedState::default()
         }

@@ -288,6 +288,16 @@ impl FaultBoard {
         self.total.load(Ordering::Relaxed)
     }
 
+    /// Faults recorded at each board position so far.
+    pub fn counts(&self) -> [u64; BOARD_SLOTS] {
+        std::array::from_fn(|slot| self.counts[slot].load(Ordering::Acquire))
+    }
+
+    /// The latest fault recorded at board position `slot`.
+    pub fn last_fault(&self, slot: usize) -> Option<PluginFault> {
+        PluginFault::from_code(self.reasons.get(slot)?.load(Ordering::Relaxed))
+    }
+
     /// Faults not yet reported, as `(slot, reason)`; marks them reported.
     pub fn take_new(&self) -> Vec<(usize, PluginFault)> {
         let mut new = Vec::new();
