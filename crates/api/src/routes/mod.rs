@@ -16,7 +16,7 @@
 //! | GET | `/metrics` | Prometheus metrics (token unless configured public) |
 //! | GET | `/healthz`, `/readyz` | probes (public) |
 //! | GET | `/api/openapi.json`, `/api/docs` | the OpenAPI document and Swagger UI (public) |
-//! | GET | `/`, `/app.js`, `/style.css` | the browser dashboard (public; it asks for the token) |
+//! | GET | `/`, `/app.js`, `/plugins.js`, `/routing.js`, `/style.css` | the browser dashboard (public; it asks for the token) |
 //!
 //! Request bodies are limited to [`BODY_LIMIT_BYTES`], except plugin uploads, limited to
 //! [`PLUGIN_BODY_LIMIT_BYTES`](crate::PLUGIN_BODY_LIMIT_BYTES).
