@@ -691,6 +691,9 @@ function start() {
   window.addEventListener('hashchange', () => {
     $('view').dataset.stream = '';
     render();
+    // Chains and counters change without events: a detail view starts from a fresh copy.
+    const current = route();
+    if (current.view === 'stream' && state.loaded) refresh('stream', current.id);
   });
   render();
   if (state.token) login(state.token);

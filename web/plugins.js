@@ -6,6 +6,9 @@ import {
   $, api, attempt, clearError, h, patchStream, render, state, uploadPlugin, viewHead,
 } from './app.js';
 
+/** Plugins with more parameters than this show them folded. */
+const PARAMS_SHOWN_OPEN = 4;
+
 const STAGE_STATES = {
   active: 'running',
   bypassed: 'bypassed',
@@ -97,14 +100,16 @@ function range([low, high], unit = '') {
 function pluginCard(plugin) {
   const id = `plugin-${plugin.name}`;
   const params = plugin.params.length === 0 ? h('p', { class: 'empty' }, 'No parameters.') :
-    h('div', { class: 'table-wrap' }, h('table', { class: 'params' },
+    h('details', { class: 'params', open: plugin.params.length <= PARAMS_SHOWN_OPEN },
+      h('summary', {}, `Parameters (${plugin.params.length})`),
+      h('div', { class: 'table-wrap' }, h('table', {},
       h('caption', { class: 'visually-hidden' }, `Parameters of ${plugin.name}`),
       h('thead', {}, h('tr', {}, ['Parameter', 'Range', 'Default', 'Unit'].map((n) => h('th', { scope: 'col' }, n)))),
       h('tbody', {}, plugin.params.map((p) => h('tr', {},
         h('th', { scope: 'row', 'data-label': 'Parameter' }, p.name),
         h('td', { 'data-label': 'Range', class: 'number' }, `${p.min} to ${p.max}`),
         h('td', { 'data-label': 'Default', class: 'number' }, p.default),
-        h('td', { 'data-label': 'Unit' }, p.unit || '—'))))));
+        h('td', { 'data-label': 'Unit' }, p.unit || '—')))))));
   const facts = [
     ['Formats in', plugin.input_formats.join(', ')],
     ['Formats out', plugin.output_formats.join(', ')],
@@ -158,7 +163,7 @@ export function updateChain(stream, root = document) {
   if (body.dataset.shown === key) return;
   body.dataset.shown = key;
   const focusKey = document.activeElement?.dataset?.key;
-  body.replaceChildren(...chainContent(stream));
+  body.replaceChildren(...chainContent(stream).filter(Boolean));
   if (focusKey) body.querySelector(`[data-key="${CSS.escape(focusKey)}"]`)?.focus();
 }
 
@@ -229,7 +234,19 @@ function stageItem(stream, stage, index) {
         'aria-label': `Remove ${name}`,
         onclick: () => setChain(stream, (chain) => { chain.splice(index, 1); }),
       }, 'Remove')),
-    params.length > 0 ? h('div', { class: 'stage-params' }, params) : null);
+    params.length === 0 ? null : params.length <= PARAMS_SHOWN_OPEN ? h('div', { class: 'stage-params' }, params) :
+      h('details', { class: 'stage-more', open: openStages.has(`${stream.id}/${index}`),
+        ontoggle: (event) => rememberOpen(`${stream.id}/${index}`, event.target.open) },
+      h('summary', {}, `Parameters (${params.length})`),
+      h('div', { class: 'stage-params' }, params)));
+}
+
+/** Folded parameter lists the user opened, so a redraw keeps them open. */
+const openStages = new Set();
+
+function rememberOpen(key, open) {
+  if (open) openStages.add(key);
+  else openStages.delete(key);
 }
 
 function paramControl(stream, stage, index, param) {

@@ -45,7 +45,7 @@ function graph(direction, streams, endpoints) {
     endpoints.map((e) => h('option', { value: e.name }, e.name)));
     picker.value = stream.route ?? '';
     picker.addEventListener('change', () => patchStream(stream.id, { route: picker.value === '' ? null : picker.value }));
-    return row(h('div', { class: `route-row route-stream state-${stream.state}`, 'data-route-stream': stream.id },
+    return row(h('div', { class: `route-row route-stream${stream.state === 'running' ? ' route-live' : ''}`, 'data-route-stream': stream.id },
       h('a', { href: `#/stream/${stream.id}`, class: 'route-name' }, `${cardName(stream)} · ${stream.name}`),
       picker), index);
   });
