@@ -33,8 +33,16 @@ fn the_dashboard_files_are_served_without_the_token() {
             "<label for=\"token\">",
         ),
         ("/app.js", "text/javascript; charset=utf-8", "/api/events"),
-        ("/plugins.js", "text/javascript; charset=utf-8", "/api/plugins"),
-        ("/routing.js", "text/javascript; charset=utf-8", "route-links"),
+        (
+            "/plugins.js",
+            "text/javascript; charset=utf-8",
+            "/api/plugins",
+        ),
+        (
+            "/routing.js",
+            "text/javascript; charset=utf-8",
+            "route-links",
+        ),
         ("/style.css", "text/css; charset=utf-8", ".meter-bar"),
     ] {
         let answer = server.raw("GET", path, &[], None);
@@ -102,9 +110,16 @@ fn the_dashboard_controls_a_playing_stream_in_chromium() {
     let plugins = tempfile::tempdir().expect("tempdir");
     let good = plugins.path().join("half.wasm");
     let faulty = plugins.path().join("crash.wasm");
-    std::fs::write(&good, support::test_plugin("half", "1.0.0", Misdeed::None, 0)).expect("half");
-    std::fs::write(&faulty, support::test_plugin("crash", "1.0.0", Misdeed::Trap, 5))
-        .expect("crash");
+    std::fs::write(
+        &good,
+        support::test_plugin("half", "1.0.0", Misdeed::None, 0),
+    )
+    .expect("half");
+    std::fs::write(
+        &faulty,
+        support::test_plugin("crash", "1.0.0", Misdeed::Trap, 5),
+    )
+    .expect("crash");
 
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../dashboard-screenshots");
     let output = Command::new("node")

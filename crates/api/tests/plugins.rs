@@ -84,54 +84,40 @@ fn an_uploaded_plugin_is_installed_replaced_and_removed() {
 #[test]
 fn bad_uploads_are_refused_with_the_hosts_reason() {
     let server = TestServer::start();
-    let good = wat::parse_str(support::wat_plugins::half_wat(
-        support::wat_plugins::HALF_MANIFEST,
-        "",
-        Misdeed::None,
-        0,
-    ))
-    .expect("wat");
-    let detail = server
-        .upload("application/wasm", b"not wasm at all")
-        .problem(422);
-    assert!(detail.contains("does not compile"), "{detail}");
-    let no_process =
-        support::wat_plugins::half_wat(support::wat_plugins::HALF_MANIFEST, "", Misdeed::None, 0)
-            .replace("(export \"paravox_process\")", "");
-    let detail = server
-        .upload(
-            "application/wasm",
-            &wat::parse_str(no_process).expect("wat"),
-        )
-        .problem(422);
-    assert!(detail.contains("paravox_process"), "{detail}");
-    let wasi = support::wat_plugins::half_wat(
-        support::wat_plugins::HALF_MANIFEST,
-        "",
-        Misdeed::None,
-        0,
-    )
-    .replace(
-        "(import \"paravox\" \"log\" (func $log (param i32 i32)))",
-        "(import \"paravox\" \"log\" (func $log (param i32 i32)))\n  (import \"wasi_snapshot_preview1\" \"fd_write\" (func (param i32 i32 i32 i32) (result i32)))",
-    );
-    let detail = server
-        .upload("application/wasm", &wat::parse_str(wasi).expect("wat"))
-        .problem(422);
-    assert!(detail.contains("wasi"), "{detail}");
-    let bad_manifest = support::wat_plugins::half_wat(
-        &support::wat_plugins::HALF_MANIFEST.replace("\"kind\":\"effect\"", "\"kind\":\"toaster\""),
-        "",
-        Misdeed::None,
-        0,
-    );
-    let detail = server
-        .upload(
-            "application/wasm",
-            &wat::parse_str(bad_manifest).expect("wat"),
-        )
-        .problem(422);
-    assert!(detail.contains("manifest"), "{detail}");
+    // The plugin host's `half` example with one part of its text replaced.
+    let half_with = |manifest: &str, from: &str, to: &str| {
+        let text = support::wat_plugins::half_wat(manifest, "", Misdeed::None, 0);
+        wat::parse_str(text.replace(from, to)).expect("wat")
+    };
+    let manifest = support::wat_plugins::HALF_MANIFEST;
+    let good = half_with(manifest, "", "");
+    let cases = [
+        (b"not wasm at all".to_vec(), "does not compile"),
+        (
+            half_with(manifest, "(export \"paravox_process\")", ""),
+            "paravox_process",
+        ),
+        (
+            half_with(
+                manifest,
+                "(memory",
+                "(import \"wasi_snapshot_preview1\" \"fd_write\" (func (param i32 i32 i32 i32) (result i32)))\n  (memory",
+            ),
+            "wasi",
+        ),
+        (
+            half_with(
+                &manifest.replace("\"kind\":\"effect\"", "\"kind\":\"toaster\""),
+                "",
+                "",
+            ),
+            "manifest",
+        ),
+    ];
+    for (module, expected) in cases {
+        let detail = server.upload("application/wasm", &module).problem(422);
+        assert!(detail.contains(expected), "{detail} lacks {expected}");
+    }
     let detail = server.upload("application/wasm", b"").problem(422);
     assert!(detail.contains("empty"), "{detail}");
     let detail = server.upload("application/json", &good).problem(415);
