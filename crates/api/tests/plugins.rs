@@ -305,4 +305,19 @@ fn a_trapping_plugin_faults_its_stage_and_the_stream_plays_on() {
         ),
         "{metrics}"
     );
+
+    // A fixed version hot-swaps in on the stream using it: a new chain, running again.
+    let answer = server.upload(
+        "application/wasm",
+        &test_plugin("crash", "2.0.0", Misdeed::None, 0),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json()["streams"], json!([stream.id()]));
+    let view = server.get(&path).json();
+    assert_eq!(view["chain"][0]["state"], "active");
+    assert_eq!(view["chain"][0]["fault"], Value::Null);
+    assert_eq!(
+        view["plugin_faults"], 1,
+        "the stream's count keeps its history"
+    );
 }

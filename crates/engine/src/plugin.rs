@@ -525,6 +525,13 @@ mod tests {
         board.record(99, PluginFault::Trap);
         assert_eq!(board.take_new(), vec![(5, PluginFault::Trap)]);
         assert_eq!(board.total(), 2);
+        // Counts and the latest reason stay readable after reporting.
+        assert_eq!(board.counts()[1], 1);
+        assert_eq!(board.counts()[5], 1);
+        assert_eq!(board.counts()[0], 0);
+        assert_eq!(board.last_fault(5), Some(PluginFault::Trap));
+        assert_eq!(board.last_fault(0), None);
+        assert_eq!(board.last_fault(99), None);
     }
 
     #[test]

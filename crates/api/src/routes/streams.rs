@@ -77,6 +77,7 @@ pub async fn patch(
             if let (Some(effects), Some(chain)) = (effects, patch.chain) {
                 chain::apply(&engine, &stream, effects)?;
                 chains.set(stream.id(), chain);
+                chains.retain(&engine);
             }
             Ok(())
         })
