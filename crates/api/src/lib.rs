@@ -22,7 +22,7 @@
 //!
 //! The configuration file is read first and its endpoints and cards created; then
 //! [`state::restore`] adds what the API created and saved in `state.json`, and reapplies
-//! the volumes, mutes and routes the API set on any stream (by card name and stream
+//! the volumes, mutes, routes and effect chains the API set on any stream (by card name and stream
 //! index, since ids may change across restarts). When a saved endpoint or card has the
 //! name of one from the configuration, **the configuration wins**: the saved one is
 //! logged and dropped from the state. Objects from the configuration cannot be deleted

@@ -2,7 +2,8 @@
 //! directory and recreated at start.
 //!
 //! The file holds the API's endpoints and virtio cards as they were asked for, and the
-//! volume, mute and route of every stream the API changed, keyed by card name and stream
+//! volume, mute, route and effect chain of every stream the API changed (installed
+//! plugins are files in `plugins/` beside it), keyed by card name and stream
 //! index (stream ids are not stable across restarts; names and indexes are).
 //!
 //! **Atomic saves.** The new state is written to `state.json.tmp` in the same directory,
