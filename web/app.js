@@ -279,6 +279,10 @@ function onMessage(message) {
     case 'device_recovered':
       refresh('endpoints');
       break;
+    case 'chain_swapped':
+      refresh('stream', message.stream);
+      refresh('plugins');
+      break;
     case 'plugin_fault':
       if (message.stream !== null && message.stream !== undefined) refresh('stream', message.stream);
       refresh('plugins');
@@ -306,6 +310,7 @@ function describe(event) {
     case 'route': return `${stream(event.stream)}: routed to ${event.endpoint}`;
     case 'device_lost': return `Endpoint ${event.endpoint} lost its device: ${event.reason}`;
     case 'device_recovered': return `Endpoint ${event.endpoint} has its device back`;
+    case 'chain_swapped': return `${stream(event.stream)}: plugin chain swapped`;
     case 'plugin_fault': return `${event.stream !== null && event.stream !== undefined ? `${stream(event.stream)}: p` : 'P'}lugin ${event.plugin} (${event.stage}) disabled: ${event.reason}`;
     default: return JSON.stringify(event);
   }

@@ -328,6 +328,7 @@ test('the dashboard shows, controls and logs a playing stream', async (t) => {
       (await api('GET', `/api/streams/${stream.id}`)).position_frames > position);
     await nav('Events').click();
     await page.locator('#event-log').getByText(/plugin crash \(effect\) disabled: the plugin trapped/i).first().waitFor();
+    await page.locator('#event-log').getByText(/plugin chain swapped/).first().waitFor();
     await page.screenshot({ path: join(shots, 'events-fault.png'), fullPage: true });
     await nav('Plugins').click();
     await page.locator('[data-plugin="crash"] .faults.has-faults').waitFor();

@@ -149,6 +149,7 @@ fn a_stream_chain_is_set_bypassed_checked_and_saved() {
     );
     assert_eq!(server.get(&path).json()["chain"], json!([]));
 
+    let mut events = server.engine.subscribe();
     let chain = json!([
         {"plugin": "half", "params": {"volume": 0.25}},
         {"plugin": "gain", "bypass": true},
@@ -164,6 +165,10 @@ fn a_stream_chain_is_set_bypassed_checked_and_saved() {
         view["plugin_stages"],
         json!([{"stage": "effect", "plugin": "half", "fault": null}])
     );
+    let swapped = std::iter::from_fn(|| events.try_recv().ok()).any(|event| {
+        matches!(event, paravox_engine::Event::ChainSwapped { stream: id } if id == stream.id())
+    });
+    assert!(swapped, "the swap is announced to event subscribers");
     let effects = stream.plugins().expect("own set").effects;
     assert_eq!(effects.len(), 1, "bypassed stages do not run");
     assert_eq!(effects[0].params, vec![("volume".to_owned(), 0.25)]);

@@ -696,6 +696,7 @@ impl Stream {
             endpoint = endpoint.name(),
             "chain swapped"
         );
+        registry.publish(Event::ChainSwapped { stream: self.id() });
         Ok(())
     }
 
