@@ -2,7 +2,11 @@
 // the /api/events WebSocket (lifecycle events and 25 meter frames a second).
 //
 // Lists are fetched once at login and again only when an event says they changed; meters
-// update their bars in place so a frame never rebuilds the page.
+// update their bars in place so a frame never rebuilds the page. The plugin library and
+// chain editor live in plugins.js, the routing graph in routing.js.
+
+import { chainSection, loadPlugins, pluginsView, updateChain } from './plugins.js';
+import { routingView } from './routing.js';
 
 const TOKEN_KEY = 'paravox.token';
 const METER_FLOOR_DB = -60;
@@ -12,7 +16,7 @@ const EVENT_LOG_LIMIT = 200;
 const RECONNECT_FIRST_MS = 500;
 const RECONNECT_MAX_MS = 30000;
 
-const state = {
+export const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
   cards: [],
   streams: new Map(),
@@ -24,12 +28,14 @@ const state = {
   reconnectTimer: null,
   subscribed: '',
   loaded: false,
+  /** The plugin library, loaded when a view first needs it (`null` until then). */
+  plugins: null,
 };
 
-const $ = (id) => document.getElementById(id);
+export const $ = (id) => document.getElementById(id);
 
 /** Creates an element: `h('a', {href: '#/'}, 'text', child)`. Text is never parsed as HTML. */
-function h(tag, attributes = {}, ...children) {
+export function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {
     if (value === false || value === null || value === undefined) continue;
@@ -46,7 +52,7 @@ function h(tag, attributes = {}, ...children) {
 
 // ---- HTTP ----------------------------------------------------------------------------
 
-class ApiFailure extends Error {
+export class ApiFailure extends Error {
   constructor(status, title, detail) {
     super(detail ? `${title}: ${detail}` : title);
     this.status = status;
@@ -54,12 +60,25 @@ class ApiFailure extends Error {
 }
 
 /** Calls the API with the token; throws an ApiFailure carrying the problem's detail. */
-async function api(method, path, body) {
+export async function api(method, path, body) {
   const init = { method, headers: { Authorization: `Bearer ${state.token}` } };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
+  return send(path, init);
+}
+
+/** Sends `file` as a plugin module; returns the installed plugin. */
+export async function uploadPlugin(file) {
+  return send('/api/plugins', {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${state.token}`, 'Content-Type': 'application/wasm' },
+    body: file,
+  });
+}
+
+async function send(path, init) {
   let response;
   try {
     response = await fetch(path, init);
@@ -75,18 +94,18 @@ async function api(method, path, body) {
   return payload;
 }
 
-function showError(error) {
+export function showError(error) {
   $('error-text').textContent = error instanceof Error ? error.message : String(error);
   $('error').hidden = false;
   if (error instanceof ApiFailure && error.status === 401) logout(false);
 }
 
-function clearError() {
+export function clearError() {
   $('error').hidden = true;
 }
 
 /** Runs `work`, showing its failure; returns whether it succeeded. */
-async function attempt(work) {
+export async function attempt(work) {
   try {
     await work();
     return true;
@@ -134,20 +153,23 @@ function seedMeter(stream) {
 }
 
 /** Coalesces refreshes asked for by a burst of events into one request each. */
-const pending = { all: false, endpoints: false, streams: new Set(), scheduled: false };
+const pending = { all: false, endpoints: false, plugins: false, streams: new Set(), scheduled: false };
 
 function refresh(what, id) {
   if (what === 'all') pending.all = true;
   else if (what === 'endpoints') pending.endpoints = true;
+  else if (what === 'plugins') pending.plugins = true;
   else pending.streams.add(id);
   if (pending.scheduled) return;
   pending.scheduled = true;
   queueMicrotask(async () => {
-    const { all, endpoints } = pending;
+    const { all, endpoints, plugins } = pending;
     const streams = [...pending.streams];
-    pending.all = pending.endpoints = pending.scheduled = false;
+    pending.all = pending.endpoints = pending.plugins = pending.scheduled = false;
     pending.streams.clear();
     await attempt(async () => {
+      // The library is only kept fresh once a view has loaded it.
+      if (plugins && state.plugins) await loadPlugins();
       if (all) return loadAll();
       await Promise.all(streams.map(loadStream));
       if (endpoints) await loadEndpoints();
@@ -257,6 +279,14 @@ function onMessage(message) {
     case 'device_recovered':
       refresh('endpoints');
       break;
+    case 'chain_swapped':
+      refresh('stream', message.stream);
+      refresh('plugins');
+      break;
+    case 'plugin_fault':
+      if (message.stream !== null && message.stream !== undefined) refresh('stream', message.stream);
+      refresh('plugins');
+      break;
     default:
       break;
   }
@@ -280,7 +310,8 @@ function describe(event) {
     case 'route': return `${stream(event.stream)}: routed to ${event.endpoint}`;
     case 'device_lost': return `Endpoint ${event.endpoint} lost its device: ${event.reason}`;
     case 'device_recovered': return `Endpoint ${event.endpoint} has its device back`;
-    case 'plugin_fault': return `Plugin ${event.plugin} (${event.stage}) disabled: ${event.reason}`;
+    case 'chain_swapped': return `${stream(event.stream)}: plugin chain swapped`;
+    case 'plugin_fault': return `${event.stream !== null && event.stream !== undefined ? `${stream(event.stream)}: p` : 'P'}lugin ${event.plugin} (${event.stage}) disabled: ${event.reason}`;
     default: return JSON.stringify(event);
   }
 }
@@ -303,7 +334,7 @@ function eventItem(entry) {
 
 // ---- Formatting ----------------------------------------------------------------------
 
-function formatDb(db) {
+export function formatDb(db) {
   if (db <= VOLUME_MIN_DB) return '−∞ dB';
   const sign = db > 0 ? '+' : db < 0 ? '−' : '';
   return `${sign}${Math.abs(db).toFixed(1)} dB`;
@@ -332,7 +363,7 @@ function transportText(transport) {
 // ---- Meters --------------------------------------------------------------------------
 
 /** A level bar for a stream, updated in place by meter frames. */
-function meter(stream) {
+export function meter(stream) {
   const bar = h('span', { class: 'meter-bar' });
   const label = h('span', { class: 'meter-value' });
   const element = h('span', {
@@ -368,12 +399,12 @@ function route() {
   const hash = location.hash.replace(/^#\/?/, '');
   const [view, id] = hash.split('/');
   if (view === 'stream' && /^\d+$/.test(id)) return { view: 'stream', id: Number(id) };
-  if (view === 'endpoints' || view === 'events') return { view };
+  if (['endpoints', 'events', 'plugins', 'routing'].includes(view)) return { view };
   return { view: 'overview' };
 }
 
 /** Rebuilds the current view, keeping keyboard focus on the same control. */
-function render() {
+export function render() {
   const loggedIn = Boolean(state.token);
   $('login').hidden = loggedIn;
   $('nav').hidden = !loggedIn;
@@ -398,7 +429,10 @@ function render() {
     return;
   }
   const focusKey = document.activeElement?.dataset?.key;
-  const views = { overview: overview, endpoints: endpointsView, events: eventsView, stream: detail };
+  const views = {
+    overview, endpoints: endpointsView, events: eventsView, stream: detail,
+    plugins: pluginsView, routing: routingView,
+  };
   if (!state.loaded) {
     container.replaceChildren(h('p', { class: 'empty', role: 'status' }, 'Loading…'));
     container.dataset.stream = '';
@@ -431,7 +465,7 @@ function overview() {
 }
 
 /** A view's heading with a Refresh button: counters (latency, load) change without events. */
-function viewHead(id, title) {
+export function viewHead(id, title) {
   return h('div', { class: 'view-head' },
     h('h2', { id }, title),
     h('button', {
@@ -499,6 +533,7 @@ function detail(id) {
       h('div', { class: 'control' }, h('span', { class: 'control-label' }, 'Output'), mute),
       h('div', { class: 'control' },
         h('label', { for: 'route' }, `Route (${stream.direction} endpoint)`), routePicker)),
+    chainSection(stream),
     facts);
   updateDetail(stream, section);
   return section;
@@ -526,6 +561,7 @@ function updateDetail(stream, root = document) {
       ...candidates.map((e) => h('option', { value: e.name }, `${e.name} — ${e.spec}`)));
     routePicker.value = stream.route ?? '';
   }
+  updateChain(stream, root);
   const facts = root.querySelector('.facts');
   if (facts) {
     const rows = [
@@ -536,6 +572,7 @@ function updateDetail(stream, root = document) {
       ['Endpoint', stream.endpoint ?? '—'],
       ['Latency', `${stream.latency_ms.toFixed(1)} ms`],
       ['Xruns', stream.xruns],
+      ['Plugin faults', stream.plugin_faults ?? 0],
       ['Position', `${stream.position_frames} frames`],
       ['Volume per channel', stream.volume_db.map(formatDb).join(', ') || '—'],
     ];
@@ -550,7 +587,7 @@ const patchQueues = new Map();
  * Sends `change` to stream `id`. One PATCH per stream is in flight at a time and the ones
  * asked for meanwhile are merged, so a burst of slider steps cannot land out of order.
  */
-async function patchStream(id, change) {
+export async function patchStream(id, change) {
   let queue = patchQueues.get(id);
   if (!queue) {
     queue = { running: false, next: null };
@@ -659,6 +696,9 @@ function start() {
   window.addEventListener('hashchange', () => {
     $('view').dataset.stream = '';
     render();
+    // Chains and counters change without events: a detail view starts from a fresh copy.
+    const current = route();
+    if (current.view === 'stream' && state.loaded) refresh('stream', current.id);
   });
   render();
   if (state.token) login(state.token);

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use paravox_engine::Engine;
 use tokio::sync::{MutexGuard, watch};
 
+use crate::chain::Chains;
 use crate::error::ApiError;
 use crate::meters::{self, MeterFrame};
+use crate::plugins::{self, FaultCounter, PluginLibrary};
 use crate::server::ApiConfig;
 use crate::state::{Owned, Restored};
 use crate::token::Token;
@@ -30,6 +32,9 @@ struct Inner {
     owned: tokio::sync::Mutex<Owned>,
     meters: watch::Receiver<Arc<MeterFrame>>,
     stopping: watch::Sender<bool>,
+    plugins: Arc<PluginLibrary>,
+    chains: Arc<Chains>,
+    plugin_faults: Arc<FaultCounter>,
     /// WebSocket sessions open now.
     websockets: Arc<AtomicUsize>,
 }
@@ -48,11 +53,13 @@ impl Drop for WebSocketSlot {
 }
 
 impl AppState {
-    /// The state of a server for `engine`. Starts the meter sampler, so it must be called
-    /// inside a tokio runtime.
+    /// The state of a server for `engine`. Starts the meter sampler and the plugin-fault
+    /// counter, so it must be called inside a tokio runtime.
     pub fn new(config: ApiConfig, engine: Arc<Engine>, token: Token, restored: Restored) -> Self {
         let meters = meters::spawn_sampler(Arc::downgrade(&engine));
         let (stopping, _) = watch::channel(false);
+        let plugin_faults = Arc::new(FaultCounter::default());
+        plugins::spawn_fault_counter(&engine, plugin_faults.clone());
         AppState {
             inner: Arc::new(Inner {
                 engine,
@@ -61,6 +68,9 @@ impl AppState {
                 owned: tokio::sync::Mutex::new(restored.owned),
                 meters,
                 stopping,
+                plugins: restored.plugins,
+                chains: restored.chains,
+                plugin_faults,
                 websockets: Arc::default(),
             }),
         }
@@ -69,6 +79,21 @@ impl AppState {
     /// The engine.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.inner.engine
+    }
+
+    /// The plugin library.
+    pub fn plugins(&self) -> &Arc<PluginLibrary> {
+        &self.inner.plugins
+    }
+
+    /// The effect chains set over the API.
+    pub fn chains(&self) -> &Arc<Chains> {
+        &self.inner.chains
+    }
+
+    /// Plugin faults by plugin name.
+    pub fn plugin_faults(&self) -> &Arc<FaultCounter> {
+        &self.inner.plugin_faults
     }
 
     /// The bearer token.

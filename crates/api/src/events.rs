@@ -125,6 +125,12 @@ pub enum ServerMessage {
         /// Endpoint name.
         endpoint: String,
     },
+    /// A stream's plugin chain was rebuilt and swapped in (a chain change, or a new
+    /// version of a plugin it uses); `GET /api/streams/{id}` shows the new chain.
+    ChainSwapped {
+        /// Stream id.
+        stream: u32,
+    },
     /// A plugin was disabled (or refused) and its native stage serves instead.
     PluginFault {
         /// The stream whose chain held it (`null` for an endpoint's mixer).
@@ -196,6 +202,7 @@ impl From<&Event> for ServerMessage {
                 ServerMessage::DeviceLost { endpoint, reason }
             }
             Event::DeviceRecovered { endpoint } => ServerMessage::DeviceRecovered { endpoint },
+            Event::ChainSwapped { stream } => ServerMessage::ChainSwapped { stream },
             Event::PluginFault {
                 stream,
                 endpoint,

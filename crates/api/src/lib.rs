@@ -22,7 +22,7 @@
 //!
 //! The configuration file is read first and its endpoints and cards created; then
 //! [`state::restore`] adds what the API created and saved in `state.json`, and reapplies
-//! the volumes, mutes and routes the API set on any stream (by card name and stream
+//! the volumes, mutes, routes and effect chains the API set on any stream (by card name and stream
 //! index, since ids may change across restarts). When a saved endpoint or card has the
 //! name of one from the configuration, **the configuration wins**: the saved one is
 //! logged and dropped from the state. Objects from the configuration cannot be deleted
@@ -38,7 +38,8 @@
 //! accepts `?token=`, because browsers cannot set headers on one. `/healthz`,
 //! `/readyz`, `/api/openapi.json` and `/api/docs` are public, and `/metrics` can be made
 //! public with [`ApiConfig::metrics_public`]. No CORS headers are sent: the dashboard is
-//! served from the same origin. Request bodies are limited to 64 KiB. File paths given
+//! served from the same origin. Request bodies are limited to 64 KiB, plugin uploads
+//! (`POST /api/plugins`) to 16 MiB, the plugin host's largest module. File paths given
 //! over the API can be confined to one directory with [`ApiConfig::path_root`].
 //!
 //! # Errors
@@ -55,6 +56,7 @@
 
 mod app;
 pub mod auth;
+pub mod chain;
 pub mod client;
 pub mod error;
 pub mod events;
@@ -65,6 +67,7 @@ pub mod metrics;
 pub mod model;
 pub mod openapi;
 mod paths;
+pub mod plugins;
 pub mod routes;
 mod server;
 mod settings;
@@ -76,5 +79,8 @@ mod virtio;
 pub use app::AppState;
 pub use error::{ApiError, Error, Problem};
 pub use routes::router;
-pub use server::{ApiConfig, ApiHandle, ApiServer, BODY_LIMIT_BYTES, DEFAULT_LISTEN, serve};
+pub use server::{
+    ApiConfig, ApiHandle, ApiServer, BODY_LIMIT_BYTES, DEFAULT_LISTEN, PLUGIN_BODY_LIMIT_BYTES,
+    serve,
+};
 pub use state::{Restored, restore};

@@ -1,7 +1,7 @@
 //! `/metrics`: Prometheus text exposition of every stream's and endpoint's counters.
 //!
 //! Streams are labelled `stream` (id), `card` (card name), `index`, `name` and `direction`;
-//! endpoints `endpoint` and `direction`. Positions reset when a stream is prepared, so
+//! endpoints `endpoint` and `direction`; plugin faults `plugin`. Positions reset when a stream is prepared, so
 //! they are gauges; xruns, cycles and busy time only grow, so they are counters.
 
 use std::fmt::Write;
@@ -25,7 +25,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
         (status = 401, description = "No valid token (unless the daemon makes metrics public)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn scrape(State(state): State<AppState>) -> Response {
-    let mut response = render(state.engine()).into_response();
+    let mut text = render(state.engine());
+    render_plugin_faults(&state.plugin_faults().all(), &mut text);
+    let mut response = text.into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
@@ -83,6 +85,7 @@ fn render_streams(engine: &Engine, out: &mut String) {
         position_frames: u64,
         queued_bytes: u64,
         xruns: u64,
+        plugin_faults: u64,
         running: bool,
     }
     let rows: Vec<Row> = engine
@@ -113,6 +116,7 @@ fn render_streams(engine: &Engine, out: &mut String) {
                     .unwrap_or(0),
                 queued_bytes: status.queued_bytes,
                 xruns: status.xruns,
+                plugin_faults: stream.plugin_faults(),
                 running: status.state == paravox_engine::StreamState::Running,
             }
         })
@@ -125,7 +129,7 @@ fn render_streams(engine: &Engine, out: &mut String) {
             .collect()
     }
     type Column = fn(&Row) -> u64;
-    let columns: [(&str, &str, &str, Column); 5] = [
+    let columns: [(&str, &str, &str, Column); 6] = [
         (
             "paravox_stream_position_bytes",
             "gauge",
@@ -151,6 +155,12 @@ fn render_streams(engine: &Engine, out: &mut String) {
             |r| r.xruns,
         ),
         (
+            "paravox_stream_plugin_faults_total",
+            "counter",
+            "Plugin stages of the stream disabled by a fault (the native stage served on).",
+            |r| r.plugin_faults,
+        ),
+        (
             "paravox_stream_running",
             "gauge",
             "1 while the stream is running.",
@@ -162,6 +172,20 @@ fn render_streams(engine: &Engine, out: &mut String) {
         for row in &rows {
             metric.sample(name, &labels(row), value(row));
         }
+    }
+}
+
+/// Faults (and set-up refusals) of each plugin, from the engine's events.
+pub fn render_plugin_faults(counts: &std::collections::BTreeMap<String, u64>, out: &mut String) {
+    let name = "paravox_plugin_faults_total";
+    let mut metric = family(
+        out,
+        name,
+        "counter",
+        "Times a plugin was disabled by a fault or refused for a stream or mixer.",
+    );
+    for (plugin, count) in counts {
+        metric.sample(name, &[("plugin", plugin)], count);
     }
 }
 

@@ -214,6 +214,36 @@ pub struct StreamPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub route: Option<Option<String>>,
+    /// The stream's effect chain, first stage first, replacing the current one (`[]`
+    /// removes every stage). Playback streams only. The new chain is built and warmed off
+    /// the real-time thread and swapped in at a cycle boundary.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Vec<ChainStage>, max_items = 8)]
+    pub chain: Option<Vec<ChainStage>>,
+}
+
+/// Plugin names: what the plugin ABI allows.
+pub const PLUGIN_NAME_PATTERN: &str = "^[a-z0-9_-]{1,64}$";
+
+/// One effect stage of a stream's chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChainStage {
+    /// The plugin's name (shipped or installed; see `GET /api/plugins`); it must be an
+    /// `effect` plugin.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", example = "gain")]
+    pub plugin: String,
+    /// Parameter values by name, each within the range the plugin's manifest gives;
+    /// parameters not named keep their defaults.
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, f32>,
+    /// Keep the stage in the chain without running it.
+    #[serde(default)]
+    pub bypass: bool,
 }
 
 /// A field that may be absent but, when present, must not be `null`.

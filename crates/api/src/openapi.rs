@@ -24,8 +24,8 @@ pub const DOCS_PATH: &str = "/api/docs";
             `/api/events` also accepts `?token=<token>`, because browsers cannot set headers on a WebSocket. \
             `/healthz`, `/readyz`, this document and `/api/docs` are public.\n\n\
             **Errors** are `application/problem+json` (RFC 9457): 400 malformed JSON or parameter, \
-            401 token, 404 unknown id, 409 conflict with the current state, 413 body over 64 KiB, \
-            415 not JSON, 422 a value that cannot be accepted (the detail says which and why).\n\n\
+            401 token, 404 unknown id, 409 conflict with the current state, 413 body over 64 KiB \
+            (a plugin upload over 16 MiB), 415 not JSON (not WebAssembly for an upload), 422 a value that cannot be accepted (the detail says which and why).\n\n\
             **Ids** of cards and streams are stable while the daemon runs; across restarts, cards keep \
             their names and streams their index on the card.\n\n\
             **Events.** `GET /api/events` upgrades to a WebSocket that sends `ServerMessage` JSON texts \
@@ -40,6 +40,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "cards", description = "Sound cards and their streams"),
         (name = "streams", description = "Stream status; live volume, mute and route"),
         (name = "endpoints", description = "Host endpoints streams are routed to"),
+        (name = "plugins", description = "WebAssembly plugins: the library, uploads, and their faults"),
         (name = "events", description = "WebSocket of lifecycle events and meters"),
         (name = "metrics", description = "Prometheus metrics"),
         (name = "health", description = "Liveness and readiness probes"),

@@ -21,6 +21,8 @@ pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7860);
 /// The largest request body accepted.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+/// The largest plugin upload (`POST /api/plugins`): the plugin host's largest module.
+pub const PLUGIN_BODY_LIMIT_BYTES: usize = paravox_plugin_host::abi::MAX_MODULE_BYTES;
 /// How long a stop waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 

@@ -2,7 +2,8 @@
 //! directory and recreated at start.
 //!
 //! The file holds the API's endpoints and virtio cards as they were asked for, and the
-//! volume, mute and route of every stream the API changed, keyed by card name and stream
+//! volume, mute, route and effect chain of every stream the API changed (installed
+//! plugins are files in `plugins/` beside it), keyed by card name and stream
 //! index (stream ids are not stable across restarts; names and indexes are).
 //!
 //! **Atomic saves.** The new state is written to `state.json.tmp` in the same directory,
@@ -28,8 +29,12 @@ use paravox_virtio_snd::VirtioCard;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::chain::Chains;
 use crate::error::Error;
-use crate::model::{CardRequest, DirectionName, EndpointRequest, StreamPatch, VolumeSetting};
+use crate::model::{
+    CardRequest, ChainStage, DirectionName, EndpointRequest, StreamPatch, VolumeSetting,
+};
+use crate::plugins::PluginLibrary;
 use crate::{host_endpoint, settings, virtio};
 
 /// The state file's name inside the state directory.
@@ -68,6 +73,9 @@ pub struct SavedStream {
     /// Route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<RouteSetting>,
+    /// Effect chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Vec<ChainStage>>,
 }
 
 impl SavedStream {
@@ -80,6 +88,7 @@ impl SavedStream {
                 RouteSetting::Default => None,
                 RouteSetting::Endpoint(name) => Some(name),
             }),
+            chain: self.chain.clone(),
         }
     }
 
@@ -96,6 +105,9 @@ impl SavedStream {
                 Some(name) => RouteSetting::Endpoint(name.clone()),
                 None => RouteSetting::Default,
             });
+        }
+        if let Some(chain) = &patch.chain {
+            self.chain = Some(chain.clone());
         }
     }
 }
@@ -267,6 +279,8 @@ impl Owned {
 #[derive(Debug)]
 pub struct Restored {
     pub(crate) owned: Owned,
+    pub(crate) plugins: Arc<PluginLibrary>,
+    pub(crate) chains: Arc<Chains>,
 }
 
 impl Restored {
@@ -274,6 +288,8 @@ impl Restored {
     pub fn empty(state_dir: &Path) -> Restored {
         Restored {
             owned: Owned::new(state_dir),
+            plugins: Arc::new(PluginLibrary::new(state_dir)),
+            chains: Arc::new(Chains::default()),
         }
     }
 
@@ -292,10 +308,11 @@ impl Restored {
 /// endpoints and cards exist (see the module docs for how the two combine). Fails only
 /// when the file exists and cannot be read; objects that cannot be recreated are logged.
 pub fn restore(engine: &Arc<Engine>, state_dir: &Path) -> Result<Restored, Error> {
-    let mut owned = Owned::new(state_dir);
+    let mut restored = Restored::empty(state_dir);
     let Some(saved) = SavedState::load(state_dir)? else {
-        return Ok(Restored { owned });
+        return Ok(restored);
     };
+    let owned = &mut restored.owned;
     for request in saved.endpoints {
         if engine.endpoint(&request.name).is_some() {
             warn!(
@@ -353,7 +370,7 @@ pub fn restore(engine: &Arc<Engine>, state_dir: &Path) -> Result<Restored, Error
         }
     }
     for saved in saved.streams {
-        apply_saved(engine, &saved);
+        apply_saved(engine, &saved, &restored.plugins, &restored.chains);
         owned
             .streams
             .insert((saved.card.clone(), saved.index), saved);
@@ -364,11 +381,11 @@ pub fn restore(engine: &Arc<Engine>, state_dir: &Path) -> Result<Restored, Error
         streams = owned.streams.len(),
         "restored the API's saved state"
     );
-    Ok(Restored { owned })
+    Ok(restored)
 }
 
 /// Applies one stream's saved settings, if its card and stream are there.
-fn apply_saved(engine: &Engine, saved: &SavedStream) {
+fn apply_saved(engine: &Engine, saved: &SavedStream, plugins: &PluginLibrary, chains: &Chains) {
     let stream = engine
         .cards()
         .into_iter()
@@ -391,8 +408,17 @@ fn apply_saved(engine: &Engine, saved: &SavedStream) {
         return;
     }
     let patch = saved.patch();
-    let result =
-        settings::check(engine, &stream, &patch).and_then(|()| settings::apply(&stream, &patch));
+    let result = settings::check(engine, &stream, &patch)
+        .and_then(|()| settings::apply(&stream, &patch))
+        .and_then(|()| match &patch.chain {
+            Some(chain) => {
+                let effects = crate::chain::resolve(plugins, &stream, chain)?;
+                crate::chain::apply(engine, &stream, effects)?;
+                chains.set(stream.id(), chain.clone());
+                Ok(())
+            }
+            None => Ok(()),
+        });
     match result {
         Ok(()) => info!(
             card = saved.card,
@@ -427,6 +453,7 @@ mod tests {
                 volume_db: Some(VolumeSetting::All(-6.0)),
                 muted: Some(true),
                 route: Some(RouteSetting::Endpoint("sink".into())),
+                chain: None,
             }],
             ..SavedState::default()
         }

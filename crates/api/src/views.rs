@@ -6,8 +6,9 @@ use paravox_engine::{Card, Direction, Engine, Stream, StreamState, Transport};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::chain::{ChainStageView, PluginStageView, chain_view, plugin_stages_view};
 use crate::meters::MeterLevels;
-use crate::model::DirectionName;
+use crate::model::{ChainStage, DirectionName};
 
 /// Who made an object, and so who may remove it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -143,6 +144,13 @@ pub struct StreamView {
     pub muted: bool,
     /// Level after volume, over the last 40 ms.
     pub meter: MeterLevels,
+    /// The effect chain, first stage first, with each stage's state.
+    pub chain: Vec<ChainStageView>,
+    /// Every plugin in the running chain (effects and the native stages plugins serve),
+    /// with its fault state: a faulted one has fallen back to the native stage.
+    pub plugin_stages: Vec<PluginStageView>,
+    /// Plugin faults in this stream so far.
+    pub plugin_faults: u64,
 }
 
 /// An endpoint's fixed internal format.
@@ -242,8 +250,13 @@ pub fn stream_index(engine: &Engine, stream: &Stream) -> u32 {
         .map_or(0, |index| index as u32)
 }
 
-/// The view of a stream; `meter` is its latest sampled level.
-pub fn stream_view(engine: &Engine, stream: &Stream, meter: Option<MeterLevels>) -> StreamView {
+/// The view of a stream; `meter` is its latest sampled level, `chain` its effect chain.
+pub fn stream_view(
+    engine: &Engine,
+    stream: &Stream,
+    meter: Option<MeterLevels>,
+    chain: &[ChainStage],
+) -> StreamView {
     let status = stream.status();
     let explicit = stream.route();
     let endpoint = status
@@ -291,6 +304,9 @@ pub fn stream_view(engine: &Engine, stream: &Stream, meter: Option<MeterLevels>)
         volume_db: status.volume_db,
         muted: status.muted,
         meter: meter.unwrap_or(MeterLevels::SILENT),
+        chain: chain_view(stream, chain),
+        plugin_stages: plugin_stages_view(stream),
+        plugin_faults: stream.plugin_faults(),
     }
 }
 

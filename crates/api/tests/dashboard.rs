@@ -1,6 +1,7 @@
 //! The browser dashboard: its files are served without the token, and, in a real Chromium,
-//! it shows a playing stream's meter, mutes it, changes its volume and route, and logs the
-//! events (`web/tests/dashboard.test.mjs` drives the browser).
+//! it shows a playing stream's meter, mutes it, changes its volume and route, installs
+//! plugins, edits the stream's plugin chain, shows a plugin fault, re-routes in the
+//! routing view, and logs the events (`web/tests/dashboard.test.mjs` drives the browser).
 //!
 //! The browser half needs `node`, `/usr/bin/chromium` and `npm ci` in `web/tests`; without
 //! them it prints why and passes, unless `PARAVOX_REQUIRE_BROWSER` is set.
@@ -13,6 +14,7 @@ use std::process::Command;
 use paravox_engine::Direction;
 use paravox_host_audio::EndpointSpec;
 use support::TestServer;
+use support::wat_plugins::Misdeed;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -31,6 +33,16 @@ fn the_dashboard_files_are_served_without_the_token() {
             "<label for=\"token\">",
         ),
         ("/app.js", "text/javascript; charset=utf-8", "/api/events"),
+        (
+            "/plugins.js",
+            "text/javascript; charset=utf-8",
+            "/api/plugins",
+        ),
+        (
+            "/routing.js",
+            "text/javascript; charset=utf-8",
+            "route-links",
+        ),
         ("/style.css", "text/css; charset=utf-8", ".meter-bar"),
     ] {
         let answer = server.raw("GET", path, &[], None);
@@ -93,6 +105,22 @@ fn the_dashboard_controls_a_playing_stream_in_chromium() {
     let (stream, _tone) = support::playing_stream(&server.engine, "dash");
     assert_eq!(stream.direction(), Direction::Playback);
 
+    // Plugins for the browser to upload: a well-behaved effect and one that traps from
+    // its fifth call on (the set-up warm-up is the first).
+    let plugins = tempfile::tempdir().expect("tempdir");
+    let good = plugins.path().join("half.wasm");
+    let faulty = plugins.path().join("crash.wasm");
+    std::fs::write(
+        &good,
+        support::test_plugin("half", "1.0.0", Misdeed::None, 0),
+    )
+    .expect("half");
+    std::fs::write(
+        &faulty,
+        support::test_plugin("crash", "1.0.0", Misdeed::Trap, 5),
+    )
+    .expect("crash");
+
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../dashboard-screenshots");
     let output = Command::new("node")
         .arg("--test")
@@ -101,6 +129,8 @@ fn the_dashboard_controls_a_playing_stream_in_chromium() {
         .env("PARAVOX_URL", &server.base)
         .env("PARAVOX_TOKEN", &server.token)
         .env("PARAVOX_SCREENSHOTS", &screenshots)
+        .env("PARAVOX_PLUGIN", &good)
+        .env("PARAVOX_FAULTY_PLUGIN", &faulty)
         .env("CHROMIUM", CHROMIUM)
         .current_dir(&tests_dir)
         .output()

@@ -79,6 +79,12 @@ pub enum Event {
         /// The endpoint's name.
         endpoint: String,
     },
+    /// A prepared stream's chain was rebuilt with a new plugin set (its own chain changed,
+    /// or a plugin it uses was replaced) and swapped in at a cycle boundary.
+    ChainSwapped {
+        /// The stream.
+        stream: StreamId,
+    },
     /// A plugin was disabled (or refused) and its native stage serves instead; the
     /// stream and everything else go on.
     PluginFault {

@@ -36,7 +36,7 @@ pub use error::{EngineError, Result};
 pub use event::Event;
 pub use registry::{Card, Engine, MAX_CARDS, MAX_STREAMS_PER_CARD, StreamSpec, Transport};
 pub use state::{Operation, StreamState};
-pub use stream::{Stream, StreamStatus};
+pub use stream::{PluginStageStatus, Stream, StreamStatus};
 
 /// Identifies a card.
 pub type CardId = u32;

@@ -288,6 +288,16 @@ impl FaultBoard {
         self.total.load(Ordering::Relaxed)
     }
 
+    /// Faults recorded at each board position so far.
+    pub fn counts(&self) -> [u64; BOARD_SLOTS] {
+        std::array::from_fn(|slot| self.counts[slot].load(Ordering::Acquire))
+    }
+
+    /// The latest fault recorded at board position `slot`.
+    pub fn last_fault(&self, slot: usize) -> Option<PluginFault> {
+        PluginFault::from_code(self.reasons.get(slot)?.load(Ordering::Relaxed))
+    }
+
     /// Faults not yet reported, as `(slot, reason)`; marks them reported.
     pub fn take_new(&self) -> Vec<(usize, PluginFault)> {
         let mut new = Vec::new();
@@ -515,6 +525,13 @@ mod tests {
         board.record(99, PluginFault::Trap);
         assert_eq!(board.take_new(), vec![(5, PluginFault::Trap)]);
         assert_eq!(board.total(), 2);
+        // Counts and the latest reason stay readable after reporting.
+        assert_eq!(board.counts()[1], 1);
+        assert_eq!(board.counts()[5], 1);
+        assert_eq!(board.counts()[0], 0);
+        assert_eq!(board.last_fault(5), Some(PluginFault::Trap));
+        assert_eq!(board.last_fault(0), None);
+        assert_eq!(board.last_fault(99), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::event::Event;
 use crate::gain::GainControl;
 use crate::meter::{Meter, MeterReading};
 use crate::notify::PositionWaker;
-use crate::plugin::{ChainPlugins, FaultBoard, PluginFault};
+use crate::plugin::{BOARD_SLOTS, ChainPlugins, FaultBoard, PluginFault};
 use crate::registry::Registry;
 use crate::ring::{self, Consumer, Producer};
 use crate::state::{Operation, StreamState, transition};
@@ -113,6 +113,23 @@ struct Control {
     plugins: Option<ChainPlugins>,
     /// The running chain's plugin names by fault-board position.
     plugin_names: Vec<Option<String>>,
+    /// The fault board's counts when the running chain was built: a position counting
+    /// more now has faulted in this chain.
+    fault_baseline: [u64; BOARD_SLOTS],
+}
+
+/// One plugin stage of a stream's running chain, for the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginStageStatus {
+    /// Fault-board position (0–3 the replaceable stages, then the effects in order).
+    pub position: usize,
+    /// The stage it serves (`convert`, `resample`, `channel-map`, `gain`, `effect`).
+    pub stage: &'static str,
+    /// The plugin's name.
+    pub plugin: String,
+    /// Why it was disabled in this chain (the native stage, or nothing for an effect,
+    /// serves instead); `None` while it runs.
+    pub fault: Option<PluginFault>,
 }
 
 /// One guest-visible playback or capture substream.
@@ -126,6 +143,17 @@ pub struct Stream {
     registry: Weak<Registry>,
     /// Plugin faults of the running chain (written by the endpoint thread).
     faults: Arc<FaultBoard>,
+}
+
+/// The stage a fault-board position stands for.
+fn stage_name(position: usize) -> &'static str {
+    match position {
+        0 => "convert",
+        1 => "resample",
+        2 => "channel-map",
+        3 => "gain",
+        _ => "effect",
+    }
 }
 
 /// A snapshot of a stream for the API and logs.
@@ -193,6 +221,7 @@ impl Stream {
                 endpoint: None,
                 plugins: None,
                 plugin_names: Vec::new(),
+                fault_baseline: [0; BOARD_SLOTS],
             }),
             registry,
             faults: Arc::new(FaultBoard::default()),
@@ -312,6 +341,7 @@ impl Stream {
         let (mut fresh, issues) = self.build_chain(&registry, &control, &format, &endpoint)?;
         fresh.settle_gain(&self.shared.gain);
         control.plugin_names = fresh.plugin_names();
+        control.fault_baseline = self.faults.counts();
         let (ring_end, chain) = match fresh {
             FreshChain::Playback(chain) => (
                 RingEnd::Producer(producer),
@@ -558,6 +588,7 @@ impl Stream {
             // Build the new chain first so a refusal leaves the stream where it was.
             let (fresh, issues) = self.build_chain(&registry, &control, &format, &target)?;
             control.plugin_names = fresh.plugin_names();
+            control.fault_baseline = self.faults.counts();
             self.report_issues(&registry, &target, &issues);
             let mut slot = current.detach(self.id()).ok_or_else(|| {
                 EngineError::Limit(format!(
@@ -657,6 +688,7 @@ impl Stream {
         let (fresh, issues) = self.build_chain(&registry, control, &format, &endpoint)?;
         self.report_issues(&registry, &endpoint, &issues);
         control.plugin_names = fresh.plugin_names();
+        control.fault_baseline = self.faults.counts();
         endpoint.swap_chain(self.id(), fresh)?;
         info!(
             card = self.card,
@@ -664,6 +696,7 @@ impl Stream {
             endpoint = endpoint.name(),
             "chain swapped"
         );
+        registry.publish(Event::ChainSwapped { stream: self.id() });
         Ok(())
     }
 
@@ -688,6 +721,27 @@ impl Stream {
         self.faults.total()
     }
 
+    /// The running chain's plugin stages with their fault state.
+    pub fn plugin_stages(&self) -> Vec<PluginStageStatus> {
+        let control = self.lock();
+        let counts = self.faults.counts();
+        control
+            .plugin_names
+            .iter()
+            .enumerate()
+            .filter_map(|(position, name)| {
+                let plugin = name.clone()?;
+                let faulted = counts.get(position) > control.fault_baseline.get(position);
+                Some(PluginStageStatus {
+                    position,
+                    stage: stage_name(position),
+                    plugin,
+                    fault: faulted.then(|| self.faults.last_fault(position)).flatten(),
+                })
+            })
+            .collect()
+    }
+
     /// Faults not yet reported, as `(plugin, stage, reason)`.
     pub(crate) fn new_plugin_faults(&self) -> Vec<(String, String, PluginFault)> {
         let fresh = self.faults.take_new();
@@ -704,14 +758,7 @@ impl Stream {
                     .cloned()
                     .flatten()
                     .unwrap_or_else(|| "plugin".to_owned());
-                let stage = match position {
-                    0 => "convert",
-                    1 => "resample",
-                    2 => "channel-map",
-                    3 => "gain",
-                    _ => "effect",
-                };
-                (plugin, stage.to_owned(), fault)
+                (plugin, stage_name(position).to_owned(), fault)
             })
             .collect()
     }

@@ -148,15 +148,7 @@ pub fn run(args: PluginArgs) -> Result<()> {
 
 /// The installed modules.
 pub fn installed(dir: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|e| e == "wasm"))
-        .collect();
-    paths.sort();
-    paths
+    paravox_api::plugins::installed_files(dir)
 }
 
 /// Serve: watches the plugins directory (one `stat` per file per second) and hot-swaps a

@@ -10,18 +10,21 @@
 //! | GET, POST | `/api/endpoints` | list endpoints; open one |
 //! | GET | `/api/endpoints/alsa` | the host's ALSA PCMs |
 //! | GET, DELETE | `/api/endpoints/{name}` | one endpoint; close an API-created one |
+//! | GET, POST | `/api/plugins` | shipped and installed plugins; install (upload) one |
+//! | GET, DELETE | `/api/plugins/{name}` | one plugin; remove an installed one |
 //! | GET | `/api/events` | WebSocket of events and meters |
 //! | GET | `/metrics` | Prometheus metrics (token unless configured public) |
 //! | GET | `/healthz`, `/readyz` | probes (public) |
 //! | GET | `/api/openapi.json`, `/api/docs` | the OpenAPI document and Swagger UI (public) |
-//! | GET | `/`, `/app.js`, `/style.css` | the browser dashboard (public; it asks for the token) |
+//! | GET | `/`, `/app.js`, `/plugins.js`, `/routing.js`, `/style.css` | the browser dashboard (public; it asks for the token) |
 //!
-//! Plugins get `routes/plugins.rs`, listed in `protected_routes` below (as `/api/plugins`),
-//! when the plugin host lands.
+//! Request bodies are limited to [`BODY_LIMIT_BYTES`], except plugin uploads, limited to
+//! [`PLUGIN_BODY_LIMIT_BYTES`](crate::PLUGIN_BODY_LIMIT_BYTES).
 
 pub mod cards;
 pub mod endpoints;
 pub mod health;
+pub mod plugins;
 pub mod static_files;
 pub mod streams;
 
@@ -36,7 +39,7 @@ use crate::app::AppState;
 use crate::error::{ApiError, Error, problem_for_bare_errors};
 use crate::server::BODY_LIMIT_BYTES;
 use crate::views::{StreamView, stream_view as view};
-use crate::{auth, events, metrics, openapi};
+use crate::{auth, chain, events, metrics, openapi};
 
 /// The `/api` routes that need the token.
 fn protected_routes() -> OpenApiRouter<AppState> {
@@ -50,6 +53,15 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(endpoints::alsa))
         .routes(routes!(endpoints::get, endpoints::delete))
         .routes(routes!(events::subscribe))
+        .merge(plugin_routes())
+}
+
+/// `/api/plugins`, whose uploads may be larger than other bodies.
+fn plugin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(plugins::list, plugins::upload))
+        .routes(routes!(plugins::get, plugins::delete))
+        .layer(DefaultBodyLimit::max(crate::PLUGIN_BODY_LIMIT_BYTES))
 }
 
 /// `/metrics`: protected unless configured public.
@@ -112,10 +124,12 @@ pub(crate) fn stream_views(
     streams
         .iter()
         .map(|stream| {
+            let chain = chain::configured(state.chains(), state.engine(), stream);
             view(
                 state.engine(),
                 stream,
                 meters.streams.get(&stream.id()).copied(),
+                &chain,
             )
         })
         .collect()
@@ -124,7 +138,8 @@ pub(crate) fn stream_views(
 /// The view of one stream with its latest meter reading.
 pub(crate) fn stream_view(state: &AppState, stream: &Stream) -> StreamView {
     let meter = state.latest_meters().streams.get(&stream.id()).copied();
-    view(state.engine(), stream, meter)
+    let chain = chain::configured(state.chains(), state.engine(), stream);
+    view(state.engine(), stream, meter, &chain)
 }
 
 /// A change that was applied but could not be saved.

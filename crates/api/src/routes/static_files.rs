@@ -10,6 +10,8 @@ use crate::app::AppState;
 
 const INDEX_HTML: &str = include_str!("../../../../web/index.html");
 const APP_JS: &str = include_str!("../../../../web/app.js");
+const PLUGINS_JS: &str = include_str!("../../../../web/plugins.js");
+const ROUTING_JS: &str = include_str!("../../../../web/routing.js");
 const STYLE_CSS: &str = include_str!("../../../../web/style.css");
 
 /// Same-origin scripts, styles and connections only; the page has no inline code.
@@ -17,12 +19,14 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
-/// `/`, `/app.js` and `/style.css`.
+/// `/`, the scripts (`/app.js` and the modules it imports) and `/style.css`.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/index.html", get(index))
         .route("/app.js", get(app_js))
+        .route("/plugins.js", get(plugins_js))
+        .route("/routing.js", get(routing_js))
         .route("/style.css", get(style_css))
 }
 
@@ -47,6 +51,14 @@ async fn index() -> impl IntoResponse {
 
 async fn app_js() -> impl IntoResponse {
     file("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn plugins_js() -> impl IntoResponse {
+    file("text/javascript; charset=utf-8", PLUGINS_JS)
+}
+
+async fn routing_js() -> impl IntoResponse {
+    file("text/javascript; charset=utf-8", ROUTING_JS)
 }
 
 async fn style_css() -> impl IntoResponse {

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 
 use crate::app::{AppState, blocking};
+use crate::chain;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath};
 use crate::model::StreamPatch;
@@ -39,8 +40,8 @@ pub async fn get(
     Ok(Json(stream_view(&state, &stream)))
 }
 
-/// Changes a stream's volume, mute or route, live; the change is saved and survives a
-/// restart.
+/// Changes a stream's volume, mute, route or effect chain, live; the change is saved and
+/// survives a restart.
 #[utoipa::path(patch, path = "/api/streams/{id}", tag = "streams", operation_id = "patch_stream", request_body = StreamPatch,
     params(("id" = u32, Path, description = "Stream id")),
     responses(
@@ -51,7 +52,7 @@ pub async fn get(
         (status = 409, description = "No default endpoint to route to", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Volume out of range, unknown endpoint, or wrong field", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Volume or parameter out of range, unknown endpoint or plugin, a chain on a capture stream, or wrong field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn patch(
     State(state): State<AppState>,
@@ -63,8 +64,24 @@ pub async fn patch(
     settings::check(&engine, &stream, &patch)?;
     let mut owned = state.owned().await;
     {
-        let (stream, patch) = (stream.clone(), patch.clone());
-        blocking(move || settings::apply(&stream, &patch)).await?;
+        let (stream, patch, engine) = (stream.clone(), patch.clone(), engine.clone());
+        let (library, chains) = (state.plugins().clone(), state.chains().clone());
+        blocking(move || {
+            // The chain is checked (plugins found, parameters in range) before anything
+            // changes, so a refused chain leaves the stream as it was.
+            let effects = match &patch.chain {
+                Some(chain) => Some(chain::resolve(&library, &stream, chain)?),
+                None => None,
+            };
+            settings::apply(&stream, &patch)?;
+            if let (Some(effects), Some(chain)) = (effects, patch.chain) {
+                chain::apply(&engine, &stream, effects)?;
+                chains.set(stream.id(), chain);
+                chains.retain(&engine);
+            }
+            Ok(())
+        })
+        .await?;
     }
     if let Some(card) = engine.card(stream.card()) {
         let index = stream_index(&engine, &stream);
@@ -78,6 +95,7 @@ pub async fn patch(
                 volume_db: None,
                 muted: None,
                 route: None,
+                chain: None,
             })
             .merge(&patch);
         owned.save().await.map_err(not_saved)?;

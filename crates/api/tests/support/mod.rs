@@ -208,25 +208,63 @@ impl TestServer {
                 }
             }
         };
-        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-            .collect();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        Answer {
-            status: response.status().as_u16(),
-            content_type,
-            headers,
-            text: response.body_mut().read_to_string().unwrap_or_default(),
-        }
+        answer(result.unwrap_or_else(|e| panic!("{method} {path}: {e}")))
     }
+}
+
+/// The parts of `response` a test checks.
+fn answer(mut response: ureq::http::Response<ureq::Body>) -> Answer {
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    Answer {
+        status: response.status().as_u16(),
+        content_type,
+        headers,
+        text: response.body_mut().read_to_string().unwrap_or_default(),
+    }
+}
+
+impl TestServer {
+    /// Uploads `body` as a plugin with `content_type`.
+    pub fn upload(&self, content_type: &str, body: &[u8]) -> Answer {
+        let result = self
+            .agent
+            .post(&self.url("/api/plugins"))
+            .header("Authorization", &self.bearer())
+            .header("Content-Type", content_type)
+            .send(body);
+        answer(result.unwrap_or_else(|e| panic!("POST /api/plugins: {e}")))
+    }
+}
+
+/// Test plugins in WebAssembly text, shared with the plugin host's own tests.
+#[path = "../../../plugin-host/tests/common.rs"]
+pub mod wat_plugins;
+
+/// The plugin host's `half` example effect renamed `name` at `version`, committing
+/// `misdeed` from process call `after` on.
+pub fn test_plugin(
+    name: &str,
+    version: &str,
+    misdeed: wat_plugins::Misdeed,
+    after: u32,
+) -> Vec<u8> {
+    let manifest = wat_plugins::HALF_MANIFEST
+        .replace("\"name\":\"half\"", &format!("\"name\":\"{name}\""))
+        .replace(
+            "\"version\":\"1.0.0\"",
+            &format!("\"version\":\"{version}\""),
+        );
+    wat::parse_str(wat_plugins::half_wat(&manifest, "", misdeed, after)).expect("valid WAT")
 }
 
 impl Drop for TestServer {
