@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod ctl;
+mod dsp;
 mod endpoints;
 mod logging;
 mod play;
