@@ -209,8 +209,8 @@ mod support;
 mod tests {
     use std::time::Duration;
 
-    use paravox_engine::plugin::ChainPlugins;
     use paravox_engine::Direction;
+    use paravox_engine::plugin::ChainPlugins;
     use paravox_pcm::Format;
 
     use super::support::{engine_with_sink, format, prepared_stream, write_all};
