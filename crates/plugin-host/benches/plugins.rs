@@ -6,9 +6,11 @@
 //! (NaN, infinity, range) while it is copied out. The mixer's inputs are written once:
 //! the engine's chains write straight into the mixer's input buffers, so a cycle's mixing
 //! cost is the call and the checked copy of the result.
+//!
+//! Besides criterion's report, a table of each stage's best batch (plugin vs native) is
+//! printed first: on a shared, loaded host the fastest batch is the stable number.
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -23,6 +25,7 @@ use paravox_plugin_host::{PluginRuntime, RuntimeOptions, shipped};
 
 const FRAMES: usize = 480;
 const CHANNELS: usize = 2;
+const SAMPLES: usize = FRAMES * CHANNELS;
 
 fn setup(input_format: Format, output_format: Format) -> KernelSetup {
     KernelSetup {
@@ -37,6 +40,10 @@ fn setup(input_format: Format, output_format: Format) -> KernelSetup {
     }
 }
 
+fn f32_setup() -> KernelSetup {
+    setup(Format::F32Le, Format::F32Le)
+}
+
 fn kernel(module: &[u8], role: StageRole, setup: &KernelSetup) -> Box<dyn PluginKernel> {
     let runtime = PluginRuntime::shared(None).expect("runtime");
     Box::new(
@@ -48,214 +55,268 @@ fn kernel(module: &[u8], role: StageRole, setup: &KernelSetup) -> Box<dyn Plugin
     )
 }
 
-fn slot(module: &[u8], role: StageRole, setup: &KernelSetup) -> PluginSlot {
-    PluginSlot::new(
-        kernel(module, role, setup),
-        Arc::new(FaultBoard::default()),
-        0,
-    )
+/// A benchmarked plugin stage, rebuilt when a call faults: on a loaded host a call can
+/// miss its wall-clock deadline through no fault of the plugin, and a disabled slot would
+/// time the native fallback instead.
+struct Fresh {
+    module: &'static [u8],
+    role: StageRole,
+    setup: KernelSetup,
+    params: Vec<(u32, f32)>,
+    slot: PluginSlot,
 }
 
-/// A measurement of a disabled plugin would time the fallback: refuse to report it.
-fn still_active(slot: &PluginSlot) {
-    assert!(
-        slot.active(),
-        "the plugin faulted during the benchmark (a deadline missed on a loaded host?); rerun"
-    );
+impl Fresh {
+    fn new(module: &'static [u8], role: StageRole, setup: KernelSetup) -> Fresh {
+        Fresh::with_params(module, role, setup, &[])
+    }
+
+    fn with_params(
+        module: &'static [u8],
+        role: StageRole,
+        setup: KernelSetup,
+        params: &[(u32, f32)],
+    ) -> Fresh {
+        let slot = Fresh::build(module, role, &setup, params);
+        Fresh {
+            module,
+            role,
+            setup,
+            params: params.to_vec(),
+            slot,
+        }
+    }
+
+    fn build(
+        module: &[u8],
+        role: StageRole,
+        setup: &KernelSetup,
+        params: &[(u32, f32)],
+    ) -> PluginSlot {
+        let mut kernel = kernel(module, role, setup);
+        for &(index, value) in params {
+            kernel.set_param(index, value).expect("parameter");
+        }
+        PluginSlot::new(kernel, std::sync::Arc::new(FaultBoard::default()), 0)
+    }
+
+    /// After a call: whether it ran in the plugin (else the slot is rebuilt).
+    fn ran(&mut self) -> bool {
+        if self.slot.active() {
+            return true;
+        }
+        self.slot = Fresh::build(self.module, self.role, &self.setup, &self.params);
+        false
+    }
 }
 
 fn signal(len: usize) -> Vec<f32> {
     (0..len).map(|i| (i as f32 * 0.01).sin() * 0.7).collect()
 }
 
-/// Sixteen streams that together stay below the mixer's soft-clipping knee.
-fn mix_inputs() -> Vec<Vec<f32>> {
-    let samples = FRAMES * CHANNELS;
-    (0..16)
-        .map(|k| signal(samples + k)[k..].iter().map(|s| s / 16.0).collect())
-        .collect()
+/// One stage, natively and as a plugin; `plugin` returns false when its call faulted.
+struct Case {
+    name: &'static str,
+    native: Box<dyn FnMut()>,
+    plugin: Box<dyn FnMut() -> bool>,
 }
 
-/// The engine's native mix: a sum, stream after stream.
-fn native_mix(inputs: &[Vec<f32>], out: &mut [f32]) {
-    out.fill(0.0);
-    for input in inputs {
-        for (mixed, sample) in out.iter_mut().zip(input.iter()) {
-            *mixed += *sample;
-        }
-    }
-    black_box(out);
-}
-
-/// A mixer plugin (soft clipping `soft_clip`) with `inputs` already in its buffers, as
-/// the engine's chains leave them.
-fn mixer(inputs: &[Vec<f32>], soft_clip: f32) -> Box<dyn PluginKernel> {
-    let mut plan = setup(Format::F32Le, Format::F32Le);
-    plan.inputs = 64;
-    let mut plugin = kernel(shipped::MIX, StageRole::Mix, &plan);
-    plugin.set_param(0, soft_clip).expect("soft_clip");
-    for (index, input) in inputs.iter().enumerate() {
-        plugin.input_samples(index)[..input.len()].copy_from_slice(input);
-    }
-    plugin
-}
-
-fn convert(c: &mut Criterion) {
-    let samples = FRAMES * CHANNELS;
-    let pcm: Vec<u8> = (0..samples * 2).map(|i| (i * 37 % 251) as u8).collect();
-    let mut out = vec![0.0f32; samples];
-    let mut group = c.benchmark_group("convert_s16le_decode");
-    group.bench_function("native", |b| {
-        b.iter(|| paravox_pcm::decode(Format::S16Le, black_box(&pcm), &mut out))
-    });
-    let mut plugin = slot(
+fn decode_case() -> Case {
+    let pcm: Vec<u8> = (0..SAMPLES * 2).map(|i| (i * 37 % 251) as u8).collect();
+    let (source, mut out) = (pcm.clone(), vec![0.0f32; SAMPLES]);
+    let mut into = vec![0.0f32; SAMPLES];
+    let mut plugin = Fresh::new(
         shipped::CONVERT,
         StageRole::Convert,
-        &setup(Format::S16Le, Format::F32Le),
+        setup(Format::S16Le, Format::F32Le),
     );
-    group.bench_function("plugin", |b| {
-        b.iter(|| {
-            plugin.run_decode(
+    Case {
+        name: "convert_s16le_decode",
+        native: Box::new(move || {
+            let _ = paravox_pcm::decode(Format::S16Le, black_box(&source), &mut out);
+        }),
+        plugin: Box::new(move || {
+            plugin.slot.run_decode(
                 pcm.len(),
                 2 * CHANNELS,
                 |input| {
                     input.copy_from_slice(black_box(&pcm));
                     input.len()
                 },
-                &mut out,
+                &mut into,
                 CHANNELS,
-            )
-        })
-    });
-    still_active(&plugin);
-    group.finish();
-    let floats = signal(samples);
-    let mut bytes = vec![0u8; samples * 2];
-    let mut group = c.benchmark_group("convert_s16le_encode");
-    group.bench_function("native", |b| {
-        b.iter(|| paravox_pcm::encode(Format::S16Le, black_box(&floats), &mut bytes))
-    });
-    let mut plugin = slot(
+            );
+            plugin.ran()
+        }),
+    }
+}
+
+fn encode_case() -> Case {
+    let floats = signal(SAMPLES);
+    let source = floats.clone();
+    let (mut bytes, mut into) = (vec![0u8; SAMPLES * 2], vec![0u8; SAMPLES * 2]);
+    let mut plugin = Fresh::new(
         shipped::CONVERT,
         StageRole::Convert,
-        &setup(Format::F32Le, Format::S16Le),
+        setup(Format::F32Le, Format::S16Le),
     );
-    group.bench_function("plugin", |b| {
-        b.iter(|| {
-            plugin.run_encode(black_box(&floats), FRAMES, 2 * CHANNELS, |encoded| {
-                bytes.copy_from_slice(encoded)
-            })
-        })
-    });
-    still_active(&plugin);
-    group.finish();
-}
-
-fn mix(c: &mut Criterion) {
-    let samples = FRAMES * CHANNELS;
-    let inputs = mix_inputs();
-    let mut out = vec![0.0f32; samples];
-    let mut group = c.benchmark_group("mix_16_streams");
-    group.bench_function("native", |b| b.iter(|| native_mix(&inputs, &mut out)));
-    for (name, soft_clip) in [("plugin", 1.0), ("plugin_soft_clip_off", 0.0)] {
-        let mut plugin = mixer(&inputs, soft_clip);
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                plugin.process_mix(inputs.len(), FRAMES).expect("mix");
-                copy_checked(&plugin.output_samples()[..samples], &mut out, OUTPUT_LIMIT)
-                    .expect("in range");
-                black_box(&out);
-            })
-        });
+    Case {
+        name: "convert_s16le_encode",
+        native: Box::new(move || {
+            let _ = paravox_pcm::encode(Format::S16Le, black_box(&source), &mut bytes);
+        }),
+        plugin: Box::new(move || {
+            plugin
+                .slot
+                .run_encode(black_box(&floats), FRAMES, 2 * CHANNELS, |encoded| {
+                    into.copy_from_slice(encoded)
+                });
+            plugin.ran()
+        }),
     }
-    group.finish();
 }
 
-fn f32_stages(c: &mut Criterion) {
-    let samples = FRAMES * CHANNELS;
-    let input = signal(samples);
-    let mut out = vec![0.0f32; samples];
+/// Sixteen streams that together stay below the mixer's soft-clipping knee.
+fn mix_inputs() -> Vec<Vec<f32>> {
+    (0..16)
+        .map(|k| signal(SAMPLES + k)[k..].iter().map(|s| s / 16.0).collect())
+        .collect()
+}
 
-    let mut group = c.benchmark_group("gain_minus_6db");
+fn mix_case(name: &'static str, soft_clip: f32) -> Case {
+    let inputs = mix_inputs();
+    let count = inputs.len();
+    let (mut out, mut into) = (vec![0.0f32; SAMPLES], vec![0.0f32; SAMPLES]);
+    let mut plan = f32_setup();
+    plan.inputs = 64;
+    let mut mixer = kernel(shipped::MIX, StageRole::Mix, &plan);
+    mixer.set_param(0, soft_clip).expect("soft_clip");
+    for (index, input) in inputs.iter().enumerate() {
+        mixer.input_samples(index)[..SAMPLES].copy_from_slice(input);
+    }
+    Case {
+        name,
+        // The engine's native mix: a sum, stream after stream.
+        native: Box::new(move || {
+            out.fill(0.0);
+            for input in &inputs {
+                for (mixed, sample) in out.iter_mut().zip(input.iter()) {
+                    *mixed += *sample;
+                }
+            }
+            black_box(&out);
+        }),
+        // A raw kernel stays usable after a (load-induced) deadline trap.
+        plugin: Box::new(move || {
+            let mixed = mixer.process_mix(count, FRAMES).is_ok();
+            mixed
+                && copy_checked(&mixer.output_samples()[..SAMPLES], &mut into, OUTPUT_LIMIT).is_ok()
+        }),
+    }
+}
+
+fn gain_case() -> Case {
+    let input = signal(SAMPLES);
+    let source = input.clone();
+    let (mut out, mut into) = (vec![0.0f32; SAMPLES], vec![0.0f32; SAMPLES]);
     let control = GainControl::default();
     control.set_volume_db(-6.0);
     let mut native = GainStage::new(48_000);
     native.settle(&control);
-    group.bench_function("native", |b| {
-        b.iter(|| {
-            out.copy_from_slice(&input);
+    let mut plugin = Fresh::with_params(shipped::GAIN, StageRole::Gain, f32_setup(), &[(0, 0.5)]);
+    Case {
+        name: "gain_minus_6db",
+        native: Box::new(move || {
+            out.copy_from_slice(&source);
             native.process(&control, &mut out, CHANNELS);
-        })
-    });
-    let mut plugin = slot(
-        shipped::GAIN,
-        StageRole::Gain,
-        &setup(Format::F32Le, Format::F32Le),
-    );
-    plugin
-        .kernel()
-        .expect("active")
-        .set_param(0, 0.5)
-        .expect("volume");
-    group.bench_function("plugin", |b| {
-        b.iter(|| plugin.run_f32(&input, FRAMES, &mut out, FRAMES, CHANNELS))
-    });
-    still_active(&plugin);
-    group.finish();
+        }),
+        plugin: Box::new(move || {
+            plugin
+                .slot
+                .run_f32(&input, FRAMES, &mut into, FRAMES, CHANNELS);
+            plugin.ran()
+        }),
+    }
+}
 
+fn channel_map_case() -> Case {
     let mono = signal(FRAMES);
-    let mut group = c.benchmark_group("channel_map_mono_to_stereo");
+    let source = mono.clone();
+    let (mut out, mut into) = (vec![0.0f32; SAMPLES], vec![0.0f32; SAMPLES]);
     let mapper = ChannelMapper::new(1, 2).expect("mapper");
-    group.bench_function("native", |b| {
-        b.iter(|| mapper.apply(black_box(&mono), &mut out))
-    });
-    let mut plan = setup(Format::F32Le, Format::F32Le);
+    let mut plan = f32_setup();
     plan.input_channels = 1;
-    let mut plugin = slot(shipped::CHANNEL_MAP, StageRole::ChannelMap, &plan);
-    group.bench_function("plugin", |b| {
-        b.iter(|| plugin.run_f32(&mono, FRAMES, &mut out, FRAMES, CHANNELS))
-    });
-    still_active(&plugin);
-    group.finish();
+    let mut plugin = Fresh::new(shipped::CHANNEL_MAP, StageRole::ChannelMap, plan);
+    Case {
+        name: "channel_map_mono_to_stereo",
+        native: Box::new(move || mapper.apply(black_box(&source), &mut out)),
+        plugin: Box::new(move || {
+            plugin
+                .slot
+                .run_f32(&mono, FRAMES, &mut into, FRAMES, CHANNELS);
+            plugin.ran()
+        }),
+    }
+}
 
-    let mut group = c.benchmark_group("resample_44k1_to_48k");
-    let mut native = Resampler::new(44_100, 48_000, CHANNELS).expect("resampler");
+fn resample_case() -> Case {
     let long = signal(2048 * CHANNELS);
-    group.bench_function("native", |b| {
-        b.iter(|| {
-            let need = native.input_frames_for(FRAMES);
-            native.process(&long[..need * CHANNELS], &mut out)
-        })
-    });
-    let mut plan = setup(Format::F32Le, Format::F32Le);
+    let source = long.clone();
+    let (mut out, mut into) = (vec![0.0f32; SAMPLES], vec![0.0f32; SAMPLES]);
+    let mut native = Resampler::new(44_100, 48_000, CHANNELS).expect("resampler");
+    let mut plan = f32_setup();
     plan.input_rate = 44_100;
     plan.max_frames = 1024;
-    let mut plugin = slot(shipped::RESAMPLE, StageRole::Resample, &plan);
-    group.bench_function("plugin", |b| {
-        b.iter(|| {
+    let mut plugin = Fresh::new(shipped::RESAMPLE, StageRole::Resample, plan);
+    Case {
+        name: "resample_44k1_to_48k",
+        native: Box::new(move || {
+            let need = native.input_frames_for(FRAMES);
+            native.process(&source[..need * CHANNELS], &mut out);
+        }),
+        plugin: Box::new(move || {
             let need = plugin
+                .slot
                 .kernel()
-                .expect("active")
-                .input_frames_for(FRAMES)
-                .expect("need");
-            plugin.run_f32(&long[..need * CHANNELS], need, &mut out, FRAMES, CHANNELS)
-        })
-    });
-    still_active(&plugin);
-    group.finish();
+                .and_then(|kernel| kernel.input_frames_for(FRAMES).ok());
+            if let Some(need) = need {
+                plugin
+                    .slot
+                    .run_f32(&long[..need * CHANNELS], need, &mut into, FRAMES, CHANNELS);
+            }
+            plugin.ran()
+        }),
+    }
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        decode_case(),
+        encode_case(),
+        mix_case("mix_16_streams", 1.0),
+        mix_case("mix_16_streams_soft_clip_off", 0.0),
+        gain_case(),
+        channel_map_case(),
+        resample_case(),
+    ]
+}
+
+fn stages(c: &mut Criterion) {
+    for mut case in cases() {
+        let mut group = c.benchmark_group(case.name);
+        group.bench_function("native", |b| b.iter(&mut case.native));
+        group.bench_function("plugin", |b| b.iter(&mut case.plugin));
+        group.finish();
+    }
 }
 
 fn overhead(c: &mut Criterion) {
-    let mut plugin = kernel(
-        shipped::GAIN,
-        StageRole::Gain,
-        &setup(Format::F32Le, Format::F32Le),
-    );
+    let mut plugin = kernel(shipped::GAIN, StageRole::Gain, &f32_setup());
     c.bench_function("per_call_overhead_process_0_frames", |b| {
-        b.iter(|| plugin.process(0, 0).expect("call"))
+        b.iter(|| plugin.process(0, 0))
     });
     c.bench_function("per_call_overhead_set_param", |b| {
-        b.iter(|| plugin.set_param(0, black_box(0.5)).expect("call"))
+        b.iter(|| plugin.set_param(0, black_box(0.5)))
     });
 }
 
@@ -282,176 +343,68 @@ fn loading(c: &mut Criterion) {
     });
     let plugin = cached.load(shipped::CONVERT).expect("load");
     group.bench_function("instantiate_and_warm", |b| {
-        b.iter(|| {
-            plugin
-                .kernel(StageRole::Convert, &setup(Format::S16Le, Format::F32Le))
-                .expect("kernel")
-        })
+        // The warm-up call has a wall-clock deadline too: on a loaded host it can fail.
+        b.iter(|| plugin.kernel(StageRole::Convert, &setup(Format::S16Le, Format::F32Le)))
     });
     group.finish();
-    let started = Instant::now();
-    uncached.load(shipped::CONVERT).expect("load");
-    eprintln!("one compile of convert.wasm: {:?}", started.elapsed());
 }
 
-/// The fastest batch of `ITERATIONS` calls, in nanoseconds per call: on a shared host a
-/// batch the scheduler interrupted is slower, never faster, so the minimum is the cost.
-fn best_ns(run: &mut dyn FnMut()) -> f64 {
+/// The fastest batch of 200 calls, in nanoseconds per call, over about 1.5 s: a batch the
+/// scheduler interrupted is slower, never faster, so the minimum is the cost. Batches
+/// with a faulted call (a deadline missed under load) do not count.
+fn best_ns(run: &mut dyn FnMut() -> bool) -> f64 {
     const ITERATIONS: u32 = 200;
     let started = Instant::now();
     let mut best = f64::MAX;
     while started.elapsed().as_millis() < 1500 {
         let batch = Instant::now();
+        let mut clean = true;
         for _ in 0..ITERATIONS {
-            run();
+            clean &= run();
         }
-        best = best.min(batch.elapsed().as_nanos() as f64 / f64::from(ITERATIONS));
+        if clean {
+            best = best.min(batch.elapsed().as_nanos() as f64 / f64::from(ITERATIONS));
+        }
     }
     best
 }
 
 /// Plugin throughput as a share of native, each side's best batch (see [`best_ns`]),
-/// printed as one table: the numbers the plugin host documents.
+/// printed as one table, with where a decode call's time goes.
 fn ratios(_: &mut Criterion) {
-    let samples = FRAMES * CHANNELS;
-    let pcm: Vec<u8> = (0..samples * 2).map(|i| (i * 37 % 251) as u8).collect();
-    let floats = signal(samples);
-    let mut out = vec![0.0f32; samples];
-    let mut bytes = vec![0u8; samples * 2];
-    let mut rows: Vec<(&str, f64, f64)> = Vec::new();
-
-    let mut decoder = slot(
-        shipped::CONVERT,
-        StageRole::Convert,
-        &setup(Format::S16Le, Format::F32Le),
-    );
-    let native = best_ns(&mut || {
-        let _ = paravox_pcm::decode(Format::S16Le, black_box(&pcm), &mut out);
-    });
-    let plugin = best_ns(&mut || {
-        decoder.run_decode(
-            pcm.len(),
-            2 * CHANNELS,
-            |input| {
-                input.copy_from_slice(black_box(&pcm));
-                input.len()
-            },
-            &mut out,
-            CHANNELS,
-        );
-    });
-    still_active(&decoder);
-    rows.push(("convert s16_le -> f32", native, plugin));
-    // Where a decode call's time goes: the copy into the plugin, the bare call, the work
-    // inside, and the checked copy out.
     let mut bare = kernel(
         shipped::CONVERT,
         StageRole::Convert,
         &setup(Format::S16Le, Format::F32Le),
     );
-    let copy_in =
-        best_ns(&mut || bare.input_bytes(0)[..pcm.len()].copy_from_slice(black_box(&pcm)));
-    let empty = best_ns(&mut || {
-        let _ = bare.process(0, 0);
+    let pcm = vec![0x35u8; SAMPLES * 2];
+    let mut out = vec![0.0f32; SAMPLES];
+    let copy_in = best_ns(&mut || {
+        bare.input_bytes(0)[..pcm.len()].copy_from_slice(black_box(&pcm));
+        true
     });
-    let call = best_ns(&mut || {
-        let _ = bare.process(FRAMES, FRAMES);
-    });
-    let copy_out = best_ns(&mut || {
-        let _ = copy_checked(&bare.output_samples()[..samples], &mut out, 1.0);
-    });
-
-    let mut encoder = slot(
-        shipped::CONVERT,
-        StageRole::Convert,
-        &setup(Format::F32Le, Format::S16Le),
-    );
-    let native = best_ns(&mut || {
-        let _ = paravox_pcm::encode(Format::S16Le, black_box(&floats), &mut bytes);
-    });
-    let plugin = best_ns(&mut || {
-        encoder.run_encode(black_box(&floats), FRAMES, 2 * CHANNELS, |encoded| {
-            bytes.copy_from_slice(encoded)
-        });
-    });
-    still_active(&encoder);
-    rows.push(("convert f32 -> s16_le", native, plugin));
-
-    let inputs = mix_inputs();
-    let native = best_ns(&mut || native_mix(&inputs, &mut out));
-    let mut mixer = mixer(&inputs, 1.0);
-    let plugin = best_ns(&mut || {
-        let _ = mixer.process_mix(16, FRAMES);
-        let _ = copy_checked(&mixer.output_samples()[..samples], &mut out, OUTPUT_LIMIT);
-    });
-    rows.push(("mix 16 streams (soft clip on)", native, plugin));
-
-    let control = GainControl::default();
-    control.set_volume_db(-6.0);
-    let mut stage = GainStage::new(48_000);
-    stage.settle(&control);
-    let native = best_ns(&mut || {
-        out.copy_from_slice(&floats);
-        stage.process(&control, &mut out, CHANNELS);
-    });
-    let mut gain = slot(
-        shipped::GAIN,
-        StageRole::Gain,
-        &setup(Format::F32Le, Format::F32Le),
-    );
-    if let Some(kernel) = gain.kernel() {
-        let _ = kernel.set_param(0, 0.5);
-    }
-    let plugin = best_ns(&mut || {
-        gain.run_f32(&floats, FRAMES, &mut out, FRAMES, CHANNELS);
-    });
-    still_active(&gain);
-    rows.push(("gain -6 dB", native, plugin));
-
-    let mono = signal(FRAMES);
-    let mapper = ChannelMapper::new(1, 2).expect("mapper");
-    let native = best_ns(&mut || mapper.apply(black_box(&mono), &mut out));
-    let mut plan = setup(Format::F32Le, Format::F32Le);
-    plan.input_channels = 1;
-    let mut map = slot(shipped::CHANNEL_MAP, StageRole::ChannelMap, &plan);
-    let plugin = best_ns(&mut || {
-        map.run_f32(&mono, FRAMES, &mut out, FRAMES, CHANNELS);
-    });
-    still_active(&map);
-    rows.push(("channel-map 1 -> 2", native, plugin));
-
-    let long = signal(2048 * CHANNELS);
-    let mut resampler = Resampler::new(44_100, 48_000, CHANNELS).expect("resampler");
-    let native = best_ns(&mut || {
-        let need = resampler.input_frames_for(FRAMES);
-        resampler.process(&long[..need * CHANNELS], &mut out);
-    });
-    let mut plan = setup(Format::F32Le, Format::F32Le);
-    plan.input_rate = 44_100;
-    plan.max_frames = 1024;
-    let mut resample = slot(shipped::RESAMPLE, StageRole::Resample, &plan);
-    let plugin = best_ns(&mut || {
-        let need = resample
-            .kernel()
-            .and_then(|kernel| kernel.input_frames_for(FRAMES).ok())
-            .unwrap_or(0);
-        resample.run_f32(&long[..need * CHANNELS], need, &mut out, FRAMES, CHANNELS);
-    });
-    still_active(&resample);
-    rows.push(("resample 44.1k -> 48k", native, plugin));
-
+    let empty = best_ns(&mut || bare.process(0, 0).is_ok());
+    let call = best_ns(&mut || bare.process(FRAMES, FRAMES).is_ok());
+    let copy_out =
+        best_ns(&mut || copy_checked(&bare.output_samples()[..SAMPLES], &mut out, 1.0).is_ok());
     eprintln!(
-        "\ns16_le decode call: copy in {copy_in:.0} ns, empty call {empty:.0} ns, \
-         call with 480 frames {call:.0} ns, checked copy out {copy_out:.0} ns"
+        "\ns16_le decode of 480 stereo frames: copy in {copy_in:.0} ns, empty call {empty:.0} ns, \
+         call {call:.0} ns, checked copy out {copy_out:.0} ns"
     );
     eprintln!("\nplugin throughput vs native, 480 stereo frames per call (best batch):");
     eprintln!(
         "{:32} {:>10} {:>10} {:>8}",
         "stage", "native", "plugin", "ratio"
     );
-    for (name, native, plugin) in rows {
+    for mut case in cases() {
+        let native = best_ns(&mut || {
+            (case.native)();
+            true
+        });
+        let plugin = best_ns(&mut case.plugin);
         eprintln!(
-            "{name:32} {:>8.0}ns {:>8.0}ns {:>7.2}x",
+            "{:32} {:>8.0}ns {:>8.0}ns {:>7.2}x",
+            case.name,
             native,
             plugin,
             native / plugin
@@ -459,5 +412,5 @@ fn ratios(_: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, ratios, convert, mix, f32_stages, overhead, loading);
+criterion_group!(benches, ratios, stages, overhead, loading);
 criterion_main!(benches);
