@@ -113,8 +113,6 @@ pub struct PlaybackChain {
     decoded: Box<[f32]>,
     resampled: Box<[f32]>,
     plugins: PluginStages,
-    /// Guest bytes of one cycle, kept so a faulting converter can be replaced mid-cycle.
-    staging: Box<[u8]>,
 }
 
 /// A plugin that could not be set up for a stream; the native stage serves instead.
@@ -429,11 +427,6 @@ impl PlaybackChain {
             direction_playback: true,
         };
         let (plugins, issues) = PluginStages::build(plugins, &shape, board);
-        let staging_bytes = if plugins.convert.is_some() {
-            max_input * frame_bytes
-        } else {
-            0
-        };
         let chain = PlaybackChain {
             format: stream.format,
             guest_channels,
@@ -448,7 +441,6 @@ impl PlaybackChain {
             decoded: vec![0.0; max_input * guest_channels].into_boxed_slice(),
             resampled: vec![0.0; period_frames * guest_channels].into_boxed_slice(),
             plugins,
-            staging: vec![0; staging_bytes].into_boxed_slice(),
         };
         Ok((chain, issues))
     }
@@ -583,12 +575,7 @@ impl PlaybackChain {
                     .get(..out.len())
                     .ok_or(crate::plugin::PluginFault::Status)?;
                 // Checked before it reaches `out`, so a faulting effect leaves it intact.
-                if result
-                    .iter()
-                    .any(|&s| !crate::plugin::in_range(s, crate::plugin::OUTPUT_LIMIT))
-                {
-                    return Err(crate::plugin::PluginFault::Output);
-                }
+                crate::plugin::check_range(result, crate::plugin::OUTPUT_LIMIT)?;
                 out.copy_from_slice(result);
                 Ok(want)
             })();
@@ -602,34 +589,40 @@ impl PlaybackChain {
     }
 
     /// Real-time: takes `take` frames from the ring into `decoded`, through the converter
-    /// plugin when there is a working one; returns the bytes consumed.
+    /// plugin when there is a working one; returns the bytes consumed. The ring is read
+    /// straight into the plugin's input buffer, with no copy in between.
     fn decode(&mut self, ring: &mut Consumer, take: usize) -> usize {
         let channels = self.guest_channels;
-        let (format, sample_bytes) = (self.format, self.sample_bytes);
+        let (format, sample_bytes, frame_bytes) =
+            (self.format, self.sample_bytes, self.frame_bytes);
         let decoded = &mut self.decoded;
-        match self.plugins.convert.as_mut().filter(|slot| slot.active()) {
-            Some(slot) if take > 0 => {
-                let staging = &mut self.staging[..take * self.frame_bytes];
-                let consumed = ring.read_with(staging.len(), |region, offset| {
-                    staging[offset..offset + region.len()].copy_from_slice(region);
-                });
-                let staged = &staging[..consumed];
-                let frames = consumed / self.frame_bytes;
-                if slot
-                    .run_decode(staged, frames, &mut decoded[..], channels)
-                    .is_none()
-                {
+        if let Some(slot) = self.plugins.convert.as_mut().filter(|slot| slot.active())
+            && take > 0
+        {
+            let (consumed, frames) = slot.run_decode(
+                take * frame_bytes,
+                frame_bytes,
+                |input| {
+                    ring.read_with(input.len(), |region, offset| {
+                        input[offset..offset + region.len()].copy_from_slice(region);
+                    })
+                },
+                &mut decoded[..],
+                channels,
+            );
+            if consumed > 0 {
+                if frames.is_none() {
                     // The format was checked convertible when the chain was built.
-                    let _ = paravox_pcm::decode(format, staged, &mut decoded[..]);
+                    let _ = paravox_pcm::decode(format, slot.staged(consumed), &mut decoded[..]);
                 }
-                consumed
+                return consumed;
             }
-            _ => ring.read_with(take * self.frame_bytes, |region, offset| {
-                let first = offset / sample_bytes;
-                // The format was checked convertible when the chain was built.
-                let _ = paravox_pcm::decode(format, region, &mut decoded[first..]);
-            }),
         }
+        ring.read_with(take * frame_bytes, |region, offset| {
+            let first = offset / sample_bytes;
+            // The format was checked convertible when the chain was built.
+            let _ = paravox_pcm::decode(format, region, &mut decoded[first..]);
+        })
     }
 }
 

@@ -741,24 +741,38 @@ impl Worker {
                 let SlotChain::Playback { ring, chain } = &mut slot.chain else {
                     continue;
                 };
-                let outcome = chain.pull(ring, slot.shared.gain(), &mut self.scratch);
-                slot.shared.meter().record(&self.scratch);
+                // With a mixer plugin the chain writes straight into the plugin's input
+                // buffer: no copy between the stream and the mixer.
+                let period = self.scratch.len();
                 let input = mixer
                     .as_mut()
                     .filter(|mixer| handed < mixer.inputs)
-                    .map(|mixer| mixer.slot.raw_kernel().input_samples(handed));
-                match input.and_then(|input| input.get_mut(..self.scratch.len())) {
+                    .and_then(|mixer| {
+                        mixer
+                            .slot
+                            .raw_kernel()
+                            .input_samples(handed)
+                            .get_mut(..period)
+                    });
+                let outcome = match input {
                     Some(input) => {
-                        input.copy_from_slice(&self.scratch);
+                        let outcome = chain.pull(ring, slot.shared.gain(), input);
+                        slot.shared.meter().record(input);
                         handed += 1;
+                        outcome
                     }
                     None => {
-                        overflow = true;
+                        let outcome = chain.pull(ring, slot.shared.gain(), &mut self.scratch);
+                        slot.shared.meter().record(&self.scratch);
+                        if mixer.is_some() {
+                            overflow = true;
+                        }
                         for (mixed, sample) in self.mix.iter_mut().zip(self.scratch.iter()) {
                             *mixed += *sample;
                         }
+                        outcome
                     }
-                }
+                };
                 if outcome.underrun && !slot.starved {
                     slot.shared.count_xrun();
                 }

@@ -407,22 +407,29 @@ impl PluginSlot {
         Ok(produced)
     }
 
-    /// Real-time: a playback converter's call: guest bytes of `frames` frames in, checked
-    /// `f32` samples (`channels` per frame, within [-1, 1]) out.
+    /// Real-time: a playback converter's call. `fill` writes the guest bytes straight into
+    /// the plugin's input buffer (at most `bytes`, whole frames of `frame_bytes`) and says
+    /// how many it wrote; the checked `f32` samples (`channels` per frame, within [-1, 1])
+    /// land in `output`. Returns the bytes `fill` wrote (0 when it never ran) and the
+    /// frames decoded, `None` when the plugin is disabled or just faulted: the guest bytes
+    /// are then still in [`PluginSlot::staged`] for the native converter.
     pub fn run_decode(
         &mut self,
-        input: &[u8],
-        frames: usize,
+        bytes: usize,
+        frame_bytes: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
         output: &mut [f32],
         channels: usize,
-    ) -> Option<usize> {
+    ) -> (usize, Option<usize>) {
+        let mut filled = 0;
         let result = (|| {
             let kernel = self.kernel.as_mut();
-            kernel
+            let input = kernel
                 .input_bytes(0)
-                .get_mut(..input.len())
-                .ok_or(PluginFault::Status)?
-                .copy_from_slice(input);
+                .get_mut(..bytes)
+                .ok_or(PluginFault::Status)?;
+            filled = fill(input).min(bytes);
+            let frames = filled / frame_bytes.max(1);
             if kernel.process(frames, frames)? != frames {
                 return Err(PluginFault::Status);
             }
@@ -438,7 +445,19 @@ impl PluginSlot {
             )?;
             Ok(frames)
         })();
-        self.settle(result)
+        (filled, self.settle(result))
+    }
+
+    /// The first `bytes` the host wrote into input 0 (after a faulted [`run_decode`]).
+    /// The plugin could have overwritten its own input; whatever it left is still bytes
+    /// of the guest's format, so the native converter turns them into valid samples and
+    /// the worst a misbehaving plugin costs its stream is that one period.
+    ///
+    /// [`run_decode`]: PluginSlot::run_decode
+    pub fn staged(&mut self, bytes: usize) -> &[u8] {
+        let input = self.kernel.input_bytes(0);
+        let bytes = bytes.min(input.len());
+        &input[..bytes]
     }
 
     /// Real-time: a capture converter's call: `frames` frames of `f32` samples in, guest
@@ -488,15 +507,35 @@ pub fn in_range(sample: f32, limit: f32) -> bool {
     sample.abs() <= limit
 }
 
+/// Real-time: whether every sample is a number of magnitude at most `limit` (the check
+/// of [`copy_checked`] without the copy).
+pub fn check_range(samples: &[f32], limit: f32) -> Result<(), PluginFault> {
+    let limit_bits = (limit.to_bits() & 0x7fff_ffff) as i32;
+    let flags = samples.iter().fold(0i32, |flags, sample| {
+        flags | (limit_bits - (sample.to_bits() & 0x7fff_ffff) as i32)
+    });
+    if flags < 0 {
+        Err(PluginFault::Output)
+    } else {
+        Ok(())
+    }
+}
+
 /// Real-time: copies `from` into `to`, refusing non-finite samples or magnitudes above
-/// `limit`. The check folds into the copy loop, so it costs little more than the copy.
+/// `limit` (which must be finite and positive). The check folds into the copy as integer
+/// arithmetic on the bit patterns: a magnitude's bits exceed `limit`'s exactly when it is
+/// larger, infinite or NaN, so `limit_bits - magnitude_bits` goes negative, and OR-ing
+/// those differences keeps the sign. The loop vectorizes to a few instructions per four
+/// samples, so a checked copy costs about what a plain one does.
 pub fn copy_checked(from: &[f32], to: &mut [f32], limit: f32) -> Result<(), PluginFault> {
-    let mut bad = false;
+    let limit_bits = (limit.to_bits() & 0x7fff_ffff) as i32;
+    let mut flags = 0i32;
     for (out, &sample) in to.iter_mut().zip(from) {
-        bad |= !in_range(sample, limit);
+        let magnitude = (sample.to_bits() & 0x7fff_ffff) as i32;
+        flags |= limit_bits - magnitude;
         *out = sample;
     }
-    if bad {
+    if flags < 0 {
         Err(PluginFault::Output)
     } else {
         Ok(())
@@ -539,7 +578,20 @@ mod tests {
         let mut out = [0.0f32; 3];
         assert!(copy_checked(&[0.5, -1.0, 2.0], &mut out, 1.0).is_err());
         assert!(copy_checked(&[0.5, f32::NAN, 0.0], &mut out, 1.0).is_err());
+        assert!(copy_checked(&[0.5, f32::INFINITY, 0.0], &mut out, 1.0).is_err());
+        assert!(copy_checked(&[-f32::NAN, 0.0, 0.0], &mut out, 256.0).is_err());
+        assert!(copy_checked(&[0.0, -1.000_000_1, 0.0], &mut out, 1.0).is_err());
         assert_eq!(copy_checked(&[0.5, -1.0, 0.25], &mut out, 1.0), Ok(()));
         assert_eq!(out, [0.5, -1.0, 0.25]);
+        let long: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.1).sin() * 256.0).collect();
+        let mut copy = vec![0.0f32; 1000];
+        assert_eq!(copy_checked(&long, &mut copy, 256.0), Ok(()));
+        assert_eq!(copy, long);
+        let mut spoiled = long.clone();
+        spoiled[997] = f32::NAN;
+        assert!(copy_checked(&spoiled, &mut copy, 256.0).is_err());
+        assert_eq!(check_range(&long, 256.0), Ok(()));
+        assert_eq!(check_range(&spoiled, 256.0), Err(PluginFault::Output));
+        assert_eq!(check_range(&[0.5, 1.5], 1.0), Err(PluginFault::Output));
     }
 }

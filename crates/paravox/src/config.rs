@@ -13,7 +13,14 @@
 //! [defaults]                         # where streams without a route go
 //! output = "speakers"
 //! input = "mic"
+//! dsp = "native"                     # or "wasm": conversion and mixing in the shipped plugins
+//! chain = ["gain:volume=0.5"]        # effect plugins on every playback stream
 //! ```
+//!
+//! `dsp` can also be set per `[[output]]` (its mixing), per `[[virtio]]` card and per
+//! `[[virtio.stream]]` (their format conversion); `chain` per playback
+//! `[[virtio.stream]]`. A chain entry is `NAME[:param=value,...]`, NAME a shipped plugin
+//! or one installed in `STATE_DIR/plugins` (`paravox plugin add`); see [`crate::dsp`].
 //!
 //! In `spec` and `fallback`, `${state_dir}` stands for the state directory. Unknown keys
 //! are errors, and every error names the line and what is allowed.
@@ -25,6 +32,7 @@ use paravox_engine::Direction;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::dsp::{CardDsp, ChainEntry, Dsp, DspPlan, StreamDsp};
 use crate::endpoints;
 use crate::usage;
 
@@ -48,6 +56,9 @@ pub struct Config {
     /// virtio-snd cards, one vhost-user socket each.
     #[serde(default)]
     pub virtio: Vec<VirtioConfig>,
+    /// `dsp` and `chain`, checked and resolved to lines for later messages.
+    #[serde(skip)]
+    pub dsp: DspPlan,
 }
 
 /// A virtio-snd card.
@@ -63,6 +74,8 @@ pub struct VirtioConfig {
     pub stream: Vec<VirtioStreamConfig>,
     /// Offer volume and mute controls (default true; QEMU needs `controls=on`).
     pub controls: Option<bool>,
+    /// Where this card's streams convert formats: "wasm" or "native".
+    pub dsp: Option<Spanned<String>>,
 }
 
 /// One stream of a virtio-snd card.
@@ -83,6 +96,10 @@ pub struct VirtioStreamConfig {
     pub channels: Option<Spanned<Vec<u32>>>,
     /// Offer PCM_XRUN events (default true).
     pub xrun_events: Option<bool>,
+    /// Where this stream converts formats: "wasm" or "native".
+    pub dsp: Option<Spanned<String>>,
+    /// Effect plugins after the chain (playback), replacing `defaults.chain`.
+    pub chain: Option<Spanned<Vec<String>>>,
 }
 
 /// One endpoint.
@@ -96,6 +113,8 @@ pub struct EndpointConfig {
     /// ENDPOINT spec used when `spec` cannot be opened.
     #[serde(default)]
     pub fallback: Option<Spanned<String>>,
+    /// Where a playback endpoint mixes its streams: "wasm" or "native".
+    pub dsp: Option<Spanned<String>>,
 }
 
 /// Where unrouted streams go.
@@ -106,6 +125,10 @@ pub struct Defaults {
     pub output: Option<Spanned<String>>,
     /// Name of the default capture endpoint.
     pub input: Option<Spanned<String>>,
+    /// Where conversion and mixing run unless overridden: "wasm" or "native" (default).
+    pub dsp: Option<Spanned<String>>,
+    /// Effect plugins on every playback stream without a chain of its own.
+    pub chain: Option<Spanned<Vec<String>>>,
 }
 
 /// Where a configuration came from, for messages.
@@ -148,7 +171,99 @@ impl Config {
             }
         }
         config.validate(source)?;
+        config.dsp = config.dsp_plan(source)?;
         Ok(config)
+    }
+
+    /// Checks every `dsp` and `chain` and resolves them, with the line each came from.
+    fn dsp_plan(&self, source: &Source<'_>) -> Result<DspPlan> {
+        let dsp = |value: &Option<Spanned<String>>, key: &str| -> Result<Option<Dsp>> {
+            value
+                .as_ref()
+                .map(|value| {
+                    Dsp::parse(value.get_ref()).ok_or_else(|| {
+                        source.error_at(
+                            value,
+                            format!(
+                                "{key} = '{}' must be \"wasm\" or \"native\"",
+                                value.get_ref()
+                            ),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let chain = |value: &Option<Spanned<Vec<String>>>,
+                     key: &str|
+         -> Result<Option<Vec<ChainEntry>>> {
+            value
+                .as_ref()
+                .map(|value| {
+                    let place = format!(
+                        "{} line {}",
+                        source.name,
+                        source.line_of(value.span().start)
+                    );
+                    value
+                        .get_ref()
+                        .iter()
+                        .map(|spec| {
+                            ChainEntry::parse(spec, &format!("{place}: {key} entry '{spec}'"))
+                                .map_err(|reason| {
+                                    source
+                                        .error_at(value, format!("{key} entry '{spec}': {reason}"))
+                                })
+                        })
+                        .collect()
+                })
+                .transpose()
+        };
+        let mut plan = DspPlan {
+            default: dsp(&self.defaults.dsp, "defaults.dsp")?.unwrap_or_default(),
+            chain: chain(&self.defaults.chain, "defaults.chain")?.unwrap_or_default(),
+            ..DspPlan::default()
+        };
+        for endpoint in &self.output {
+            if let Some(mixing) = dsp(&endpoint.dsp, "dsp")? {
+                plan.endpoints
+                    .insert(endpoint.name.get_ref().clone(), mixing);
+            }
+        }
+        if let Some(value) = self.input.iter().find_map(|e| e.dsp.as_ref()) {
+            return Err(source.error_at(
+                value,
+                "dsp on an [[input]] has nothing to choose: only [[output]] endpoints mix",
+            ));
+        }
+        for card in &self.virtio {
+            let mut settings = CardDsp {
+                dsp: dsp(&card.dsp, "dsp")?,
+                ..CardDsp::default()
+            };
+            for (index, stream) in card.stream.iter().enumerate() {
+                let own_chain = chain(&stream.chain, "chain")?;
+                if let Some(value) = &stream.chain
+                    && stream.direction.get_ref() == "capture"
+                {
+                    return Err(
+                        source.error_at(value, "chain: effects run on playback streams only")
+                    );
+                }
+                let name = stream
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("stream{index}"));
+                settings.streams.insert(
+                    name,
+                    StreamDsp {
+                        dsp: dsp(&stream.dsp, "dsp")?,
+                        chain: own_chain,
+                    },
+                );
+            }
+            plan.cards.insert(card.name.get_ref().clone(), settings);
+        }
+        Ok(plan)
     }
 
     /// Reads a file.
@@ -446,6 +561,51 @@ mod tests {
     }
 
     #[test]
+    fn dsp_and_chains_parse_with_their_overrides() {
+        let config = parse(
+            "[[output]]\nname = \"a\"\nspec = \"null\"\ndsp = \"native\"\n\
+             [[output]]\nname = \"b\"\nspec = \"null\"\n\
+             [defaults]\ndsp = \"wasm\"\nchain = [\"gain:volume=0.5,mute=0\"]\n\
+             [[virtio]]\nname = \"vm\"\nsocket = \"/s\"\ndsp = \"native\"\n\
+             [[virtio.stream]]\nname = \"music\"\ndirection = \"playback\"\nchain = [\"my-effect\", \"gain\"]\n\
+             [[virtio.stream]]\ndirection = \"capture\"\ndsp = \"wasm\"\n",
+        )
+        .expect("config");
+        let plan = &config.dsp;
+        assert_eq!(plan.default, Dsp::Wasm);
+        assert_eq!(plan.chain.len(), 1);
+        assert_eq!(plan.chain[0].name, "gain");
+        assert_eq!(
+            plan.chain[0].params,
+            vec![("volume".to_owned(), 0.5), ("mute".to_owned(), 0.0)]
+        );
+        assert!(plan.chain[0].whence.contains("test.toml line 10"));
+        assert_eq!(plan.endpoints.get("a"), Some(&Dsp::Native));
+        assert_eq!(plan.endpoints.get("b"), None);
+        let card = &plan.cards["vm"];
+        assert_eq!(card.dsp, Some(Dsp::Native));
+        let music = &card.streams["music"];
+        assert_eq!(music.dsp, None);
+        let names: Vec<_> = music
+            .chain
+            .as_ref()
+            .expect("own chain")
+            .iter()
+            .map(|entry| entry.name.as_str())
+            .collect();
+        assert_eq!(names, ["my-effect", "gain"]);
+        assert_eq!(card.streams["stream1"].dsp, Some(Dsp::Wasm));
+        assert!(card.streams["stream1"].chain.is_none());
+    }
+
+    #[test]
+    fn without_dsp_everything_is_native() {
+        let config = Config::default_for(Path::new("/state")).expect("default config");
+        assert_eq!(config.dsp.default, Dsp::Native);
+        assert!(config.dsp.chain.is_empty() && config.dsp.endpoints.is_empty());
+    }
+
+    #[test]
     fn errors_name_the_line_and_what_is_allowed() {
         let cases: &[(&str, &[&str])] = &[
             (
@@ -504,6 +664,43 @@ mod tests {
                 &["line 2", "rate"],
             ),
             ("[[virtio]]\nname = \"vm\"\n", &["socket"]),
+            (
+                "[defaults]\ndsp = \"gpu\"\n",
+                &["line 2", "defaults.dsp", "gpu", "\"wasm\" or \"native\""],
+            ),
+            (
+                "[[output]]\nname = \"a\"\nspec = \"null\"\ndsp = \"fast\"\n",
+                &["line 4", "dsp", "fast"],
+            ),
+            (
+                "[[input]]\nname = \"a\"\nspec = \"null\"\ndsp = \"wasm\"\n",
+                &["line 4", "[[input]]", "mix"],
+            ),
+            (
+                "[defaults]\nchain = [\"gain:volume\"]\n",
+                &[
+                    "line 2",
+                    "defaults.chain entry 'gain:volume'",
+                    "param=value",
+                ],
+            ),
+            (
+                "[defaults]\nchain = [\"gain:volume=loud\"]\n",
+                &["line 2", "'loud' is not a number"],
+            ),
+            (
+                "[defaults]\nchain = [\":volume=1\"]\n",
+                &["line 2", "name is missing"],
+            ),
+            ("[defaults]\nchain = \"gain\"\n", &["chain", "sequence"]),
+            (
+                "[[virtio]]\nname = \"vm\"\nsocket = \"/s\"\n[[virtio.stream]]\ndirection = \"capture\"\nchain = [\"gain\"]\n",
+                &["line 6", "playback streams only"],
+            ),
+            (
+                "[[virtio]]\nname = \"vm\"\nsocket = \"/s\"\n[[virtio.stream]]\ndirection = \"playback\"\ndsp = \"both\"\n",
+                &["line 6", "dsp = 'both'"],
+            ),
         ];
         for (text, expected) in cases {
             let message = message(text);

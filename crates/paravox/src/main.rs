@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod ctl;
 mod docs;
+mod dsp;
 mod endpoints;
 mod logging;
 mod play;

@@ -12,6 +12,7 @@ use paravox_engine::plugin::{EffectPlugin, KernelFactory};
 use paravox_plugin_host::{Plugin, PluginRuntime, shipped};
 
 use crate::cli::{PluginArgs, PluginCommand};
+use crate::dsp::ChainEntry;
 use crate::usage;
 
 /// The directory of installed plugins.
@@ -38,45 +39,50 @@ pub fn load(runtime: &Arc<PluginRuntime>, what: &str) -> Result<Arc<Plugin>> {
 
 /// `PATH[:param=value,...]` as an effect stage.
 pub fn effect_from_spec(spec: &str) -> Result<EffectPlugin> {
-    let (what, params) = spec.split_once(':').unwrap_or((spec, ""));
-    let plugin = load(&runtime(None)?, what)?;
-    let mut values = Vec::new();
-    for pair in params.split(',').filter(|p| !p.is_empty()) {
-        let (name, value) = pair
-            .split_once('=')
-            .ok_or_else(|| usage(format!("--plugin {spec}: '{pair}' is not param=value")))?;
-        let param = plugin
-            .manifest()
+    let context = format!("--plugin {spec}");
+    let entry = ChainEntry::parse(spec, &context)
+        .map_err(|reason| usage(format!("{context}: {reason}")))?;
+    let plugin = load(&runtime(None)?, &entry.name)?;
+    let params = check_params(&plugin, &entry.params, &context)?;
+    Ok(EffectPlugin {
+        factory: plugin as Arc<dyn KernelFactory>,
+        params,
+    })
+}
+
+/// Checks `(param, value)` pairs against the plugin's manifest: each must name one of its
+/// parameters and lie within its range. `context` starts each message.
+pub fn check_params(
+    plugin: &Plugin,
+    params: &[(String, f32)],
+    context: &str,
+) -> Result<Vec<(String, f32)>> {
+    let manifest = plugin.manifest();
+    for (name, value) in params {
+        let param = manifest
             .params
             .iter()
-            .find(|p| p.name == name)
+            .find(|p| &p.name == name)
             .ok_or_else(|| {
-                let known: Vec<_> = plugin
-                    .manifest()
-                    .params
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect();
+                let known: Vec<_> = manifest.params.iter().map(|p| p.name.as_str()).collect();
                 usage(format!(
-                    "--plugin {spec}: no parameter '{name}' (known: {})",
-                    known.join(", ")
+                    "{context}: {} has no parameter '{name}' (known: {})",
+                    manifest.name,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 ))
             })?;
-        let value: f32 = value
-            .parse()
-            .map_err(|_| usage(format!("--plugin {spec}: '{value}' is not a number")))?;
-        if !(param.min..=param.max).contains(&value) {
+        if !(param.min..=param.max).contains(value) {
             bail!(usage(format!(
-                "--plugin {spec}: {name} must be within {}..={}",
+                "{context}: {name} must be within {}..={}",
                 param.min, param.max
             )));
         }
-        values.push((name.to_owned(), value));
     }
-    Ok(EffectPlugin {
-        factory: plugin as Arc<dyn KernelFactory>,
-        params: values,
-    })
+    Ok(params.to_vec())
 }
 
 pub fn run(args: PluginArgs) -> Result<()> {
@@ -185,4 +191,150 @@ pub fn watch(engine: Arc<paravox_engine::Engine>, state_dir: PathBuf) -> Result<
         })
         .context("starting the plugin watcher")?;
     Ok(())
+}
+
+#[cfg(test)]
+#[path = "../../engine/tests/support/mod.rs"]
+mod support;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use paravox_engine::Direction;
+    use paravox_engine::plugin::ChainPlugins;
+    use paravox_pcm::Format;
+
+    use super::support::{engine_with_sink, format, prepared_stream, write_all};
+    use super::*;
+
+    const MANIFEST: &str = r#"{"name":"scale","version":"VERSION","kind":"effect","input_formats":["float_le"],"output_formats":["float_le"],"rates":[8000,192000],"input_channels":[1,18],"output_channels":[1,18]}"#;
+
+    /// An effect called `scale` that multiplies by `factor` (version `version`).
+    fn scale(version: &str, factor: f32) -> Vec<u8> {
+        let manifest = MANIFEST.replace("VERSION", version).replace('"', "\\\"");
+        let len = manifest.replace("\\\"", "\"").len();
+        wat::parse_str(format!(
+            r#"(module
+  (memory (export "memory") 2)
+  (data (i32.const 0) "{manifest}")
+  (global $channels (mut i32) (i32.const 0))
+  (global $output (mut i32) (i32.const 0))
+  (func (export "paravox_abi_version") (result i32) (i32.const 1))
+  (func (export "paravox_manifest") (result i64) (i64.const {len}))
+  (func (export "paravox_init")
+    (param i32 i32) (param $in_ch i32) (param i32 i32 i32) (param $max i32) (param i32)
+    (result i32)
+    (global.set $channels (local.get $in_ch))
+    (global.set $output (i32.add (i32.const 4096)
+      (i32.shl (i32.mul (local.get $max) (local.get $in_ch)) (i32.const 2))))
+    (i32.const 0))
+  (func (export "paravox_input_ptr") (param i32) (result i32) (i32.const 4096))
+  (func (export "paravox_output_ptr") (result i32) (global.get $output))
+  (func (export "paravox_set_param") (param i32 f32) (result i32) (i32.const -1))
+  (func (export "paravox_process") (param $frames i32) (param i32) (result i32)
+    (local $i i32) (local $n i32)
+    (local.set $n (i32.shl (i32.mul (local.get $frames) (global.get $channels)) (i32.const 2)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (f32.store (i32.add (global.get $output) (local.get $i))
+          (f32.mul (f32.load (i32.add (i32.const 4096) (local.get $i))) (f32.const {factor})))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $next)))
+    (local.get $frames)))"#
+        ))
+        .expect("valid WAT")
+    }
+
+    /// Installs `wasm` as `plugins/scale.wasm` the way `paravox plugin add` does.
+    fn install(dir: &Path, wasm: &[u8]) {
+        let temporary = dir.join(".scale.wasm.tmp");
+        std::fs::write(&temporary, wasm).expect("write");
+        std::fs::rename(&temporary, dir.join("scale.wasm")).expect("install");
+    }
+
+    #[test]
+    fn a_new_version_in_the_plugins_dir_replaces_the_running_one_without_a_gap() {
+        const PERIOD: usize = 480;
+        let state = tempfile::tempdir().expect("state dir");
+        let dir = plugins_dir(state.path());
+        std::fs::create_dir_all(&dir).expect("plugins dir");
+        install(&dir, &scale("1.0.0", 0.5));
+
+        let (engine, recording) = engine_with_sink(format(48_000, 1, PERIOD as u32));
+        let engine = Arc::new(engine);
+        watch(engine.clone(), state.path().to_owned()).expect("watcher");
+        let runtime = runtime(Some(state.path())).expect("runtime");
+        let first = runtime
+            .load_file(&dir.join("scale.wasm"))
+            .expect("version 1");
+        let stream = prepared_stream(
+            &engine,
+            Direction::Playback,
+            Format::F32Le,
+            48_000,
+            1,
+            48 * PERIOD as u32,
+        );
+        stream
+            .set_plugins(Some(ChainPlugins {
+                effects: vec![EffectPlugin {
+                    factory: first,
+                    params: Vec::new(),
+                }],
+                ..ChainPlugins::default()
+            }))
+            .expect("plugins");
+
+        // Four seconds of a ramp that never repeats a value, played in real time.
+        let frames = 400 * PERIOD;
+        let signal: Vec<f32> = (0..frames)
+            .map(|n| (n as f32 + 1.0) / (frames as f32 * 2.0))
+            .collect();
+        let bytes: Vec<u8> = signal.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let player = {
+            let stream = stream.clone();
+            std::thread::spawn(move || {
+                let primed = stream.write(&bytes);
+                stream.start().expect("start");
+                write_all(&stream, &bytes[primed..]);
+                stream.drain();
+                let end = bytes.len() as u64;
+                while stream.position_bytes() < end {
+                    stream.wait_position(end, Duration::from_secs(5));
+                }
+            })
+        };
+        // A second in, version 2 lands in the directory; the watcher finds it within its
+        // one-second poll and swaps it in while the ramp plays.
+        while stream.position_bytes() < 100 * PERIOD as u64 * 4 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        install(&dir, &scale("2.0.0", 0.25));
+        player.join().expect("player");
+
+        let recorded = recording.lock().expect("recording").clone();
+        let start = recorded
+            .iter()
+            .position(|&s| s != 0.0)
+            .expect("something played");
+        let out = &recorded[start..(start + frames).min(recorded.len())];
+        assert_eq!(out.len(), frames, "frames went missing");
+        let switch = out
+            .iter()
+            .zip(&signal)
+            .position(|(o, s)| *o != s * 0.5)
+            .expect("version 2 never took over");
+        assert!(switch >= 100 * PERIOD, "swapped before it was installed");
+        assert_eq!(switch % PERIOD, 0, "the swap happened mid-cycle");
+        for (n, (o, s)) in out.iter().zip(&signal).enumerate() {
+            let factor = if n < switch { 0.5 } else { 0.25 };
+            assert_eq!(
+                *o,
+                s * factor,
+                "frame {n}: missing or repeated (switch at {switch})"
+            );
+        }
+    }
 }

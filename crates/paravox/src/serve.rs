@@ -127,6 +127,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         args.output.as_deref(),
         args.input.as_deref(),
     )?);
+    let mut plugins = crate::dsp::apply(&engine, &config.dsp, &state_dir)?;
     crate::plugin::watch(engine.clone(), state_dir.clone())?;
     let mut cards = Vec::new();
     for (name, socket, topology) in virtio {
@@ -139,6 +140,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             VirtioCard::spawn(engine.clone(), &name, &socket, topology)
                 .with_context(|| format!("virtio-snd card '{name}' on {}", socket.display()))?,
         );
+        crate::dsp::apply_card(&engine, &mut plugins, &name)?;
     }
     info!(
         version = env!("CARGO_PKG_VERSION"),

@@ -170,6 +170,13 @@ impl Buffers {
         (input, samples(self.output))
     }
 
+    /// Every input as `f32` (empty beyond [`Setup::inputs`]) and the output, together
+    /// (mixers).
+    pub fn f32_inputs_out(&mut self) -> ([&[f32]; MAX_INPUTS], &mut [f32]) {
+        let inputs = core::array::from_fn(|index| samples(self.inputs[index]) as &[f32]);
+        (inputs, samples(self.output))
+    }
+
     /// Input `index` as bytes and the output as `f32` (decoders).
     pub fn bytes_in_f32_out(&mut self, index: usize) -> (&[u8], &mut [f32]) {
         let input = self.inputs.get(index).map_or(&[][..], |b| bytes(*b));

@@ -102,6 +102,115 @@ pub fn add(input: &[f32], output: &mut [f32]) {
     }
 }
 
+/// `output[i] = 0 + inputs[0][i] + inputs[1][i] + …`, added in exactly that order (so
+/// bit for bit what summing the inputs one after another gives), but four inputs per pass
+/// over `output`: the running sums stay in registers instead of going through memory
+/// once per input.
+pub fn sum(inputs: &[&[f32]], output: &mut [f32]) {
+    let len = inputs
+        .iter()
+        .fold(output.len(), |len, input| len.min(input.len()));
+    let output = &mut output[..len];
+    output.fill(0.0);
+    let mut groups = inputs.chunks_exact(4);
+    for group in &mut groups {
+        sum4([group[0], group[1], group[2], group[3]], output);
+    }
+    for input in groups.remainder() {
+        add(input, output);
+    }
+}
+
+/// `output[i] += a[i] + b[i] + c[i] + d[i]`, left to right, 16 samples per iteration.
+fn sum4(inputs: [&[f32]; 4], output: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let whole = output.len() - output.len() % LANES;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    for start in (0..whole).step_by(LANES) {
+        // SAFETY: every input holds at least `output.len()` samples (`sum` cut them all
+        // to the shortest), and `start + 16 <= whole <= output.len()`.
+        unsafe {
+            let to = output.as_mut_ptr().add(start).cast::<v128>();
+            let mut acc = [
+                v128_load(to),
+                v128_load(to.add(1)),
+                v128_load(to.add(2)),
+                v128_load(to.add(3)),
+            ];
+            for input in inputs {
+                let from = input.as_ptr().add(start).cast::<v128>();
+                acc[0] = f32x4_add(acc[0], v128_load(from));
+                acc[1] = f32x4_add(acc[1], v128_load(from.add(1)));
+                acc[2] = f32x4_add(acc[2], v128_load(from.add(2)));
+                acc[3] = f32x4_add(acc[3], v128_load(from.add(3)));
+            }
+            v128_store(to, acc[0]);
+            v128_store(to.add(1), acc[1]);
+            v128_store(to.add(2), acc[2]);
+            v128_store(to.add(3), acc[3]);
+        }
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let whole = 0;
+    for (index, out) in output.iter_mut().enumerate().skip(whole) {
+        for input in inputs {
+            *out += input[index];
+        }
+    }
+}
+
+/// The largest magnitude in `samples` (0 for none). A NaN is skipped, not reported: this
+/// is for deciding whether a pass is needed at all (the host checks outputs itself).
+pub fn peak(samples: &[f32]) -> f32 {
+    let whole = samples.len() - samples.len() % LANES;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let mut peak = {
+        let sign = u32x4_splat(0x7fff_ffff);
+        let (mut a, mut b, mut c, mut d) = (
+            f32x4_splat(0.0),
+            f32x4_splat(0.0),
+            f32x4_splat(0.0),
+            f32x4_splat(0.0),
+        );
+        for start in (0..whole).step_by(LANES) {
+            // SAFETY: as in `scale`.
+            unsafe {
+                let from = samples.as_ptr().add(start).cast::<v128>();
+                // pmax keeps the running peak when a lane is NaN (the comparison fails).
+                a = f32x4_pmax(a, v128_and(v128_load(from), sign));
+                b = f32x4_pmax(b, v128_and(v128_load(from.add(1)), sign));
+                c = f32x4_pmax(c, v128_and(v128_load(from.add(2)), sign));
+                d = f32x4_pmax(d, v128_and(v128_load(from.add(3)), sign));
+            }
+        }
+        let lanes = f32x4_pmax(f32x4_pmax(a, b), f32x4_pmax(c, d));
+        let mut peak = 0.0f32;
+        for lane in [
+            f32x4_extract_lane::<0>(lanes),
+            f32x4_extract_lane::<1>(lanes),
+            f32x4_extract_lane::<2>(lanes),
+            f32x4_extract_lane::<3>(lanes),
+        ] {
+            if lane > peak {
+                peak = lane;
+            }
+        }
+        peak
+    };
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let mut peak =
+        samples[..whole].iter().fold(
+            0.0f32,
+            |peak, s| if s.abs() > peak { s.abs() } else { peak },
+        );
+    for sample in &samples[whole..] {
+        if sample.abs() > peak {
+            peak = sample.abs();
+        }
+    }
+    peak
+}
+
 /// Dot product in eight partial sums (the same order as paravox's native resampler).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
@@ -142,5 +251,25 @@ mod tests {
             assert_eq!(*v, input[i] * 0.5 + input[i] * 2.0);
         }
         assert_eq!(dot(&[1.0; 9], &[2.0; 9]), 18.0);
+        let (a, b): ([f32; 37], [f32; 37]) = (
+            core::array::from_fn(|i| i as f32 * 0.37 - 5.0),
+            core::array::from_fn(|i| 1.0 / (i as f32 + 0.5)),
+        );
+        let inputs = [&input[..], &a, &b, &input, &a, &b];
+        let mut summed = [9.0f32; 37];
+        sum(&inputs, &mut summed);
+        for (i, v) in summed.iter().enumerate() {
+            let mut expected = 0.0f32;
+            for input in &inputs {
+                expected += input[i];
+            }
+            assert_eq!(v.to_bits(), expected.to_bits(), "sample {i}");
+        }
+        let mut loud = [0.25f32; 37];
+        assert_eq!(peak(&loud), 0.25);
+        loud[3] = -0.75;
+        loud[36] = f32::NAN;
+        assert_eq!(peak(&loud), 0.75);
+        assert_eq!(peak(&[]), 0.0);
     }
 }

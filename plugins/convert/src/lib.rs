@@ -188,20 +188,21 @@ fn encode_with<const N: usize>(src: &[f32], dst: &mut [u8], f: impl Fn(f32) -> [
     }
 }
 
-/// S16 LE → f32, 16 samples per iteration.
+/// S16 LE → f32, 32 samples per iteration (a deep body: the deadline check at the loop's
+/// head costs as much as a few vector operations).
 fn decode_s16le(src: &[u8], dst: &mut [f32]) {
     let count = (src.len() / 2).min(dst.len());
-    let whole = count - count % 16;
+    let whole = count - count % 32;
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         let scale = f32x4_splat(1.0 / 32768.0);
-        for start in (0..whole).step_by(16) {
-            // SAFETY: `start + 16 <= count` samples lie in both slices; v128 loads and
+        for start in (0..whole).step_by(32) {
+            // SAFETY: `start + 32 <= count` samples lie in both slices; v128 loads and
             // stores need no alignment.
             unsafe {
                 let from = src.as_ptr().add(start * 2).cast::<v128>();
                 let to = dst.as_mut_ptr().add(start).cast::<v128>();
-                for k in 0..2 {
+                for k in 0..4 {
                     let pcm = v128_load(from.add(k));
                     let low = f32x4_convert_i32x4(i32x4_extend_low_i16x8(pcm));
                     let high = f32x4_convert_i32x4(i32x4_extend_high_i16x8(pcm));
@@ -219,6 +220,10 @@ fn decode_s16le(src: &[u8], dst: &mut [f32]) {
 }
 
 /// f32 → S16 LE, 16 samples per iteration: scale, clamp, round to nearest even, NaN → 0.
+///
+/// The rounding is the scalar path's own trick (add 1.5·2^23, subtract its bits), and the
+/// clamp uses `pmin`/`pmax`, which compile to one instruction each; the NaN-exact `min`,
+/// `max`, `nearest` and saturating truncation each cost a long instruction sequence.
 fn encode_s16le(src: &[f32], dst: &mut [u8]) {
     let count = (dst.len() / 2).min(src.len());
     let whole = count - count % 16;
@@ -226,10 +231,14 @@ fn encode_s16le(src: &[f32], dst: &mut [u8]) {
     {
         let scale = f32x4_splat(32768.0);
         let (low, high) = (f32x4_splat(-32768.0), f32x4_splat(32767.0));
+        let round = f32x4_splat(ROUND_F32);
+        let round_bits = i32x4_splat(ROUND_F32.to_bits() as i32);
         let quantize = |v: v128| {
-            // min/max propagate NaN, and the saturating conversion turns NaN into 0.
-            let clamped = f32x4_min(f32x4_max(f32x4_mul(v, scale), low), high);
-            i32x4_trunc_sat_f32x4(f32x4_nearest(clamped))
+            let scaled = f32x4_mul(v, scale);
+            // pmin/pmax pass NaN through (their comparison fails); it is zeroed after.
+            let clamped = f32x4_pmax(f32x4_pmin(scaled, high), low);
+            let clamped = v128_and(clamped, f32x4_eq(scaled, scaled));
+            i32x4_sub(f32x4_add(clamped, round), round_bits)
         };
         for start in (0..whole).step_by(16) {
             // SAFETY: as in `decode_s16le`.
