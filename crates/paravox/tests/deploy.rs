@@ -107,14 +107,14 @@ fn the_full_example_sets_every_config_key() {
             assert!(table.contains_key(*key), "paravox.toml lacks {key}");
         }
     };
-    has_all(&first("output"), &["name", "spec", "fallback"]);
+    has_all(&first("output"), &["name", "spec", "fallback", "dsp"]);
     has_all(&first("input"), &["name", "spec", "fallback"]);
     has_all(
         config["defaults"].as_table().expect("[defaults]"),
-        &["output", "input"],
+        &["output", "input", "dsp", "chain"],
     );
     let virtio = first("virtio");
-    has_all(&virtio, &["name", "socket", "controls", "stream"]);
+    has_all(&virtio, &["name", "socket", "controls", "dsp", "stream"]);
     let stream = virtio["stream"].as_array().expect("streams")[0]
         .as_table()
         .expect("stream")
@@ -129,6 +129,8 @@ fn the_full_example_sets_every_config_key() {
             "rates",
             "channels",
             "xrun_events",
+            "dsp",
+            "chain",
         ],
     );
 }
