@@ -134,29 +134,9 @@ pub fn resolve(
             )));
         }
         for (name, value) in &stage.params {
-            let param = manifest
-                .params
-                .iter()
-                .find(|p| &p.name == name)
-                .ok_or_else(|| {
-                    let known: Vec<&str> =
-                        manifest.params.iter().map(|p| p.name.as_str()).collect();
-                    ApiError::unprocessable(format!(
-                        "stage {index}: '{}' has no parameter '{name}' (it has: {})",
-                        stage.plugin,
-                        if known.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            known.join(", ")
-                        }
-                    ))
-                })?;
-            if !(param.min..=param.max).contains(value) {
-                return Err(ApiError::unprocessable(format!(
-                    "stage {index}: {name} = {value} is outside {} to {}",
-                    param.min, param.max
-                )));
-            }
+            manifest
+                .check_param(name, *value)
+                .map_err(|error| ApiError::unprocessable(format!("stage {index}: {error}")))?;
         }
         if !stage.bypass {
             effects.push(EffectPlugin {

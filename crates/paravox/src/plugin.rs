@@ -59,28 +59,9 @@ pub fn check_params(
 ) -> Result<Vec<(String, f32)>> {
     let manifest = plugin.manifest();
     for (name, value) in params {
-        let param = manifest
-            .params
-            .iter()
-            .find(|p| &p.name == name)
-            .ok_or_else(|| {
-                let known: Vec<_> = manifest.params.iter().map(|p| p.name.as_str()).collect();
-                usage(format!(
-                    "{context}: {} has no parameter '{name}' (known: {})",
-                    manifest.name,
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                ))
-            })?;
-        if !(param.min..=param.max).contains(value) {
-            bail!(usage(format!(
-                "{context}: {name} must be within {}..={}",
-                param.min, param.max
-            )));
-        }
+        manifest
+            .check_param(name, *value)
+            .map_err(|error| usage(format!("{context}: {error}")))?;
     }
     Ok(params.to_vec())
 }

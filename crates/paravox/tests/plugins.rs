@@ -216,7 +216,7 @@ fn serve_refuses_unknown_chain_plugins_and_parameters() {
         ),
         (
             "[defaults]\nchain = [\"gain:volume=99\"]\n",
-            &["line 5", "volume must be within 0..=16"],
+            &["line 5", "volume = 99 is outside 0 to 16"],
         ),
     ];
     for (config, expected) in cases {

@@ -151,6 +151,6 @@ pub mod validate;
 
 pub use error::{PluginError, Result};
 pub use kernel::Kernel;
-pub use manifest::{Kind, Manifest, Param};
+pub use manifest::{Kind, Manifest, Param, ParamError};
 pub use plugin::Plugin;
 pub use runtime::{CodeSource, PluginRuntime, RuntimeOptions};

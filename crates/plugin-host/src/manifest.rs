@@ -131,7 +131,59 @@ fn range(value: [u32; 2], field: &str, low: u32, high: u32) -> Result<()> {
     }
 }
 
+/// Why a parameter setting does not fit a plugin's manifest.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    /// The plugin has no parameter of that name.
+    #[error("{plugin} has no parameter '{name}' (it has: {known})")]
+    Unknown {
+        /// The plugin's name.
+        plugin: String,
+        /// The name asked for.
+        name: String,
+        /// The parameters it has, comma-separated, or `none`.
+        known: String,
+    },
+    /// The value lies outside the parameter's range.
+    #[error("{name} = {value} is outside {min} to {max}")]
+    OutOfRange {
+        /// The parameter.
+        name: String,
+        /// The value asked for.
+        value: f32,
+        /// Lowest allowed.
+        min: f32,
+        /// Highest allowed.
+        max: f32,
+    },
+}
+
 impl Manifest {
+    /// The parameter `name`, if `value` is within its range.
+    pub fn check_param(&self, name: &str, value: f32) -> std::result::Result<&Param, ParamError> {
+        let param = self.params.iter().find(|p| p.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
+            ParamError::Unknown {
+                plugin: self.name.clone(),
+                name: name.to_owned(),
+                known: if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                },
+            }
+        })?;
+        if !(param.min..=param.max).contains(&value) {
+            return Err(ParamError::OutOfRange {
+                name: name.to_owned(),
+                value,
+                min: param.min,
+                max: param.max,
+            });
+        }
+        Ok(param)
+    }
+
     /// Parses and checks a manifest read from a plugin's memory.
     pub fn parse(bytes: &[u8]) -> Result<Manifest> {
         if bytes.len() > MAX_MANIFEST_BYTES {

@@ -767,15 +767,7 @@ fn hw_param_query_narrows_like_the_configuration_says() {
 fn cur_pos_accuracy() {
     let (engine, _recording) = engine_with_memory_sink();
     let harness = Harness::new(engine);
-    let domain = harness.domain(11);
-    let mut device = FrontDevice::create(
-        &harness.host,
-        &domain,
-        0,
-        &[("sample-formats", "s16_le")],
-        &[(0, 0, Direction::Playback)],
-    );
-    device.connect();
+    let device = harness.connected_device(11, &[(0, 0, Direction::Playback)]);
     let engine_stream = harness.engine_stream(11, 0);
     let stream = device.stream(0, 0);
     stream
@@ -939,15 +931,7 @@ fn a_new_device_gets_initwait_at_once_and_a_bad_configuration_is_explained() {
 fn a_restart_after_an_underrun_carries_on_and_a_write_beyond_the_room_waits() {
     let (engine, recording) = engine_with_memory_sink();
     let harness = Harness::new(engine);
-    let domain = harness.domain(11);
-    let mut device = FrontDevice::create(
-        &harness.host,
-        &domain,
-        0,
-        &[("sample-formats", "s16_le")],
-        &[(0, 0, Direction::Playback)],
-    );
-    device.connect();
+    let device = harness.connected_device(11, &[(0, 0, Direction::Playback)]);
     let stream = device.stream(0, 0);
     let params = Params::s16_stereo(10);
     let (buffer, period) = (params.buffer_bytes as u64, params.period_bytes as u64);

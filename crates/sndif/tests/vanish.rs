@@ -38,15 +38,10 @@ fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
 /// frontend directory, its grant table and channels go with its hub connection, and
 /// finally the backend directory is removed.
 fn guest_vanishes(harness: &Harness, domid: u32) {
-    let domain = harness.domain(domid);
-    let mut device = FrontDevice::create(
-        &harness.host,
-        &domain,
-        0,
-        &[("sample-formats", "s16_le")],
+    let device = harness.connected_device(
+        domid,
         &[(0, 0, Direction::Playback), (0, 1, Direction::Capture)],
     );
-    device.connect();
     let stream = device.stream(0, 0);
     let params = Params::s16_stereo(10);
     let tone = sine_s16(440.0, 0.5, 48_000);
@@ -70,7 +65,6 @@ fn guest_vanishes(harness: &Harness, domid: u32) {
         paravox_sndif::xenstore::XsClient::connect_socket(harness.host.xenstore_path()).unwrap();
     let (fe_path, be_path) = (device.fe_path.clone(), device.be_path.clone());
     drop(device);
-    drop(domain);
     xs.rm(NO_TX, &fe_path).unwrap();
     assert!(
         eventually(Duration::from_secs(3), || harness.engine.cards().is_empty()),
@@ -119,15 +113,7 @@ fn ten_vanished_frontends_leave_nothing_behind() {
     );
 
     // The next guest is served as usual.
-    let domain = harness.domain(50);
-    let mut device = FrontDevice::create(
-        &harness.host,
-        &domain,
-        0,
-        &[("sample-formats", "s16_le")],
-        &[(0, 0, Direction::Playback)],
-    );
-    device.connect();
+    let device = harness.connected_device(50, &[(0, 0, Direction::Playback)]);
     let params = Params::s16_stereo(10);
     let report = play(
         device.stream(0, 0),

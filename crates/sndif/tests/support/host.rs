@@ -103,6 +103,20 @@ impl Harness {
         FrontDomain::new(&self.host, domid)
     }
 
+    /// A new domain with one connected S16 device of `layout`.
+    pub fn connected_device(&self, domid: u32, layout: &[(u32, u32, Direction)]) -> FrontDevice {
+        let domain = self.domain(domid);
+        let mut device = FrontDevice::create(
+            &self.host,
+            &domain,
+            0,
+            &[("sample-formats", "s16_le")],
+            layout,
+        );
+        device.connect();
+        device
+    }
+
     /// The engine stream of a card's `index`-th stream.
     pub fn engine_stream(&self, frontend_domid: u32, index: usize) -> Arc<paravox_engine::Stream> {
         let card = self
