@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use paravox_engine::plugin::{EffectPlugin, KernelFactory};
 use paravox_plugin_host::{Plugin, PluginRuntime, shipped};
 
