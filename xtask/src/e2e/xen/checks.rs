@@ -243,6 +243,10 @@ fn check_sink(report: &mut Report, results: &Results) {
 /// aplay's wall time for `TONE`, less what aplay costs besides the audio (its time for
 /// `SHORT_TONE` beyond that tone's length): under TCG, starting aplay, negotiating
 /// hw_params and closing take a good part of a second that no backend can remove.
+///
+/// Only running faster than the audio fails (a backend that does not pace its stream):
+/// a busy host slows the emulated guest down by any amount, so time beyond the audio's
+/// length is reported as a warning, not judged.
 fn check_aplay_time(report: &mut Report, finished: &Finished) {
     let expected = f64::from(TONE.seconds);
     let Some(seconds) = result(finished, "aplay_seconds") else {
@@ -256,12 +260,10 @@ fn check_aplay_time(report: &mut Report, finished: &Finished) {
         format!("{seconds:.2} s for {expected} s of audio"),
     );
     let Some(short) = result(finished, "aplay_short_seconds") else {
-        report.checks.check(
-            (seconds - expected).abs() <= expected * APLAY_TOLERANCE,
-            format!(
-                "aplay took {seconds:.2} s for {expected} s of audio (allowed ± {:.0} %)",
-                APLAY_TOLERANCE * 100.0
-            ),
+        judge_pacing(
+            report,
+            seconds,
+            format!("aplay took {seconds:.2} s for {expected} s of audio"),
         );
         return;
     };
@@ -274,14 +276,35 @@ fn check_aplay_time(report: &mut Report, finished: &Finished) {
             SHORT_TONE.seconds
         ),
     );
-    report.checks.check(
-        (paced - expected).abs() <= expected * APLAY_TOLERANCE,
+    judge_pacing(
+        report,
+        paced,
         format!(
             "aplay paced {paced:.2} s for {expected} s of audio ({seconds:.2} s less aplay's \
-             {overhead:.2} s overhead; allowed ± {:.0} %)",
-            APLAY_TOLERANCE * 100.0
+             {overhead:.2} s overhead)"
         ),
     );
+}
+
+/// Fails a playback that took less than the audio's length (less the tolerance); warns
+/// about one that took more.
+fn judge_pacing(report: &mut Report, paced: f64, text: String) {
+    let expected = f64::from(TONE.seconds);
+    let tolerance = expected * APLAY_TOLERANCE;
+    report.checks.check(
+        paced >= expected - tolerance,
+        format!(
+            "{text}: not faster than real time (at least {:.2} s)",
+            expected - tolerance
+        ),
+    );
+    if paced > expected + tolerance {
+        report.warn(format!(
+            "{text}: more than {:.0} % over the audio's length; the emulated guest was slow \
+             (a busy host), see the underrun count",
+            APLAY_TOLERANCE * 100.0
+        ));
+    }
 }
 
 fn check_recording(report: &mut Report, disk: &[u8]) {
@@ -402,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn aplay_time_is_held_to_five_percent_after_its_overhead() {
+    fn aplay_faster_than_the_audio_fails_and_slower_warns() {
         let mut report = Report::default();
         check_aplay_time(
             &mut report,
@@ -428,8 +451,15 @@ mod tests {
                 "PARAVOX-RESULT name=aplay_seconds value=6.20",
             ]),
         );
+        // Faster than real time: 4.5 s for 5 s of audio.
+        check_aplay_time(
+            &mut report,
+            &finished(&["PARAVOX-RESULT name=aplay_seconds value=4.50"]),
+        );
         let passed: Vec<bool> = report.checks.list.iter().map(|c| c.passed).collect();
-        assert_eq!(passed, [true, false, false, true, false]);
+        assert_eq!(passed, [true, true, false, true, true, false]);
+        // 5.30 s and 5.4 s of pacing are over 5 %: warned about.
+        assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
     }
 
     #[test]
