@@ -59,6 +59,9 @@ pub mod client;
 pub mod error;
 pub mod events;
 pub mod extract;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod host_endpoint;
 pub mod meters;
 pub mod metrics;
