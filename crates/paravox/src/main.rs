@@ -1,9 +1,7 @@
 //! `paravox`: the daemon and its command-line tools.
 
 mod cli;
-mod config;
 mod ctl;
-mod endpoints;
 mod logging;
 mod play;
 mod plugin;
@@ -14,23 +12,7 @@ mod signals;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// A mistake in the command line or configuration: reported without a backtrace, exit 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-/// Builds a [`UsageError`] as an `anyhow::Error`.
-pub fn usage(message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(UsageError(message.into()))
-}
+use paravox::{UsageError, config, endpoints, usage};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
