@@ -5,6 +5,7 @@
 
 mod cmd;
 mod e2e;
+mod fuzz;
 mod licenses;
 mod prereqs;
 mod run;
@@ -45,6 +46,18 @@ enum Command {
         #[command(subcommand)]
         suite: e2e::Suite,
     },
+    /// Run a `cargo fuzz` target (or every one with `--all`) for a while, from its seeds in
+    /// fuzz/corpus/NAME: `cargo xtask fuzz virtio_queue --seconds 300`.
+    Fuzz {
+        /// The target (see fuzz/Cargo.toml).
+        name: Option<String>,
+        /// Every target, one after the other.
+        #[arg(long)]
+        all: bool,
+        /// How long each target runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,6 +77,9 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Run { args } => run::run(&args),
         Command::Licenses => licenses::check(),
         Command::E2e { suite } => e2e::run(&suite),
+        Command::Fuzz { name, all, seconds } => {
+            fuzz::run(&fuzz::select(name.as_deref(), all)?, seconds)
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use crate::{cmd, e2e, licenses, prereqs};
+use crate::{cmd, e2e, fuzz, licenses, prereqs};
 
 /// One step of `cargo xtask test`.
 #[derive(Debug)]
@@ -51,6 +51,10 @@ const STEPS: &[Step] = &[
         run: cargo_test,
     },
     Step {
+        name: "fuzzing: every cargo fuzz target for a short run from its seeds",
+        run: fuzz_targets,
+    },
+    Step {
         name: "API fuzzing: schemathesis against the live OpenAPI document",
         run: api_fuzz,
     },
@@ -92,6 +96,7 @@ pub fn run_all() -> Result<()> {
 
 fn prerequisites() -> Result<Outcome> {
     prereqs::ensure_prereqs()?;
+    fuzz::ensure_cargo_fuzz()?;
     Ok(Outcome::Passed)
 }
 
@@ -136,6 +141,15 @@ fn plugins() -> Result<Outcome> {
 /// Cargo's own output goes straight to our stdout, so CI reads its `test result:` lines.
 fn cargo_test() -> Result<Outcome> {
     cmd::run(&mut cmd::cargo(["test", "--workspace"]))?;
+    Ok(Outcome::Passed)
+}
+
+/// Seconds each fuzz target runs in `cargo xtask test` (a smoke run: longer campaigns are
+/// `cargo xtask fuzz --all --seconds S`).
+const FUZZ_SMOKE_SECONDS: u64 = 15;
+
+fn fuzz_targets() -> Result<Outcome> {
+    fuzz::run(&fuzz::TARGETS, FUZZ_SMOKE_SECONDS)?;
     Ok(Outcome::Passed)
 }
 
