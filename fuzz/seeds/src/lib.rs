@@ -54,7 +54,7 @@ pub mod virtio_queue {
     impl Builder {
         /// Places `bytes` in guest memory; returns their guest address.
         pub fn place(&mut self, bytes: &[u8]) -> u64 {
-            while self.data.len() % 8 != 0 {
+            while !self.data.len().is_multiple_of(8) {
                 self.data.push(0);
             }
             let at = DATA_ADDR + self.data.len() as u64;
