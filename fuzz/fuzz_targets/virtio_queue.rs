@@ -59,8 +59,13 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let engine = paravox_fuzz::engine();
     static CARDS: AtomicU32 = AtomicU32::new(0);
     let name = format!("fuzz{}", CARDS.fetch_add(1, Ordering::Relaxed));
-    let Ok(mut device) = Device::new(engine, &name, "/fuzz.sock", CardTopology::quick_start())
-    else {
+    let shape = data[QUEUES_AT];
+    let mut topology = CardTopology::quick_start();
+    topology.controls = shape & NO_CONTROLS == 0;
+    for stream in &mut topology.streams {
+        stream.xrun_events = shape & NO_XRUN_EVENTS == 0;
+    }
+    let Ok(mut device) = Device::new(engine, &name, "/fuzz.sock", topology) else {
         return;
     };
     let mut chain_index = 0;

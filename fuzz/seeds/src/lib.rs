@@ -18,8 +18,13 @@ pub mod virtio_queue {
     pub const TABLE_AT: usize = 0;
     /// Input offset of the available heads (`CHAINS` × u16).
     pub const HEADS_AT: usize = TABLE_AT + QUEUE_SIZE as usize * DESCRIPTOR_BYTES;
-    /// Input offset of each chain's queue (`CHAINS` bytes, taken modulo 4).
+    /// Input offset of each chain's queue (`CHAINS` bytes, taken modulo 4). The first
+    /// byte's high bits also shape the card: [`NO_CONTROLS`], [`NO_XRUN_EVENTS`].
     pub const QUEUES_AT: usize = HEADS_AT + CHAINS * 2;
+    /// In the first queue byte: a card without control elements.
+    pub const NO_CONTROLS: u8 = 0x80;
+    /// In the first queue byte: streams that do not offer xrun events.
+    pub const NO_XRUN_EVENTS: u8 = 0x40;
     /// Input offset of the guest memory contents, copied to [`DATA_ADDR`].
     pub const DATA_AT: usize = QUEUES_AT + CHAINS;
 
