@@ -6,6 +6,7 @@
 mod cmd;
 mod dist;
 mod e2e;
+mod fuzz;
 mod install_test;
 mod licenses;
 mod prereqs;
@@ -57,6 +58,22 @@ enum Command {
     /// Install the Debian package into a fresh Debian 12 root (debootstrap, cached) and
     /// run paravox there (root only; the last step of `cargo xtask test`).
     InstallTest,
+    /// Run a `cargo fuzz` target (or every one with `--all`) for a while, from its seeds in
+    /// fuzz/corpus/NAME: `cargo xtask fuzz virtio_queue --seconds 300`.
+    Fuzz {
+        /// The target (see fuzz/Cargo.toml).
+        name: Option<String>,
+        /// Every target, one after the other.
+        #[arg(long)]
+        all: bool,
+        /// How long each target runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only replay every committed seed and crash input through a plain build of
+        /// every target (what `cargo xtask test` does).
+        #[arg(long, conflicts_with_all = ["name", "all"])]
+        replay: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -79,6 +96,10 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Soak(args) => soak::run(&args),
         Command::Dist => dist::run(),
         Command::InstallTest => install_test::run(),
+        Command::Fuzz { replay: true, .. } => fuzz::replay(),
+        Command::Fuzz {
+            name, all, seconds, ..
+        } => fuzz::run(&fuzz::select(name.as_deref(), all)?, seconds),
     }
 }
 

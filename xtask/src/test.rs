@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use crate::{cmd, e2e, install_test, licenses, prereqs, soak};
+use crate::{cmd, e2e, fuzz, install_test, licenses, prereqs, soak};
 
 /// One step of `cargo xtask test`.
 #[derive(Debug)]
@@ -49,6 +49,10 @@ const STEPS: &[Step] = &[
     Step {
         name: "tests: cargo test",
         run: cargo_test,
+    },
+    Step {
+        name: "fuzz targets: every committed seed and crash input replayed (cargo xtask fuzz fuzzes)",
+        run: fuzz_targets,
     },
     Step {
         name: "API fuzzing: schemathesis against the live OpenAPI document",
@@ -149,6 +153,13 @@ fn plugins() -> Result<Outcome> {
 fn cargo_test() -> Result<Outcome> {
     // The systemd unit's test must not skip in CI: prerequisites installed systemd.
     cmd::run(cmd::cargo(["test", "--workspace"]).env("PARAVOX_REQUIRE_SYSTEMD", "1"))?;
+    Ok(Outcome::Passed)
+}
+
+/// Every committed seed and kept crash through every fuzz target (see [`fuzz::replay`]);
+/// fuzzing proper is `cargo xtask fuzz --all --seconds S`.
+fn fuzz_targets() -> Result<Outcome> {
+    fuzz::replay()?;
     Ok(Outcome::Passed)
 }
 

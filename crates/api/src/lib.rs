@@ -61,6 +61,9 @@ pub mod client;
 pub mod error;
 pub mod events;
 pub mod extract;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod host_endpoint;
 pub mod meters;
 pub mod metrics;

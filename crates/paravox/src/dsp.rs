@@ -21,7 +21,7 @@ use paravox_engine::{Direction, Engine};
 use paravox_plugin_host::{Plugin, PluginRuntime, shipped};
 use tracing::info;
 
-use crate::plugin::{check_params, plugins_dir, runtime};
+use crate::plugins::{check_params, plugins_dir, runtime};
 use crate::usage;
 
 /// Where conversion and mixing run.

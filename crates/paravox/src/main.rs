@@ -2,11 +2,8 @@
 
 mod check;
 mod cli;
-mod config;
 mod ctl;
 mod docs;
-mod dsp;
-mod endpoints;
 mod logging;
 mod play;
 mod plugin;
@@ -19,23 +16,7 @@ mod signals;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// A mistake in the command line or configuration: reported without a backtrace, exit 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-/// Builds a [`UsageError`] as an `anyhow::Error`.
-pub fn usage(message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(UsageError(message.into()))
-}
+use paravox::{UsageError, config, dsp, endpoints, usage};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

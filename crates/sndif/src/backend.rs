@@ -36,9 +36,9 @@ use crate::xenstore::{NO_TX, WatchEvent, XenbusState, XsClient};
 /// The protocol versions this backend speaks.
 pub const VERSIONS: &str = "2";
 /// The watch token of the backend directory.
-const ROOT_TOKEN: &str = "paravox-vsnd";
+pub const ROOT_TOKEN: &str = "paravox-vsnd";
 /// Prefix of the watch tokens of frontend state nodes.
-const FRONTEND_TOKEN: &str = "paravox-vsnd-fe:";
+pub const FRONTEND_TOKEN: &str = "paravox-vsnd-fe:";
 
 /// How the backend is set up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -236,30 +236,11 @@ impl BackendState {
     }
 
     fn on_watch(&mut self, event: &WatchEvent) {
-        if event.token == ROOT_TOKEN {
-            match self.key_of(&event.path) {
-                Some(key) => self.reconcile(key),
-                None => self.scan(),
-            }
-        } else if let Some(key) = event
-            .token
-            .strip_prefix(FRONTEND_TOKEN)
-            .and_then(parse_token)
-        {
-            self.reconcile(key);
+        match route_watch(&self.root, event) {
+            WatchRoute::Device(key) => self.reconcile(key),
+            WatchRoute::Scan => self.scan(),
+            WatchRoute::Ignore => {}
         }
-    }
-
-    /// The device a path below the backend root names.
-    fn key_of(&self, path: &str) -> Option<DeviceKey> {
-        let rest = path.strip_prefix(&self.root)?.strip_prefix('/')?;
-        let mut parts = rest.split('/');
-        let frontend_domid = parts.next()?.parse().ok()?;
-        let devid = parts.next()?.parse().ok()?;
-        Some(DeviceKey {
-            frontend_domid,
-            devid,
-        })
     }
 
     /// Reconciles every device below the root and every device we know.
@@ -516,6 +497,48 @@ fn transition(frontend: XenbusState, ours: XenbusState) -> Action {
         (S::Unknown, _) => Action::Close,
         (S::Connected | S::InitWait | S::Reconfiguring | S::Reconfigured, _) => Action::Stay,
     }
+}
+
+/// What a watch event asks of the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchRoute {
+    /// Reconcile this device.
+    Device(DeviceKey),
+    /// Something below the root changed that names no device: look at them all.
+    Scan,
+    /// Not one of our watches.
+    Ignore,
+}
+
+/// Routes a watch event (path and token as XenStore sent them, so untrusted) of a backend
+/// whose devices live below `root`.
+pub fn route_watch(root: &str, event: &WatchEvent) -> WatchRoute {
+    if event.token == ROOT_TOKEN {
+        match key_of(root, &event.path) {
+            Some(key) => WatchRoute::Device(key),
+            None => WatchRoute::Scan,
+        }
+    } else if let Some(key) = event
+        .token
+        .strip_prefix(FRONTEND_TOKEN)
+        .and_then(parse_token)
+    {
+        WatchRoute::Device(key)
+    } else {
+        WatchRoute::Ignore
+    }
+}
+
+/// The device a path below the backend root names.
+fn key_of(root: &str, path: &str) -> Option<DeviceKey> {
+    let rest = path.strip_prefix(root)?.strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    let frontend_domid = parts.next()?.parse().ok()?;
+    let devid = parts.next()?.parse().ok()?;
+    Some(DeviceKey {
+        frontend_domid,
+        devid,
+    })
 }
 
 fn token(key: DeviceKey) -> String {

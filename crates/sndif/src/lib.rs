@@ -153,6 +153,9 @@ pub mod device;
 pub mod error;
 pub mod event;
 pub mod evtchn;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grant;
 pub mod platform;
 mod position;

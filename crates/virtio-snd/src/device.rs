@@ -469,8 +469,13 @@ impl Device {
         Some(controls::read(kind, slot.stream.shared().gain()))
     }
 
+    /// The stream and kind of a control the card offers; `None` for an id past the
+    /// card's controls (all of them when it offers none).
     fn control(&self, control_id: u32) -> Option<(&StreamSlot, ControlKind)> {
         let index = control_id as usize;
+        if index >= self.topology.controls() {
+            return None;
+        }
         let slot = self.streams.get(index / 2)?;
         Some((slot, ControlKind::of(index)))
     }

@@ -164,3 +164,28 @@ fn a_host_side_volume_change_is_notified_on_a_held_event_buffer() {
         "one change, one event"
     );
 }
+
+/// Found while writing the `virtio_queue` fuzz target (which also shapes cards without
+/// controls): a card offered without controls (QEMU without `controls=on`) took CTL_WRITE
+/// for control 0 and indexed an empty table, panicking the card's queue thread, so the
+/// card stopped answering. Every control request must get BAD_MSG and the card carry on.
+#[test]
+fn a_card_without_controls_refuses_control_requests() {
+    let topology = CardTopology {
+        controls: false,
+        ..CardTopology::quick_start()
+    };
+    let host = Host::new().null_output().serve(topology);
+    let mut driver = Driver::connect(host.socket());
+
+    assert_eq!(driver.ctl_write(PLAYBACK_VOLUME, 100), status::BAD_MSG);
+    assert_eq!(driver.ctl_write(PLAYBACK_SWITCH, 0), status::BAD_MSG);
+    assert_eq!(driver.ctl_read(PLAYBACK_VOLUME), (status::BAD_MSG, None));
+    assert_eq!(driver.ctl_tlv_read(PLAYBACK_VOLUME, 64).0, status::BAD_MSG);
+    // The card still answers, and its stream still plays.
+    let params = SetParams::s16_stereo_48k(0, 4);
+    driver.configure(&params);
+    assert_eq!(driver.start(0), status::OK);
+    assert_eq!(driver.stop(0), status::OK);
+    assert_eq!(driver.release(0), status::OK);
+}

@@ -211,25 +211,7 @@ impl XsClient {
                 debug!(req_id = reply.req_id, "dropping a stale XenStore reply");
                 continue;
             }
-            if reply.op() == Some(Op::Error) {
-                let code = split_nul(&reply.payload)
-                    .first()
-                    .map(|code| String::from_utf8_lossy(code).into_owned())
-                    .unwrap_or_default();
-                return Err(Error::XenStore {
-                    operation: op.name(),
-                    path: path.to_owned(),
-                    code,
-                });
-            }
-            if reply.kind != message.kind {
-                return Err(Error::XenStoreConnection(format!(
-                    "reply of type {} to a {} request",
-                    reply.kind,
-                    op.name()
-                )));
-            }
-            return Ok(reply.payload);
+            return reply_payload(op, path, reply);
         }
     }
 
@@ -257,10 +239,7 @@ impl XsClient {
     /// A node's children.
     pub fn directory(&self, tx: TxId, path: &str) -> Result<Vec<String>> {
         let payload = self.request(Op::Directory, tx, path, nul_terminated(&[path.as_bytes()]))?;
-        Ok(split_nul(&payload)
-            .into_iter()
-            .map(|name| String::from_utf8_lossy(name).into_owned())
-            .collect())
+        Ok(decode_directory(&payload))
     }
 
     /// Creates a node (empty value) and its parents.
@@ -278,15 +257,7 @@ impl XsClient {
     /// A node's permissions.
     pub fn get_perms(&self, tx: TxId, path: &str) -> Result<Vec<Perm>> {
         let payload = self.request(Op::GetPerms, tx, path, nul_terminated(&[path.as_bytes()]))?;
-        split_nul(&payload)
-            .into_iter()
-            .map(|text| {
-                let text = String::from_utf8_lossy(text);
-                Perm::parse(&text).ok_or_else(|| {
-                    Error::XenStoreConnection(format!("bad permission '{text}' on {path}"))
-                })
-            })
-            .collect()
+        decode_perms(path, &payload)
     }
 
     /// Sets a node's permissions.
@@ -323,13 +294,7 @@ impl XsClient {
     /// Starts a transaction.
     pub fn transaction_start(&self) -> Result<TxId> {
         let payload = self.request(Op::TransactionStart, NO_TX, "", vec![0])?;
-        let text = split_nul(&payload)
-            .first()
-            .map(|id| String::from_utf8_lossy(id).into_owned())
-            .unwrap_or_default();
-        text.parse().map_err(|_| {
-            Error::XenStoreConnection(format!("transaction id '{text}' is not a number"))
-        })
+        decode_tx_id(&payload)
     }
 
     /// Ends a transaction, committing it or not. `Ok(false)`: it conflicted with another
@@ -351,10 +316,82 @@ impl XsClient {
             "",
             nul_terminated(&[domid.to_string().as_bytes()]),
         )?;
-        Ok(split_nul(&payload)
-            .first()
-            .map(|path| String::from_utf8_lossy(path).into_owned())
-            .unwrap_or_default())
+        Ok(first_string(&payload))
+    }
+}
+
+// The reply decoders below take what xenstored (or whoever holds the other end of the
+// socket) sent, so they are pure functions over bytes: the fuzz targets run them too.
+
+/// The payload of `reply` to an `op` request on `path`, or the error it carries.
+pub fn reply_payload(op: Op, path: &str, reply: Message) -> Result<Vec<u8>> {
+    if reply.op() == Some(Op::Error) {
+        return Err(Error::XenStore {
+            operation: op.name(),
+            path: path.to_owned(),
+            code: first_string(&reply.payload),
+        });
+    }
+    if reply.kind != op.code() {
+        return Err(Error::XenStoreConnection(format!(
+            "reply of type {} to a {} request",
+            reply.kind,
+            op.name()
+        )));
+    }
+    Ok(reply.payload)
+}
+
+/// The first string of a NUL-separated payload (empty when there is none).
+pub fn first_string(payload: &[u8]) -> String {
+    split_nul(payload)
+        .first()
+        .map(|text| String::from_utf8_lossy(text).into_owned())
+        .unwrap_or_default()
+}
+
+/// A `DIRECTORY` reply: the children's names.
+pub fn decode_directory(payload: &[u8]) -> Vec<String> {
+    split_nul(payload)
+        .into_iter()
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect()
+}
+
+/// A `GET_PERMS` reply for `path`.
+pub fn decode_perms(path: &str, payload: &[u8]) -> Result<Vec<Perm>> {
+    split_nul(payload)
+        .into_iter()
+        .map(|text| {
+            let text = String::from_utf8_lossy(text);
+            Perm::parse(&text).ok_or_else(|| {
+                Error::XenStoreConnection(format!("bad permission '{text}' on {path}"))
+            })
+        })
+        .collect()
+}
+
+/// A `TRANSACTION_START` reply: the transaction id.
+pub fn decode_tx_id(payload: &[u8]) -> Result<TxId> {
+    let text = first_string(payload);
+    text.parse()
+        .map_err(|_| Error::XenStoreConnection(format!("transaction id '{text}' is not a number")))
+}
+
+impl WatchEvent {
+    /// The event a `WATCH_EVENT` message carries (`path\0token\0`); `None` for any other
+    /// message or a payload without both strings.
+    pub fn from_message(message: &Message) -> Option<WatchEvent> {
+        if message.op() != Some(Op::WatchEvent) {
+            return None;
+        }
+        match split_nul(&message.payload).as_slice() {
+            [path, token, ..] => Some(WatchEvent {
+                path: String::from_utf8_lossy(path).into_owned(),
+                token: String::from_utf8_lossy(token).into_owned(),
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -373,13 +410,9 @@ fn read_loop(
             }
         };
         if message.op() == Some(Op::WatchEvent) {
-            let parts = split_nul(&message.payload);
-            if let [path, token, ..] = parts.as_slice() {
+            if let Some(event) = WatchEvent::from_message(&message) {
                 // Nobody listening is fine: the client may not use watches.
-                let _ = watches.send(WatchEvent {
-                    path: String::from_utf8_lossy(path).into_owned(),
-                    token: String::from_utf8_lossy(token).into_owned(),
-                });
+                let _ = watches.send(event);
             }
         } else if replies.send(message).is_err() {
             break;

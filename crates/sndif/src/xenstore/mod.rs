@@ -8,7 +8,10 @@ mod client;
 mod server;
 pub mod wire;
 
-pub use client::{DEFAULT_SOCKETS, NO_TX, TxId, WatchEvent, XENBUS_DEVICE, XsAddress, XsClient};
+pub use client::{
+    DEFAULT_SOCKETS, NO_TX, TxId, WatchEvent, XENBUS_DEVICE, XsAddress, XsClient, decode_directory,
+    decode_perms, decode_tx_id, first_string, reply_payload,
+};
 pub use server::XsServer;
 pub use wire::{Access, Perm};
 
