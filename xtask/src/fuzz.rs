@@ -204,15 +204,17 @@ pub fn run(targets: &[&'static str], seconds: u64) -> Result<()> {
 /// Replays every committed input of every target — the seeds in `fuzz/corpus/NAME` and
 /// any crash kept in `fuzz/artifacts/NAME` — through a plain build of the targets (no
 /// sanitizer, no coverage: its dependencies are the ones `cargo test` built, so this costs
-/// about a minute where the instrumented build costs half an hour on two cores). What
-/// fuzzing found stays a regression test in every `cargo xtask test`; the fuzzing itself
-/// is [`run`].
-pub fn replay() -> Result<()> {
+/// about a minute where the instrumented build costs half an hour on two cores), then lets
+/// each mutate blindly for `seconds` (without coverage libFuzzer cannot keep what is new,
+/// but millions of random inputs still reach the parsers; a crash is saved in
+/// `fuzz/artifacts/NAME/` and fails the run). What fuzzing found stays a regression test in
+/// every `cargo xtask test`; guided fuzzing is [`run`].
+pub fn replay(seconds: u64) -> Result<()> {
     let root = cmd::workspace_root();
     let manifest = root.join("fuzz").join("Cargo.toml");
     cmd::run(cmd::cargo(["build", "--bins", "--manifest-path"]).arg(&manifest))?;
     let bins = crate::e2e::target_directory()?.join("debug");
-    println!("\n{:<18} {:>8}", "target", "inputs");
+    println!("\n{:<18} {:>8} {:>12}", "target", "inputs", "mutations");
     for target in TARGETS {
         let mut inputs = Vec::new();
         for folder in ["corpus", "artifacts"] {
@@ -250,7 +252,46 @@ pub fn replay() -> Result<()> {
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
-        println!("{target:<18} {:>8}", inputs.len());
+        let work = crate::e2e::target_directory()?
+            .join("fuzz-smoke")
+            .join(target);
+        fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        let artifacts = root.join("fuzz").join("artifacts").join(target);
+        fs::create_dir_all(&artifacts)
+            .with_context(|| format!("creating {}", artifacts.display()))?;
+        let mut prefix = artifacts.into_os_string();
+        prefix.push("/");
+        let mut artifact_prefix = std::ffi::OsString::from("-artifact_prefix=");
+        artifact_prefix.push(prefix);
+        let output = Command::new(bins.join(target))
+            .arg(format!("-max_total_time={seconds}"))
+            .arg(artifact_prefix)
+            .arg(&work)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| format!("running the {target} target"))?;
+        let log = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            bail!(
+                "fuzz target {target} crashed ({}); the input is in fuzz/artifacts/{target}/:\n{}",
+                output.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        let executions = log
+            .lines()
+            .rev()
+            .find_map(|line| {
+                line.strip_prefix("Done ")?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        println!("{target:<18} {:>8} {executions:>12}", inputs.len());
     }
     Ok(())
 }

@@ -69,8 +69,9 @@ enum Command {
         /// How long each target runs.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
-        /// Only replay every committed seed and crash input through a plain build of
-        /// every target (what `cargo xtask test` does).
+        /// Replay every committed seed and crash input through a plain build of every
+        /// target, then mutate blindly for --seconds each (what `cargo xtask test` does,
+        /// with 5 s).
         #[arg(long, conflicts_with_all = ["name", "all"])]
         replay: bool,
     },
@@ -96,7 +97,11 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Soak(args) => soak::run(&args),
         Command::Dist => dist::run(),
         Command::InstallTest => install_test::run(),
-        Command::Fuzz { replay: true, .. } => fuzz::replay(),
+        Command::Fuzz {
+            replay: true,
+            seconds,
+            ..
+        } => fuzz::replay(seconds),
         Command::Fuzz {
             name, all, seconds, ..
         } => fuzz::run(&fuzz::select(name.as_deref(), all)?, seconds),
