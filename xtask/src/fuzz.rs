@@ -212,8 +212,15 @@ pub fn run(targets: &[&'static str], seconds: u64) -> Result<()> {
 pub fn replay(seconds: u64) -> Result<()> {
     let root = cmd::workspace_root();
     let manifest = root.join("fuzz").join("Cargo.toml");
-    cmd::run(cmd::cargo(["build", "--bins", "--manifest-path"]).arg(&manifest))?;
-    let bins = crate::e2e::target_directory()?.join("debug");
+    // The main workspace's target directory, where `cargo test` left the dependencies.
+    let target_dir = crate::e2e::target_directory()?;
+    cmd::run(
+        cmd::cargo(["build", "--bins", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target_dir),
+    )?;
+    let bins = target_dir.join("debug");
     println!("\n{:<18} {:>8} {:>12}", "target", "inputs", "mutations");
     for target in TARGETS {
         let mut inputs = Vec::new();
@@ -252,9 +259,7 @@ pub fn replay(seconds: u64) -> Result<()> {
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
-        let work = crate::e2e::target_directory()?
-            .join("fuzz-smoke")
-            .join(target);
+        let work = target_dir.join("fuzz-smoke").join(target);
         fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
         let artifacts = root.join("fuzz").join("artifacts").join(target);
         fs::create_dir_all(&artifacts)
