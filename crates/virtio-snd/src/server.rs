@@ -44,6 +44,11 @@ impl VirtioCard {
         let device = Arc::new(Mutex::new(device));
         let control_changed = Arc::new(EventFd::new()?);
         let stopping = Arc::new(AtomicBool::new(false));
+        // Bound here, once: the socket exists when this returns, and there is never a
+        // moment without it for a restarting VMM.
+        let listener = Listener::new(socket, true).map_err(|error| {
+            Error::VhostUser(format!("listening on {}: {error}", socket.display()))
+        })?;
         spawn_control_watcher(&engine, card, control_changed.clone(), stopping.clone())?;
         let server = {
             let socket = socket.to_owned();
@@ -51,7 +56,16 @@ impl VirtioCard {
             let stopping = stopping.clone();
             std::thread::Builder::new()
                 .name(format!("paravox-vu-{card}"))
-                .spawn(move || serve(&name, &socket, &device, &control_changed, &stopping))?
+                .spawn(move || {
+                    serve(
+                        &name,
+                        &socket,
+                        listener,
+                        &device,
+                        &control_changed,
+                        &stopping,
+                    )
+                })?
         };
         info!(card, socket = %socket.display(), "virtio-snd card listening");
         Ok(VirtioCard {
@@ -76,8 +90,10 @@ impl VirtioCard {
 impl Drop for VirtioCard {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Relaxed);
-        // The server thread may be blocked in accept(); it ends with the process or the
-        // next connection. Remove the socket so no VMM connects to a card being removed.
+        // Without a VMM the server thread is blocked in accept(): a connection that closes
+        // at once lets it see `stopping` and end (a connected VMM ends it when it leaves).
+        // Then remove the socket so no VMM connects to a card being removed.
+        drop(std::os::unix::net::UnixStream::connect(&self.socket));
         let _ = std::fs::remove_file(&self.socket);
         drop(self.server.take());
     }
@@ -87,19 +103,12 @@ impl Drop for VirtioCard {
 fn serve(
     name: &str,
     socket: &Path,
+    mut listener: Listener,
     device: &Arc<Mutex<Device>>,
     control_changed: &Arc<EventFd>,
     stopping: &AtomicBool,
 ) {
     let socket_text = socket.display().to_string();
-    // Bound once, so there is never a moment without the socket for a restarting VMM.
-    let mut listener = match Listener::new(socket, true) {
-        Ok(listener) => listener,
-        Err(error) => {
-            error!(socket = socket_text, %error, "cannot listen on the vhost-user socket");
-            return;
-        }
-    };
     while !stopping.load(Ordering::Relaxed) {
         let backend = Backend::new(device.clone(), control_changed.clone());
         let exit_consumers = backend.exit_consumers();
