@@ -454,16 +454,10 @@ impl PlaybackChain {
     /// history and phase, gain ramps), so a swap at a cycle boundary is seamless. Only
     /// swaps boxes and copies plain values: nothing is allocated or freed.
     pub fn adopt_state(&mut self, old: &mut PlaybackChain) {
-        if let (Some(new), Some(previous)) = (self.resampler.as_mut(), old.resampler.as_mut())
-            && new.from_rate() == previous.from_rate()
-            && new.to_rate() == previous.to_rate()
-            && self.guest_channels == old.guest_channels
-        {
-            std::mem::swap(new, previous);
-        }
-        if self.guest_channels == old.guest_channels {
-            std::mem::swap(&mut self.gain, &mut old.gain);
-        }
+        adopt_running_state(
+            (&mut self.resampler, &mut self.gain, self.guest_channels),
+            (&mut old.resampler, &mut old.gain, old.guest_channels),
+        );
     }
 
     /// Appends an effect stage (runs on the endpoint's channel layout).
@@ -709,16 +703,10 @@ impl CaptureChain {
     /// Real-time: takes over the running state of the chain it replaces (see
     /// [`PlaybackChain::adopt_state`]).
     pub fn adopt_state(&mut self, old: &mut CaptureChain) {
-        if let (Some(new), Some(previous)) = (self.resampler.as_mut(), old.resampler.as_mut())
-            && new.from_rate() == previous.from_rate()
-            && new.to_rate() == previous.to_rate()
-            && self.guest_channels == old.guest_channels
-        {
-            std::mem::swap(new, previous);
-        }
-        if self.guest_channels == old.guest_channels {
-            std::mem::swap(&mut self.gain, &mut old.gain);
-        }
+        adopt_running_state(
+            (&mut self.resampler, &mut self.gain, self.guest_channels),
+            (&mut old.resampler, &mut old.gain, old.guest_channels),
+        );
     }
 
     /// Guest bytes per frame.
@@ -801,5 +789,25 @@ impl CaptureChain {
             bytes_produced,
             overrun: fits < frames,
         }
+    }
+}
+
+/// The running state one chain takes over from the one it replaces, as
+/// `(resampler, gain, guest channels)`: the resampler when rates and channels match, the
+/// gain ramp when channels match. Swaps only; nothing is allocated or freed.
+fn adopt_running_state(
+    new: (&mut Option<Resampler>, &mut GainStage, usize),
+    old: (&mut Option<Resampler>, &mut GainStage, usize),
+) {
+    let same_channels = new.2 == old.2;
+    if let (Some(next), Some(previous)) = (new.0.as_mut(), old.0.as_mut())
+        && next.from_rate() == previous.from_rate()
+        && next.to_rate() == previous.to_rate()
+        && same_channels
+    {
+        std::mem::swap(next, previous);
+    }
+    if same_channels {
+        std::mem::swap(new.1, old.1);
     }
 }
