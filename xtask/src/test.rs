@@ -168,7 +168,9 @@ fn fuzz_targets() -> Result<Outcome> {
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 
 /// Installs schemathesis when missing and runs the API crate's schemathesis test, which
-/// then must find it (no 5xx, no response outside the schema).
+/// then must find it (no 5xx, no response outside the schema). `--workspace`, not
+/// `-p paravox-api`: the same dependency features as `cargo test --workspace`, so nothing
+/// is built again.
 fn api_fuzz() -> Result<Outcome> {
     if !cmd::on_path("schemathesis") {
         cmd::run(std::process::Command::new("python3").args([
@@ -181,7 +183,7 @@ fn api_fuzz() -> Result<Outcome> {
         ]))?;
     }
     cmd::run(
-        cmd::cargo(["test", "-p", "paravox-api", "--test", "schemathesis"])
+        cmd::cargo(["test", "--workspace", "--test", "schemathesis"])
             .env("PARAVOX_REQUIRE_SCHEMATHESIS", "1"),
     )?;
     Ok(Outcome::Passed)
@@ -197,7 +199,7 @@ fn dashboard() -> Result<Outcome> {
             .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"),
     )?;
     cmd::run(
-        cmd::cargo(["test", "-p", "paravox-api", "--test", "dashboard"])
+        cmd::cargo(["test", "--workspace", "--test", "dashboard"])
             .env("PARAVOX_REQUIRE_BROWSER", "1"),
     )?;
     Ok(Outcome::Passed)
