@@ -12,15 +12,16 @@ use paravox_engine::plugin::{KernelSetup, PluginFault, PluginKernel};
 use paravox_pcm::Format;
 use wasmtime::{Memory, Store, Trap, TypedFunc};
 
+use crate::deadline::Deadline;
 use crate::error::{PluginError, Result};
 use crate::manifest::Kind;
 use crate::plugin::{Plugin, SETUP_TICKS};
 use crate::runtime::HostState;
 
-/// Epoch ticks (milliseconds) a real-time call may take, at least and at most. The
-/// deadline is wall-clock time, so it must survive the endpoint thread being preempted
-/// on a loaded host: two periods (at least 10 ms). A runaway plugin then costs one late
-/// cycle before it is disabled; a tighter deadline disabled healthy plugins under load.
+/// Epoch ticks (milliseconds) a real-time call may take, at least and at most: two
+/// periods (at least 10 ms). The deadline is wall-clock time; when it passes, probe
+/// windows of half of it (see [`crate::deadline`]) tell a plugin that loops, which is
+/// then disabled, from one whose thread the host preempted, which goes on.
 const CALL_TICKS: (u64, u64) = (10, 100);
 
 /// A set-up plugin instance.
@@ -154,6 +155,7 @@ impl Kernel {
             input_count: inputs as usize,
             deadline_ticks: (period_ms * 2).clamp(CALL_TICKS.0, CALL_TICKS.1),
         };
+        kernel.store.data_mut().deadline = Deadline::new((kernel.deadline_ticks / 2).clamp(2, 25));
         kernel.warm(manifest.kind)?;
         kernel.store.set_epoch_deadline(SETUP_TICKS);
         initialize(&mut kernel.store)?;
@@ -199,6 +201,12 @@ impl Kernel {
         })
     }
 
+    /// Calls that ran past their deadline and then finished within a probe window: the
+    /// host kept their thread from running, which is not the plugin's fault.
+    pub fn late_calls(&self) -> u64 {
+        self.store.data().deadline.late
+    }
+
     fn frames(&self, status: i32, most: usize) -> std::result::Result<usize, PluginFault> {
         usize::try_from(status)
             .ok()
@@ -218,9 +226,15 @@ where
     P: wasmtime::WasmParams,
     R: wasmtime::WasmResults,
 {
+    let state = store.data_mut();
+    state.note_call();
+    state.deadline.start_call();
     store.set_epoch_deadline(ticks);
     match func.call(&mut *store, args) {
-        Ok(result) => Ok(result),
+        Ok(result) => {
+            store.data_mut().deadline.finish_call();
+            Ok(result)
+        }
         Err(error) => Err(if store.data().limits.grow_refused {
             PluginFault::MemoryGrow
         } else if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {

@@ -54,8 +54,10 @@
 //!   formats, rates and channels the manifest declares; `paravox_init` succeeds; every
 //!   buffer lies inside the memory, 8-aligned, without overlap; one warm-up call over
 //!   silence succeeds; `paravox_init` runs again so the real stream starts clean.
-//! - While running: each call has a deadline (epoch interruption, 1 ms ticks, half a
-//!   period, 2–50 ms); memory and tables cannot grow; every frame count is bounded and
+//! - While running: each call has a deadline (epoch interruption, 1 ms ticks, two
+//!   periods, 10–100 ms; past it, short probe windows on the thread's CPU clock tell a
+//!   plugin that loops from one whose thread the host preempted: [`deadline`]); memory
+//!   and tables cannot grow; every frame count is bounded and
 //!   every output sample must be finite and within ±256. Any violation disables the plugin
 //!   for that stream and the native stage takes over (`paravox_engine::plugin`).
 //!
@@ -141,6 +143,7 @@
 
 pub mod abi;
 pub mod cache;
+pub mod deadline;
 mod error;
 pub mod kernel;
 pub mod manifest;

@@ -81,7 +81,7 @@ impl Plugin {
             self.runtime.host_state(&self.manifest.name),
         );
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_trap();
+        crate::deadline::arm(&mut store);
         store.set_epoch_deadline(SETUP_TICKS);
         let instance = self
             .pre
@@ -100,7 +100,7 @@ impl Plugin {
 fn read_manifest(runtime: &PluginRuntime, pre: &InstancePre<HostState>) -> Result<Manifest> {
     let mut store = Store::new(runtime.engine(), runtime.host_state("(loading)"));
     store.limiter(|state| &mut state.limits);
-    store.epoch_deadline_trap();
+    crate::deadline::arm(&mut store);
     store.set_epoch_deadline(SETUP_TICKS);
     let instance = pre
         .instantiate(&mut store)

@@ -13,7 +13,7 @@
 //!   [`crate::cache`]).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,14 +26,24 @@ use wasmtime::{
 
 use crate::abi::{LOG_MODULE, LOG_NAME, MAX_LOG_BYTES, MAX_MEMORY_BYTES, MAX_MODULE_BYTES};
 use crate::cache::Cache;
+use crate::deadline::Deadline;
 use crate::error::{PluginError, Result};
 use crate::plugin::Plugin;
 
 /// The wasmtime version pinned in the workspace (part of every cache entry's name).
 const WASMTIME_VERSION: &str = "48.0.8";
 
-/// How often the epoch advances.
+/// How often the epoch advances while plugins are being called.
 pub const TICK: Duration = Duration::from_millis(1);
+
+/// How often it advances once no plugin has been called for [`IDLE_TICKS`].
+pub const DOZE: Duration = Duration::from_millis(50);
+
+/// Ticks without a call before the ticker dozes.
+pub const IDLE_TICKS: u64 = 200;
+
+/// The probe window (see [`crate::deadline`]) of calls made while setting up.
+const SETUP_PROBE_TICKS: u64 = 10;
 
 /// How a runtime is set up.
 #[derive(Debug, Clone)]
@@ -61,6 +71,8 @@ pub struct HostState {
     pub(crate) name: String,
     /// Logging is allowed while setting up only: never on the real-time thread.
     pub(crate) may_log: bool,
+    /// The deadline of the call in progress (see [`crate::deadline`]).
+    pub(crate) deadline: Deadline,
     /// Keeps the epoch ticker running while this store exists.
     _active: Option<ActiveGuard>,
 }
@@ -71,16 +83,31 @@ impl HostState {
             limits: Limits::new(),
             name: name.to_owned(),
             may_log: true,
+            deadline: Deadline::new(SETUP_PROBE_TICKS),
             _active: None,
+        }
+    }
+
+    /// Real-time: a call starts (or runs past its deadline), so the ticker must tick at
+    /// full rate. One relaxed store.
+    #[inline(always)]
+    pub(crate) fn note_call(&self) {
+        if let Some(active) = &self._active {
+            active.0.recent.store(true, Ordering::Relaxed);
         }
     }
 }
 
-/// Counts live stores so the epoch ticker sleeps (parked, no wake-ups) while no plugin
-/// exists: a daemon that runs no plugin pays nothing for the plugin host.
+/// What the epoch ticker watches. It parks (no wake-ups at all) while no store exists,
+/// so a daemon that runs no plugin pays nothing for the plugin host. While stores exist
+/// but none has been called for [`IDLE_TICKS`] (every stream stopped: an endpoint's
+/// mixer and a stream's kernels live on between plays), it dozes, one tick per [`DOZE`]:
+/// an idle daemon wakes 20 times a second instead of 1000. A call sets `recent`, and the
+/// ticker is back at full rate within one doze, long before any deadline can matter.
 #[derive(Debug, Clone)]
 pub(crate) struct Activity {
-    active: Arc<std::sync::atomic::AtomicUsize>,
+    active: Arc<AtomicUsize>,
+    recent: Arc<AtomicBool>,
     ticker: std::thread::Thread,
 }
 
@@ -90,6 +117,8 @@ pub(crate) struct ActiveGuard(Activity);
 
 impl Activity {
     fn enter(&self) -> ActiveGuard {
+        // Setting a store up calls into it at once.
+        self.recent.store(true, Ordering::Relaxed);
         if self.active.fetch_add(1, Ordering::SeqCst) == 0 {
             self.ticker.unpark();
         }
@@ -169,7 +198,7 @@ impl ResourceLimiter for Limits {
     }
 }
 
-/// Advances the engine's epoch every [`TICK`] while any store exists, until dropped.
+/// Advances the engine's epoch while any store exists (see [`Activity`]), until dropped.
 #[derive(Debug)]
 struct Ticker {
     stop: Arc<AtomicBool>,
@@ -180,24 +209,32 @@ struct Ticker {
 impl Ticker {
     fn start(engine: Engine) -> Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
-        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (flag, live) = (stop.clone(), active.clone());
+        let active = Arc::new(AtomicUsize::new(0));
+        let recent = Arc::new(AtomicBool::new(false));
+        let (flag, live, calls) = (stop.clone(), active.clone(), recent.clone());
         let thread = std::thread::Builder::new()
             .name("paravox-epoch".into())
             .spawn(move || {
+                let mut quiet = 0u64;
                 while !flag.load(Ordering::Relaxed) {
                     if live.load(Ordering::SeqCst) == 0 {
                         // Woken by the first store (or by Drop to stop).
                         std::thread::park();
                         continue;
                     }
-                    std::thread::sleep(TICK);
+                    if calls.swap(false, Ordering::Relaxed) {
+                        quiet = 0;
+                    } else {
+                        quiet = quiet.saturating_add(1);
+                    }
+                    std::thread::sleep(if quiet >= IDLE_TICKS { DOZE } else { TICK });
                     engine.increment_epoch();
                 }
             })
             .map_err(|error| PluginError::Runtime(format!("epoch ticker: {error}")))?;
         let activity = Activity {
             active,
+            recent,
             ticker: thread.thread().clone(),
         };
         Ok(Ticker {

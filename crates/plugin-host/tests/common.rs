@@ -15,6 +15,8 @@ pub enum Misdeed {
     Grow,
     HugeCount,
     Nan,
+    /// Loops as many times as the bits of the first input sample say, then returns.
+    Toil,
 }
 
 /// The `half` effect of the crate documentation, with `extra` spliced into the module and
@@ -28,6 +30,13 @@ pub fn half_wat(manifest: &str, extra: &str, misdeed: Misdeed, after: u32) -> St
         Misdeed::Grow => "(drop (memory.grow (i32.const 1)))",
         Misdeed::HugeCount => "(return (i32.const 1000000))",
         Misdeed::Nan => "(f32.store (global.get $output) (f32.const nan))",
+        Misdeed::Toil => {
+            "(global.set $toil (i32.load (i32.const 4096))) \
+             (block $rested (loop $more \
+               (br_if $rested (i32.eqz (global.get $toil))) \
+               (global.set $toil (i32.sub (global.get $toil) (i32.const 1))) \
+               (br $more)))"
+        }
     };
     format!(
         r#"(module
@@ -38,6 +47,7 @@ pub fn half_wat(manifest: &str, extra: &str, misdeed: Misdeed, after: u32) -> St
   (global $output (mut i32) (i32.const 0))
   (global $volume (mut f32) (f32.const 0.5))
   (global $calls (mut i32) (i32.const 0))
+  (global $toil (mut i32) (i32.const 0))
   (func (export "paravox_abi_version") (result i32) (i32.const 1))
   (func (export "paravox_manifest") (result i64) (i64.const {len}))
   (func (export "paravox_init")
