@@ -314,6 +314,7 @@ pub struct Endpoint {
     /// The mixer plugin's faults and its name.
     mixer_board: Arc<FaultBoard>,
     mixer_name: Mutex<Option<String>>,
+    mixer_params: Mutex<Vec<(String, f32)>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -411,6 +412,7 @@ impl Endpoint {
             thread: Mutex::new(Some(thread)),
             mixer_board: Arc::new(FaultBoard::default()),
             mixer_name: Mutex::new(None),
+            mixer_params: Mutex::new(Vec::new()),
         }))
     }
 
@@ -489,9 +491,13 @@ impl Endpoint {
         self.send(Command::SwapChain(stream, fresh))
     }
 
-    /// Control plane: builds and warms a mixer from `factory` (`None`: the native sum)
-    /// and swaps it in at the next cycle boundary.
-    pub fn set_mixer(&self, factory: Option<&Arc<dyn KernelFactory>>) -> Result<()> {
+    /// Control plane: builds and warms a mixer from `factory` (`None`: the native sum),
+    /// sets `params` (name, value) on it, and swaps it in at the next cycle boundary.
+    pub fn set_mixer(
+        &self,
+        factory: Option<&Arc<dyn KernelFactory>>,
+        params: &[(String, f32)],
+    ) -> Result<()> {
         if self.direction != Direction::Playback {
             return Err(EngineError::Limit(format!(
                 "endpoint '{}' captures; only playback endpoints mix",
@@ -511,13 +517,26 @@ impl Endpoint {
                     max_frames: self.format.period_frames,
                     inputs: MIXER_INPUTS,
                 };
-                let kernel = factory.instantiate(StageRole::Mix, &setup).map_err(|why| {
-                    EngineError::Limit(format!(
-                        "mixer plugin '{}' on endpoint '{}': {why}",
-                        factory.name(),
-                        self.name
-                    ))
-                })?;
+                let kernel = factory
+                    .instantiate(StageRole::Mix, &setup)
+                    .and_then(|mut kernel| {
+                        for (name, value) in params {
+                            let index = kernel
+                                .param_index(name)
+                                .ok_or_else(|| format!("it has no parameter '{name}'"))?;
+                            kernel
+                                .set_param(index, *value)
+                                .map_err(|fault| format!("setting '{name}': {fault}"))?;
+                        }
+                        Ok(kernel)
+                    })
+                    .map_err(|why| {
+                        EngineError::Limit(format!(
+                            "mixer plugin '{}' on endpoint '{}': {why}",
+                            factory.name(),
+                            self.name
+                        ))
+                    })?;
                 Some(Box::new(MixerStage {
                     slot: PluginSlot::new(
                         kernel,
@@ -529,6 +548,7 @@ impl Endpoint {
             }
         };
         *lock(&self.mixer_name) = factory.map(|f| f.name().to_owned());
+        *lock(&self.mixer_params) = params.to_vec();
         self.send(Command::SetMixer(stage))?;
         info!(
             endpoint = self.name,
@@ -536,6 +556,11 @@ impl Endpoint {
             "mixer set"
         );
         Ok(())
+    }
+
+    /// The parameters the mixer plugin was set up with.
+    pub fn mixer_params(&self) -> Vec<(String, f32)> {
+        lock(&self.mixer_params).clone()
     }
 
     /// The mixer plugin's name, if one is set.

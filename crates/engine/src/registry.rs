@@ -469,7 +469,7 @@ impl Engine {
         }
         for endpoint in self.endpoints() {
             if endpoint.mixer_name().as_deref() == Some(factory.name()) {
-                endpoint.set_mixer(Some(factory))?;
+                endpoint.set_mixer(Some(factory), &endpoint.mixer_params())?;
                 moved += 1;
             }
         }

@@ -1,5 +1,5 @@
-//! `paravox check-config FILE`: the validation `serve --config` does, without opening a
-//! device, a socket or a thread, so a changed file can be checked before `systemctl reload`.
+//! `paravox check-config FILE`: the validation `serve --config` does (the plugins it names
+//! included), without opening a device, a socket or a thread, so a changed file can be checked before `systemctl reload`.
 
 use anyhow::Result;
 
@@ -14,13 +14,16 @@ pub fn run(args: CheckConfigArgs) -> Result<()> {
         name: args.file.display().to_string(),
         text: "",
     })?;
+    let plugins = crate::dsp::check(&config.dsp, &state_dir)?;
     println!(
-        "{}: valid ({} output endpoint(s), {} input endpoint(s), {} virtio card(s); \
-         ${{state_dir}} = {})",
+        "{}: valid ({} output endpoint(s), {} input endpoint(s), {} virtio card(s), \
+         {} plugin entr{}; ${{state_dir}} = {})",
         args.file.display(),
         config.output.len(),
         config.input.len(),
         cards.len(),
+        plugins,
+        if plugins == 1 { "y" } else { "ies" },
         state_dir.display()
     );
     Ok(())

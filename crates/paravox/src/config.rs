@@ -13,14 +13,15 @@
 //! [defaults]                         # where streams without a route go
 //! output = "speakers"
 //! input = "mic"
-//! dsp = "native"                     # or "wasm": conversion and mixing in the shipped plugins
+//! dsp = "wasm"                       # the default; "native": no plugins for conversion and mixing
 //! chain = ["gain:volume=0.5"]        # effect plugins on every playback stream
 //! ```
 //!
 //! `dsp` can also be set per `[[output]]` (its mixing), per `[[virtio]]` card and per
 //! `[[virtio.stream]]` (their format conversion); `chain` per playback
-//! `[[virtio.stream]]`. A chain entry is `NAME[:param=value,...]`, NAME a shipped plugin
-//! or one installed in `STATE_DIR/plugins` (`paravox plugin add`); see [`crate::dsp`].
+//! `[[virtio.stream]]`; `mixer` per `[[output]]` (`mixer = "mix:soft_clip=1"`). A chain or
+//! mixer entry is `NAME[:param=value,...]`, NAME a shipped plugin or one installed in
+//! `STATE_DIR/plugins` (`paravox plugin add`); see [`crate::dsp`].
 //!
 //! In `spec` and `fallback`, `${state_dir}` stands for the state directory. Unknown keys
 //! are errors, and every error names the line and what is allowed.
@@ -115,6 +116,8 @@ pub struct EndpointConfig {
     pub fallback: Option<Spanned<String>>,
     /// Where a playback endpoint mixes its streams: "wasm" or "native".
     pub dsp: Option<Spanned<String>>,
+    /// A playback endpoint's mixer plugin, `NAME[:param=value,...]`.
+    pub mixer: Option<Spanned<String>>,
 }
 
 /// Where unrouted streams go.
@@ -125,7 +128,7 @@ pub struct Defaults {
     pub output: Option<Spanned<String>>,
     /// Name of the default capture endpoint.
     pub input: Option<Spanned<String>>,
-    /// Where conversion and mixing run unless overridden: "wasm" or "native" (default).
+    /// Where conversion and mixing run unless overridden: "wasm" (default) or "native".
     pub dsp: Option<Spanned<String>>,
     /// Effect plugins on every playback stream without a chain of its own.
     pub chain: Option<Spanned<Vec<String>>>,
@@ -218,22 +221,52 @@ impl Config {
                 })
                 .transpose()
         };
+        let default = dsp(&self.defaults.dsp, "defaults.dsp")?;
         let mut plan = DspPlan {
-            default: dsp(&self.defaults.dsp, "defaults.dsp")?.unwrap_or_default(),
+            default: default.unwrap_or_default(),
+            explicit: default.is_some(),
             chain: chain(&self.defaults.chain, "defaults.chain")?.unwrap_or_default(),
             ..DspPlan::default()
         };
         for endpoint in &self.output {
-            if let Some(mixing) = dsp(&endpoint.dsp, "dsp")? {
+            let mixing = dsp(&endpoint.dsp, "dsp")?;
+            if let Some(mixing) = mixing {
                 plan.endpoints
                     .insert(endpoint.name.get_ref().clone(), mixing);
             }
+            if let Some(value) = &endpoint.mixer {
+                if mixing == Some(Dsp::Native) {
+                    return Err(source.error_at(
+                        value,
+                        "mixer names a plugin, but dsp = \"native\" on the same [[output]] asks for the native mixer: keep one",
+                    ));
+                }
+                let whence = format!(
+                    "{} line {}: mixer '{}'",
+                    source.name,
+                    source.line_of(value.span().start),
+                    value.get_ref()
+                );
+                let entry = ChainEntry::parse(value.get_ref(), &whence).map_err(|reason| {
+                    source.error_at(value, format!("mixer '{}': {reason}", value.get_ref()))
+                })?;
+                plan.mixers.insert(endpoint.name.get_ref().clone(), entry);
+            }
         }
-        if let Some(value) = self.input.iter().find_map(|e| e.dsp.as_ref()) {
-            return Err(source.error_at(
-                value,
-                "dsp on an [[input]] has nothing to choose: only [[output]] endpoints mix",
-            ));
+        for endpoint in &self.input {
+            let what = match (&endpoint.dsp, &endpoint.mixer) {
+                (Some(value), _) => Some((value, "dsp")),
+                (None, Some(value)) => Some((value, "mixer")),
+                (None, None) => None,
+            };
+            if let Some((value, key)) = what {
+                return Err(source.error_at(
+                    value,
+                    format!(
+                        "{key} on an [[input]] has nothing to choose: only [[output]] endpoints mix"
+                    ),
+                ));
+            }
         }
         for card in &self.virtio {
             let mut settings = CardDsp {
@@ -599,10 +632,51 @@ mod tests {
     }
 
     #[test]
-    fn without_dsp_everything_is_native() {
+    fn without_dsp_conversion_and_mixing_default_to_the_plugins() {
         let config = Config::default_for(Path::new("/state")).expect("default config");
-        assert_eq!(config.dsp.default, Dsp::Native);
+        assert_eq!(config.dsp.default, Dsp::Wasm);
+        assert!(!config.dsp.explicit);
         assert!(config.dsp.chain.is_empty() && config.dsp.endpoints.is_empty());
+        assert!(config.dsp.mixers.is_empty());
+        let native = parse("[defaults]\ndsp = \"native\"\n").expect("config");
+        assert_eq!(native.dsp.default, Dsp::Native);
+        assert!(native.dsp.explicit);
+    }
+
+    #[test]
+    fn a_mixer_names_its_plugin_and_parameters() {
+        let config = parse(
+            "[[output]]\nname = \"a\"\nspec = \"null\"\nmixer = \"mix:soft_clip=1,knee=0.85\"\n",
+        )
+        .expect("config");
+        let mixer = &config.dsp.mixers["a"];
+        assert_eq!(mixer.name, "mix");
+        assert_eq!(
+            mixer.params,
+            vec![("soft_clip".to_owned(), 1.0), ("knee".to_owned(), 0.85)]
+        );
+        assert!(
+            mixer.whence.contains("test.toml line 4"),
+            "{}",
+            mixer.whence
+        );
+        for (text, expected) in [
+            (
+                "[[output]]\nname = \"a\"\nspec = \"null\"\ndsp = \"native\"\nmixer = \"mix\"\n",
+                "keep one",
+            ),
+            (
+                "[[input]]\nname = \"a\"\nspec = \"null\"\nmixer = \"mix\"\n",
+                "only [[output]] endpoints mix",
+            ),
+            (
+                "[[output]]\nname = \"a\"\nspec = \"null\"\nmixer = \"mix:knee\"\n",
+                "'knee' is not param=value",
+            ),
+        ] {
+            let error = parse(text).expect_err(text).to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
     }
 
     #[test]

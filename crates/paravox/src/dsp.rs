@@ -1,15 +1,22 @@
-//! `dsp` and `chain` in the configuration: which stages run in WebAssembly plugins.
+//! `dsp`, `mixer` and `chain` in the configuration: which stages run in WebAssembly
+//! plugins.
 //!
-//! `dsp = "wasm"` moves a stream's format conversion into the shipped `convert` plugin and
-//! an output endpoint's mixing into the shipped `mix` plugin; the native stages stay built
-//! and take over if a plugin faults. `chain` adds effect plugins after a playback stream's
-//! chain. Plugins are named by their manifest name: one installed in `STATE_DIR/plugins`
-//! (`paravox plugin add`) first, else a shipped one.
+//! `dsp = "wasm"`, the default, runs a stream's format conversion in the shipped `convert`
+//! plugin and an output endpoint's mixing in the shipped `mix` plugin (soft clipping off:
+//! the exact sum, as native); the native stages stay built, take over for the period in
+//! which a plugin faults and from then on for that stream, and remain the reference the
+//! plugins are tested against. `dsp = "native"` keeps both native. `mixer` picks an output
+//! endpoint's mixer plugin and its parameters (`"mix:soft_clip=1,knee=0.85"`). `chain`
+//! adds effect plugins after a playback stream's chain. Plugins are named by their
+//! manifest name: one installed in `STATE_DIR/plugins` (`paravox plugin add`) first, else
+//! a shipped one.
 //!
-//! The default is `native`: the shipped plugins do the same work at 0.3–0.7× of native
-//! speed (copies into and out of the sandbox and checking every output sample cost more
-//! than converting 16-bit samples itself; see the plugin host's benchmark), which is
-//! fine for a handful of streams but not a default to impose on every stream.
+//! The shipped converter runs at about a third of native speed for 16-bit samples (the
+//! copies into and out of the sandbox and the check of every output sample cost more than
+//! the conversion itself; see the plugin host's benchmark), a few hundred nanoseconds a
+//! period per stream: far below what a period allows. When the default cannot load its
+//! plugins (no executable memory, say), paravox says so and runs natively; a `dsp` the
+//! configuration sets explicitly must load.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,8 +25,8 @@ use std::sync::Arc;
 use anyhow::Result;
 use paravox_engine::plugin::{ChainPlugins, EffectPlugin, KernelFactory};
 use paravox_engine::{Direction, Engine};
-use paravox_plugin_host::{Plugin, PluginRuntime, shipped};
-use tracing::info;
+use paravox_plugin_host::{Kind, Plugin, PluginRuntime, shipped};
+use tracing::{info, warn};
 
 use crate::plugins::{check_params, plugins_dir, runtime};
 use crate::usage;
@@ -28,9 +35,9 @@ use crate::usage;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dsp {
     /// paravox's native stages.
-    #[default]
     Native,
     /// The shipped plugins, native as the fallback.
+    #[default]
     Wasm,
 }
 
@@ -83,11 +90,15 @@ impl ChainEntry {
     }
 }
 
-/// The configuration's `dsp` and `chain` settings, checked.
+/// The configuration's `dsp`, `mixer` and `chain` settings, checked.
 #[derive(Debug, Clone, Default)]
 pub struct DspPlan {
     /// `defaults.dsp`.
     pub default: Dsp,
+    /// Whether the configuration set `defaults.dsp` (else the default may fall back).
+    pub explicit: bool,
+    /// `mixer` of `[[output]]` endpoints that set one.
+    pub mixers: BTreeMap<String, ChainEntry>,
     /// `defaults.chain`.
     pub chain: Vec<ChainEntry>,
     /// `dsp` of `[[output]]` endpoints that set one.
@@ -164,9 +175,8 @@ impl Loaded {
         entries
             .iter()
             .map(|entry| {
-                let plugin = find(&runtime, &self.plugins_dir, &entry.name)
-                    .map_err(|error| usage(format!("{}: {error}", entry.whence)))?;
-                let params = check_params(&plugin, &entry.params, &entry.whence)?;
+                let (plugin, params) =
+                    load_entry(&runtime, &self.plugins_dir, entry, Kind::Effect)?;
                 Ok(EffectPlugin {
                     factory: plugin,
                     params,
@@ -202,6 +212,62 @@ impl Loaded {
     }
 }
 
+/// `check-config`: every plugin the configuration names exists (installed in
+/// `STATE_DIR/plugins` or shipped), is of the kind its place needs (effects in chains, a
+/// mixer for `mixer`) and takes the parameters given, in range. Returns how many entries
+/// were checked. Compiles without the on-disk cache: checking writes nothing.
+pub fn check(plan: &DspPlan, state_dir: &Path) -> Result<usize> {
+    let streams = plan.cards.values().flat_map(|card| card.streams.values());
+    let entries: Vec<(&ChainEntry, Kind)> = plan
+        .chain
+        .iter()
+        .chain(streams.flat_map(|stream| stream.chain.iter().flatten()))
+        .map(|entry| (entry, Kind::Effect))
+        .chain(plan.mixers.values().map(|entry| (entry, Kind::Mixer)))
+        .collect();
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let runtime = runtime(None)?;
+    let dir = plugins_dir(state_dir);
+    for (entry, kind) in entries.iter().copied() {
+        load_entry(&runtime, &dir, entry, kind)?;
+    }
+    Ok(entries.len())
+}
+
+/// `(name, value)` parameters of a plugin.
+type Params = Vec<(String, f32)>;
+
+/// The plugin `entry` names, checked to be of `kind`, with its checked parameters.
+fn load_entry(
+    runtime: &Arc<PluginRuntime>,
+    plugins_dir: &Path,
+    entry: &ChainEntry,
+    kind: Kind,
+) -> Result<(Arc<Plugin>, Params)> {
+    let plugin = find(runtime, plugins_dir, &entry.name)
+        .map_err(|error| usage(format!("{}: {error}", entry.whence)))?;
+    let actual = plugin.manifest().kind;
+    if actual != kind {
+        let article = |kind: Kind| match kind {
+            Kind::Effect => "an",
+            _ => "a",
+        };
+        return Err(usage(format!(
+            "{}: '{}' is {} {} plugin, and only {} {} fits here",
+            entry.whence,
+            entry.name,
+            article(actual),
+            actual.name(),
+            article(kind),
+            kind.name()
+        )));
+    }
+    let params = check_params(&plugin, &entry.params, &entry.whence)?;
+    Ok((plugin, params))
+}
+
 /// Serve: installs the default plugin sets (conversion, `defaults.chain`) and every
 /// output endpoint's mixer as configured. Nothing is loaded when everything is native.
 pub fn apply(engine: &Engine, plan: &DspPlan, state_dir: &Path) -> Result<Loaded> {
@@ -213,28 +279,69 @@ pub fn apply(engine: &Engine, plan: &DspPlan, state_dir: &Path) -> Result<Loaded
         chain: Vec::new(),
     };
     loaded.chain = loaded.effects(&plan.chain)?;
+    let mut mix = None;
+    if plan.default == Dsp::Wasm && !plan.explicit {
+        // The default must not keep paravox from starting: without its plugins it runs
+        // natively, and says why.
+        let probed = loaded.plugin("convert").and_then(|convert| {
+            loaded.convert = Some(convert);
+            loaded.plugin("mix")
+        });
+        match probed {
+            Ok(plugin) => mix = Some(plugin),
+            Err(error) => {
+                warn!(
+                    "the WebAssembly plugins cannot load ({error:#}): conversion and mixing run natively"
+                );
+                loaded.plan.default = Dsp::Native;
+            }
+        }
+    }
+    let default = loaded.plan.default;
     for direction in [Direction::Playback, Direction::Capture] {
-        let set = loaded.set(plan.default, direction, loaded.chain.clone())?;
+        let set = loaded.set(default, direction, loaded.chain.clone())?;
         if !set.is_empty() {
             engine.set_default_plugins(direction, set);
         }
     }
-    let mut mix = None;
     for endpoint in engine.endpoints() {
-        let dsp = plan
-            .endpoints
-            .get(endpoint.name())
-            .copied()
-            .unwrap_or(plan.default);
-        if endpoint.direction() != Direction::Playback || dsp == Dsp::Native {
+        if endpoint.direction() != Direction::Playback {
             continue;
         }
-        let factory = match &mix {
-            Some(factory) => factory,
-            None => mix.insert(loaded.plugin("mix")?),
+        let (factory, params, whence) = match plan.mixers.get(endpoint.name()) {
+            Some(entry) => {
+                let runtime = loaded.runtime()?;
+                let (plugin, params) =
+                    load_entry(&runtime, &loaded.plugins_dir, entry, Kind::Mixer)?;
+                let factory: Arc<dyn KernelFactory> = plugin;
+                (factory, params, entry.whence.clone())
+            }
+            None => {
+                let dsp = plan.endpoints.get(endpoint.name()).copied();
+                if dsp.unwrap_or(default) == Dsp::Native {
+                    continue;
+                }
+                let factory = match &mix {
+                    Some(factory) => factory.clone(),
+                    None => mix.insert(loaded.plugin("mix")?).clone(),
+                };
+                (factory, Vec::new(), String::new())
+            }
         };
-        endpoint.set_mixer(Some(factory))?;
-        info!(endpoint = endpoint.name(), "mixing in the wasm plugin");
+        endpoint
+            .set_mixer(Some(&factory), &params)
+            .map_err(|error| {
+                if whence.is_empty() {
+                    anyhow::Error::from(error)
+                } else {
+                    usage(format!("{whence}: {error}"))
+                }
+            })?;
+        info!(
+            endpoint = endpoint.name(),
+            mixer = factory.name(),
+            "mixing in a wasm plugin"
+        );
     }
     Ok(loaded)
 }

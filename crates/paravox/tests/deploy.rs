@@ -107,7 +107,10 @@ fn the_full_example_sets_every_config_key() {
             assert!(table.contains_key(*key), "paravox.toml lacks {key}");
         }
     };
-    has_all(&first("output"), &["name", "spec", "fallback", "dsp"]);
+    has_all(
+        &first("output"),
+        &["name", "spec", "fallback", "dsp", "mixer"],
+    );
     has_all(&first("input"), &["name", "spec", "fallback"]);
     has_all(
         config["defaults"].as_table().expect("[defaults]"),

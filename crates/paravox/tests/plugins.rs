@@ -192,10 +192,72 @@ fn serve_runs_conversion_and_mixing_in_wasm_when_configured() {
     assert!(log.contains("paravox ready"), "{log}");
     let wasm_mixers: Vec<_> = log
         .lines()
-        .filter(|line| line.contains("mixing in the wasm plugin"))
+        .filter(|line| line.contains("mixing in a wasm plugin"))
         .collect();
     assert_eq!(wasm_mixers.len(), 1, "{log}");
     assert!(wasm_mixers[0].contains("file"), "{log}");
+}
+
+#[test]
+fn by_default_outputs_mix_in_wasm_and_a_mixer_takes_parameters() {
+    let state = tempfile::tempdir().unwrap();
+    let output = serve(
+        state.path(),
+        "[[output]]\nname = \"plain\"\nspec = \"null\"\n\
+         [[output]]\nname = \"soft\"\nspec = \"null\"\nmixer = \"mix:soft_clip=1,knee=0.8\"\n\
+         [[output]]\nname = \"native\"\nspec = \"null\"\ndsp = \"native\"\n",
+    );
+    let log = text(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let mixers: Vec<_> = log
+        .lines()
+        .filter(|line| line.contains("mixing in a wasm plugin"))
+        .collect();
+    assert_eq!(mixers.len(), 2, "{log}");
+    assert!(mixers.iter().any(|line| line.contains("plain")), "{log}");
+    assert!(mixers.iter().any(|line| line.contains("soft")), "{log}");
+    assert!(!log.contains("run natively"), "{log}");
+}
+
+#[test]
+fn check_config_and_serve_refuse_a_mixer_that_is_not_one() {
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "mixer = \"gain\"\n",
+            &[
+                "line 4",
+                "mixer 'gain'",
+                "is an effect plugin",
+                "only a mixer fits",
+            ],
+        ),
+        (
+            "mixer = \"mix:loudness=2\"\n",
+            &["line 4", "mix has no parameter 'loudness'"],
+        ),
+        (
+            "mixer = \"mix:knee=2\"\n",
+            &["line 4", "knee = 2 is outside"],
+        ),
+    ];
+    for (mixer, expected) in cases {
+        let state = tempfile::tempdir().unwrap();
+        let config = format!("[[output]]\nname = \"out\"\nspec = \"null\"\n{mixer}");
+        let path = state.path().join("paravox.toml");
+        std::fs::write(&path, &config).unwrap();
+        let checked = run(paravox(state.path()).arg("check-config").arg(&path));
+        let served = serve(state.path(), &config);
+        for output in [checked, served] {
+            let log = text(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{config}: {log}");
+            for fragment in expected {
+                assert!(
+                    log.contains(fragment),
+                    "{config}: '{log}' lacks '{fragment}'"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -234,4 +296,62 @@ fn serve_refuses_unknown_chain_plugins_and_parameters() {
             );
         }
     }
+}
+
+/// The voluntary context switches of `pid`'s thread called `name`, if it has one.
+fn thread_switches(pid: u32, name: &str) -> Option<u64> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+        return status
+            .lines()
+            .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|count| count.trim().parse().ok());
+    }
+    None
+}
+
+#[test]
+fn an_idle_daemon_with_plugins_set_up_lets_the_epoch_ticker_doze() {
+    let state = tempfile::tempdir().unwrap();
+    let path = state.path().join("paravox.toml");
+    std::fs::write(
+        &path,
+        "[[output]]\nname = \"out\"\nspec = \"null\"\n[defaults]\noutput = \"out\"\n",
+    )
+    .unwrap();
+    let mut child = paravox(state.path())
+        .env("RUST_LOG", "info")
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The mixer plugin is set up at start (which calls it); then no stream plays.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = thread_switches(child.id(), "paravox-epoch");
+    std::thread::sleep(Duration::from_secs(2));
+    let after = thread_switches(child.id(), "paravox-epoch");
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let (Some(before), Some(after)) = (before, after) else {
+        panic!("no paravox-epoch thread: the default mixer plugin was not set up");
+    };
+    // Ticking at 1 kHz would be ~2000 wake-ups in these two seconds; dozing, 40. A
+    // loaded host only makes sleeps longer, so fewer.
+    assert!(
+        after - before < 200,
+        "the idle epoch ticker woke {} times in 2 s",
+        after - before
+    );
 }

@@ -202,10 +202,8 @@ fn mix_without_soft_clipping_is_the_native_sum() {
     let (channels, period, inputs) = (2u32, 480u32, 5usize);
     let mut plan = setup(48_000, channels, period);
     plan.inputs = 64;
+    // As it comes: paravox's default mixing.
     let mut kernel = kernel(shipped::MIX, StageRole::Mix, &plan);
-    kernel
-        .set_param(kernel.param_index("soft_clip").expect("soft_clip"), 0.0)
-        .expect("off");
     let len = (channels * period) as usize;
     let mut native = vec![0.0f32; len];
     for input in 0..inputs {
@@ -234,6 +232,9 @@ fn mix_soft_clips_above_the_knee_only() {
     let mut plan = setup(48_000, 1, 4);
     plan.inputs = 64;
     let mut kernel = kernel(shipped::MIX, StageRole::Mix, &plan);
+    kernel
+        .set_param(kernel.param_index("soft_clip").expect("soft_clip"), 1.0)
+        .expect("on");
     kernel.input_samples(0)[..4].copy_from_slice(&[0.5, 0.8, 1.5, -3.0]);
     kernel.input_samples(1)[..4].copy_from_slice(&[0.0, 0.0, 0.5, -1.0]);
     assert_eq!(kernel.process_mix(2, 4), Ok(4));

@@ -1,8 +1,9 @@
 //! `mix`: N streams into one, with a gain per input and soft clipping.
 //!
-//! Parameters: `soft_clip` (on by default), `knee` (where clipping starts) and
+//! Parameters: `soft_clip` (off by default), `knee` (where clipping starts) and
 //! `input0`…`input63` (linear gain of each input). With soft clipping off and every gain
-//! at 1 the output is exactly the native mixer's sum. Soft clipping leaves everything
+//! at 1 the output is exactly the native mixer's sum, so paravox's default mixing (this
+//! plugin as it comes) changes no sample; `mixer = "mix:soft_clip=1"` turns clipping on. Soft clipping leaves everything
 //! below the knee alone and bends what is above it smoothly towards full scale:
 //! `knee + (1 − knee)·u/(1 + u)` with `u = (|x| − knee)/(1 − knee)`, continuous in value and
 //! slope at the knee.
@@ -37,7 +38,7 @@ impl Plugin for Mix {
         r#""input_formats":["float_le"],"output_formats":["float_le"],"#,
         r#""rates":[8000,768000],"input_channels":[1,18],"output_channels":[1,18],"#,
         r#""max_inputs":64,"params":["#,
-        r#"{"name":"soft_clip","min":0,"max":1,"default":1,"unit":"bool"},"#,
+        r#"{"name":"soft_clip","min":0,"max":1,"default":0,"unit":"bool"},"#,
         r#"{"name":"knee","min":0.5,"max":0.99,"default":0.9,"unit":"linear"}"#,
         r#"]}"#
     );
@@ -48,7 +49,7 @@ impl Plugin for Mix {
         }
         Ok(Mix {
             channels: setup.output_channels as usize,
-            soft_clip: true,
+            soft_clip: false,
             knee: 0.9,
             gains: [1.0; MAX_INPUTS],
         })
