@@ -19,7 +19,7 @@ use crate::error::{EngineError, Result};
 use crate::gain::{GainControl, GainStage};
 use crate::plugin::{
     BOARD_SLOTS, ChainPlugins, FaultBoard, KernelSetup, MAX_EFFECTS, PluginSlot, StageRole,
-    board_slot,
+    board_slot, set_params,
 };
 use crate::resample::Resampler;
 use crate::ring::{Consumer, Producer};
@@ -307,14 +307,7 @@ impl PluginStages {
                         .effects
                         .get(position - board_slot(StageRole::Effect))
                 {
-                    for (name, value) in &effect.params {
-                        let index = kernel
-                            .param_index(name)
-                            .ok_or_else(|| format!("it has no parameter '{name}'"))?;
-                        kernel
-                            .set_param(index, *value)
-                            .map_err(|fault| format!("setting '{name}': {fault}"))?;
-                    }
+                    set_params(kernel.as_mut(), &effect.params)?;
                 }
                 Ok(kernel)
             });

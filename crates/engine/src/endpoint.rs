@@ -25,7 +25,7 @@ use crate::gain::GainControl;
 use crate::meter::Meter;
 use crate::plugin::{
     ChainPlugins, FaultBoard, KernelFactory, KernelSetup, OUTPUT_LIMIT, PluginFault, PluginSlot,
-    StageRole, board_slot, copy_checked,
+    StageRole, board_slot, copy_checked, set_params,
 };
 use crate::ring::{Consumer, Producer};
 use crate::stream::StreamShared;
@@ -520,14 +520,7 @@ impl Endpoint {
                 let kernel = factory
                     .instantiate(StageRole::Mix, &setup)
                     .and_then(|mut kernel| {
-                        for (name, value) in params {
-                            let index = kernel
-                                .param_index(name)
-                                .ok_or_else(|| format!("it has no parameter '{name}'"))?;
-                            kernel
-                                .set_param(index, *value)
-                                .map_err(|fault| format!("setting '{name}': {fault}"))?;
-                        }
+                        set_params(kernel.as_mut(), params)?;
                         Ok(kernel)
                     })
                     .map_err(|why| {

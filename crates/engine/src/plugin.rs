@@ -501,6 +501,20 @@ impl PluginSlot {
     }
 }
 
+/// Control plane: sets `(name, value)` parameters on a freshly made kernel; the error
+/// names the parameter and why.
+pub fn set_params(kernel: &mut dyn PluginKernel, params: &[(String, f32)]) -> Result<(), String> {
+    for (name, value) in params {
+        let index = kernel
+            .param_index(name)
+            .ok_or_else(|| format!("it has no parameter '{name}'"))?;
+        kernel
+            .set_param(index, *value)
+            .map_err(|fault| format!("setting '{name}': {fault}"))?;
+    }
+    Ok(())
+}
+
 /// Whether `sample` is a number of magnitude at most `limit` (false for NaN).
 #[inline(always)]
 pub fn in_range(sample: f32, limit: f32) -> bool {

@@ -1,8 +1,9 @@
 //! `paravox plugin add|list|remove` and the configuration's `dsp` and `chain`, as a user
 //! runs them.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 fn paravox(state_dir: &Path) -> Command {
@@ -146,19 +147,24 @@ fn bad_plugins_and_names_exit_2_with_a_reason() {
     );
 }
 
-/// Runs `serve` with `config` for three seconds (or until it exits), then stops it.
-fn serve(state: &Path, config: &str) -> Output {
+/// Starts `serve` with `config` (written into `state`), its log going to `stderr`.
+fn spawn_serve(state: &Path, config: &str, stderr: Stdio) -> Child {
     let path = state.join("paravox.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = paravox(state)
+    paravox(state)
         .env("RUST_LOG", "info")
         .args(["serve", "--config"])
         .arg(&path)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `serve` with `config` for three seconds (or until it exits), then stops it.
+fn serve(state: &Path, config: &str) -> Output {
+    let mut child = spawn_serve(state, config, Stdio::piped());
     for _ in 0..60 {
         if child.try_wait().unwrap().is_some() {
             break;
@@ -320,23 +326,21 @@ fn thread_switches(pid: u32, name: &str) -> Option<u64> {
 #[test]
 fn an_idle_daemon_with_plugins_set_up_lets_the_epoch_ticker_doze() {
     let state = tempfile::tempdir().unwrap();
-    let path = state.path().join("paravox.toml");
-    std::fs::write(
-        &path,
+    let mut child = spawn_serve(
+        state.path(),
         "[[output]]\nname = \"out\"\nspec = \"null\"\n[defaults]\noutput = \"out\"\n",
-    )
-    .unwrap();
-    let mut child = paravox(state.path())
-        .env("RUST_LOG", "info")
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        Stdio::piped(),
+    );
     // The mixer plugin is set up at start (which calls it); then no stream plays.
-    std::thread::sleep(Duration::from_millis(1500));
+    let log = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut lines = log.lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.contains("paravox ready"));
+    assert!(ready, "serve never got ready");
+    std::thread::spawn(move || lines.for_each(drop));
+    std::thread::sleep(Duration::from_secs(1));
     let before = thread_switches(child.id(), "paravox-epoch");
     std::thread::sleep(Duration::from_secs(2));
     let after = thread_switches(child.id(), "paravox-epoch");
