@@ -3,19 +3,21 @@
 //! A call's deadline is wall-clock time (epoch ticks), but on a loaded host the thread
 //! that runs a healthy plugin can be descheduled for longer than the whole deadline, and
 //! disabling that plugin would punish it for the host's load. So when a deadline passes,
-//! the store's callback does not trap at once: it grants a short probe window and reads
-//! the thread's own CPU clock at its start and end. A plugin that really loops keeps its
-//! thread busy, so it is interrupted after the first probe in which the thread ran for at
-//! least half of the window; one that merely waits for a CPU gets another window, up to
-//! [`MAX_PROBES`] (a bound on how late a starved call can make its cycle). The windows
-//! are half the deadline: a call that loops is interrupted after 1.5 deadlines, and a
-//! healthy one, which needs microseconds once it runs again, finishes inside the window
-//! in which its thread gets the CPU back. The normal
-//! path pays nothing: the callback runs only once a deadline has passed.
+//! the store's callback does not trap at once: it grants a probe window and reads the
+//! thread's own CPU clock and the wall clock at its start and end. A plugin that really
+//! loops keeps its thread busy, so it is interrupted after the first window in which the
+//! thread ran for at least half of the time that passed; one that merely waits for a CPU
+//! gets another window, up to [`MAX_PROBES`] (a bound on how late a starved call can make
+//! its cycle). The windows are half the deadline: a call that loops is interrupted after
+//! about 1.5 deadlines, and a healthy one, which needs microseconds once it runs again,
+//! finishes inside the window in which its thread gets the CPU back. The normal path
+//! pays nothing: the callback runs only once a deadline has passed.
+
+use std::time::Instant;
 
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::runtime::HostState;
+use crate::runtime::{HostState, TICK_MS};
 
 /// Probe windows granted after a deadline before the call is interrupted regardless.
 pub const MAX_PROBES: u32 = 20;
@@ -23,9 +25,9 @@ pub const MAX_PROBES: u32 = 20;
 /// What happened to the current call's deadline so far.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Overrun {
-    /// The thread's CPU clock (ns) when the current probe window began; `None` until
-    /// the deadline first passes.
-    probe_started_cpu_ns: Option<u64>,
+    /// The thread's CPU clock (ns) and the wall clock when the current probe window
+    /// began; `None` until the deadline first passes.
+    window: Option<(u64, Instant)>,
     /// Probe windows granted.
     probes: u32,
 }
@@ -33,17 +35,18 @@ pub(crate) struct Overrun {
 /// The per-store deadline settings and the state of the call in progress.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline {
-    /// Length of a probe window, in ticks (milliseconds).
-    pub(crate) probe_ticks: u64,
+    /// Length of a probe window, in epoch ticks.
+    probe_ticks: u64,
     overrun: Overrun,
     /// Calls that ran past their deadline and then finished.
     pub(crate) late: u64,
 }
 
 impl Deadline {
-    pub(crate) fn new(probe_ticks: u64) -> Deadline {
+    /// Probe windows of about `probe_ms` milliseconds (at least one tick).
+    pub(crate) fn new(probe_ms: u64) -> Deadline {
         Deadline {
-            probe_ticks: probe_ticks.max(1),
+            probe_ticks: (probe_ms / TICK_MS).max(1),
             overrun: Overrun::default(),
             late: 0,
         }
@@ -73,20 +76,18 @@ pub enum Verdict {
     Probe,
 }
 
-/// Judges a passed deadline: `previous_cpu_ns` is the thread's CPU clock when the probe
-/// window that just ended began (`None` when the call's own deadline just passed),
-/// `now_cpu_ns` the clock now, `probe_ns` the window's wall length and `probes` the
-/// windows granted so far.
-pub fn judge(previous_cpu_ns: Option<u64>, now_cpu_ns: u64, probe_ns: u64, probes: u32) -> Verdict {
+/// Judges a passed deadline. `window` is the CPU time the thread used and the wall time
+/// that passed during the probe window that just ended (`None` when the call's own
+/// deadline just passed); `probes` the windows granted so far.
+pub fn judge(window: Option<(u64, u64)>, probes: u32) -> Verdict {
     if probes >= MAX_PROBES {
         return Verdict::Interrupt;
     }
-    match previous_cpu_ns {
+    match window {
         // The deadline itself: how busy the thread was is not known yet; measure.
         None => Verdict::Probe,
-        Some(started) => {
-            let ran = now_cpu_ns.saturating_sub(started);
-            if ran.saturating_mul(2) >= probe_ns {
+        Some((ran_ns, elapsed_ns)) => {
+            if ran_ns.saturating_mul(2) >= elapsed_ns {
                 Verdict::Interrupt
             } else {
                 Verdict::Probe
@@ -95,21 +96,19 @@ pub fn judge(previous_cpu_ns: Option<u64>, now_cpu_ns: u64, probe_ns: u64, probe
     }
 }
 
-/// The CPU time the calling thread has used, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
+/// The CPU time the calling thread has used, in nanoseconds (`None` if unknown).
+fn thread_cpu_ns() -> Option<u64> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `now` is a valid, writable timespec; the clock id is a constant Linux knows.
     let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    if status != 0 {
-        // Cannot measure: report a busy thread, so the deadline keeps its plain meaning.
-        return u64::MAX;
-    }
-    (now.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(now.tv_nsec as u64)
+    (status == 0).then(|| {
+        (now.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(now.tv_nsec as u64)
+    })
 }
 
 /// Installs the deadline callback on `store`.
@@ -119,18 +118,23 @@ pub(crate) fn arm(store: &mut Store<HostState>) {
         // A call is running: the ticker must keep ticking at full rate.
         state.note_call();
         let deadline = &mut state.deadline;
-        let now = thread_cpu_ns();
-        let probe_ns = deadline.probe_ticks * crate::runtime::TICK.as_nanos() as u64;
-        let overrun = &mut deadline.overrun;
-        let previous = if now == u64::MAX {
-            Some(0)
-        } else {
-            overrun.probe_started_cpu_ns
+        let Some(cpu) = thread_cpu_ns() else {
+            // Cannot tell a starved thread from a busy one: the plain deadline.
+            return Ok(UpdateDeadline::Interrupt);
         };
-        match judge(previous, now, probe_ns, overrun.probes) {
+        let wall = Instant::now();
+        let overrun = &mut deadline.overrun;
+        let window = overrun.window.map(|(cpu_then, wall_then)| {
+            let elapsed = wall.saturating_duration_since(wall_then).as_nanos();
+            (
+                cpu.saturating_sub(cpu_then),
+                u64::try_from(elapsed).unwrap_or(u64::MAX),
+            )
+        });
+        match judge(window, overrun.probes) {
             Verdict::Interrupt => Ok(UpdateDeadline::Interrupt),
             Verdict::Probe => {
-                overrun.probe_started_cpu_ns = Some(now);
+                overrun.window = Some((cpu, wall));
                 overrun.probes += 1;
                 Ok(UpdateDeadline::Continue(deadline.probe_ticks))
             }
@@ -146,42 +150,33 @@ mod tests {
 
     #[test]
     fn the_deadline_itself_starts_a_probe() {
-        assert_eq!(judge(None, 5 * MS, 3 * MS, 0), Verdict::Probe);
+        assert_eq!(judge(None, 0), Verdict::Probe);
     }
 
     #[test]
     fn a_busy_thread_is_interrupted_after_one_probe() {
-        // The thread ran for the whole 3 ms window: a loop.
-        assert_eq!(judge(Some(10 * MS), 13 * MS, 3 * MS, 1), Verdict::Interrupt);
+        // The thread ran for the whole 10 ms window: a loop.
+        assert_eq!(judge(Some((10 * MS, 10 * MS)), 1), Verdict::Interrupt);
         // Half the window is enough.
-        assert_eq!(
-            judge(Some(10 * MS), 11_500_000, 3 * MS, 1),
-            Verdict::Interrupt
-        );
+        assert_eq!(judge(Some((5 * MS, 10 * MS)), 1), Verdict::Interrupt);
     }
 
     #[test]
     fn a_starved_thread_gets_more_windows_up_to_the_bound() {
-        // 0.2 ms of CPU in a 3 ms window: the thread waited for a CPU.
-        assert_eq!(judge(Some(10 * MS), 10_200_000, 3 * MS, 1), Verdict::Probe);
-        assert_eq!(
-            judge(Some(10 * MS), 10 * MS, 3 * MS, MAX_PROBES - 1),
-            Verdict::Probe
-        );
-        assert_eq!(
-            judge(Some(10 * MS), 10 * MS, 3 * MS, MAX_PROBES),
-            Verdict::Interrupt
-        );
+        // 0.2 ms of CPU in a 10 ms window: the thread waited for a CPU.
+        assert_eq!(judge(Some((MS / 5, 10 * MS)), 1), Verdict::Probe);
+        assert_eq!(judge(Some((0, 10 * MS)), MAX_PROBES - 1), Verdict::Probe);
+        assert_eq!(judge(Some((0, 10 * MS)), MAX_PROBES), Verdict::Interrupt);
     }
 
     #[test]
     fn the_thread_clock_advances_with_work() {
-        let before = thread_cpu_ns();
+        let before = thread_cpu_ns().expect("thread CPU clock");
         let mut x = 1u64;
         for i in 0..5_000_000u64 {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
         }
         std::hint::black_box(x);
-        assert!(thread_cpu_ns() > before);
+        assert!(thread_cpu_ns().expect("thread CPU clock") > before);
     }
 }

@@ -15,14 +15,14 @@ use wasmtime::{Memory, Store, Trap, TypedFunc};
 use crate::deadline::Deadline;
 use crate::error::{PluginError, Result};
 use crate::manifest::Kind;
-use crate::plugin::{Plugin, SETUP_TICKS};
-use crate::runtime::HostState;
+use crate::plugin::{Plugin, SETUP_MS};
+use crate::runtime::{HostState, ticks_for};
 
-/// Epoch ticks (milliseconds) a real-time call may take, at least and at most: two
-/// periods (at least 10 ms). The deadline is wall-clock time; when it passes, probe
+/// Milliseconds a real-time call may take, at least and at most: two periods (at least
+/// 10 ms). The deadline is wall-clock time; when it passes, probe
 /// windows of half of it (see [`crate::deadline`]) tell a plugin that loops, which is
 /// then disabled, from one whose thread the host preempted, which goes on.
-const CALL_TICKS: (u64, u64) = (10, 100);
+const CALL_MS: (u64, u64) = (10, 100);
 
 /// A set-up plugin instance.
 pub struct Kernel {
@@ -140,6 +140,7 @@ impl Kernel {
             }
         }
         let period_ms = (max_frames as u64 * 1000).div_ceil(u64::from(setup.output_rate.max(1)));
+        let deadline_ms = (period_ms * 2).clamp(CALL_MS.0, CALL_MS.1);
         let mut kernel = Kernel {
             name: manifest.name.clone(),
             params: manifest.params.iter().map(|p| p.name.clone()).collect(),
@@ -153,11 +154,11 @@ impl Kernel {
             output,
             max_frames,
             input_count: inputs as usize,
-            deadline_ticks: (period_ms * 2).clamp(CALL_TICKS.0, CALL_TICKS.1),
+            deadline_ticks: ticks_for(deadline_ms),
         };
-        kernel.store.data_mut().deadline = Deadline::new((kernel.deadline_ticks / 2).clamp(2, 25));
+        kernel.store.data_mut().deadline = Deadline::new(deadline_ms / 2);
         kernel.warm(manifest.kind)?;
-        kernel.store.set_epoch_deadline(SETUP_TICKS);
+        kernel.store.set_epoch_deadline(ticks_for(SETUP_MS));
         initialize(&mut kernel.store)?;
         for (index, range) in kernel.inputs.iter().enumerate() {
             let ptr = input_ptr

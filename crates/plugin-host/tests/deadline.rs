@@ -14,6 +14,10 @@ use paravox_plugin_host::{Kernel, PluginRuntime};
 
 const FRAMES: usize = 480;
 
+/// The tests take turns: the epoch ticker must find a CPU that neither the starving
+/// competitor nor a spinning plugin holds.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn setup() -> KernelSetup {
     KernelSetup {
         input_rate: 48_000,
@@ -62,6 +66,7 @@ fn pin_to(cpu: usize) {
 
 #[test]
 fn a_plugin_whose_thread_is_starved_past_its_deadline_stays_enabled() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut kernel = kernel(Misdeed::Toil);
     // Calibrate: about 2 ms of looping, a tenth of the deadline.
     let mut iterations = 100_000u32;
@@ -138,6 +143,7 @@ fn a_plugin_whose_thread_is_starved_past_its_deadline_stays_enabled() {
 
 #[test]
 fn a_plugin_that_loops_is_still_stopped_after_its_deadline_and_one_probe() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut kernel = kernel(Misdeed::Spin);
     let started = Instant::now();
     let result = kernel.process(FRAMES, FRAMES);
