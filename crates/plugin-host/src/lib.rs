@@ -54,7 +54,7 @@
 //!   formats, rates and channels the manifest declares; `paravox_init` succeeds; every
 //!   buffer lies inside the memory, 8-aligned, without overlap; one warm-up call over
 //!   silence succeeds; `paravox_init` runs again so the real stream starts clean.
-//! - While running: each call has a deadline (epoch interruption, 5 ms ticks, two
+//! - While running: each call has a deadline (epoch interruption, 10 ms ticks, two
 //!   periods, 10–100 ms; past it, short probe windows on the thread's CPU clock tell a
 //!   plugin that loops from one whose thread the host preempted: [`deadline`]); memory
 //!   and tables cannot grow; every frame count is bounded and

@@ -66,7 +66,9 @@ fn pin_to(cpu: usize) {
 
 #[test]
 fn a_plugin_whose_thread_is_starved_past_its_deadline_stays_enabled() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut kernel = kernel(Misdeed::Toil);
     // Calibrate: about 2 ms of looping, a tenth of the deadline.
     let mut iterations = 100_000u32;
@@ -143,7 +145,9 @@ fn a_plugin_whose_thread_is_starved_past_its_deadline_stays_enabled() {
 
 #[test]
 fn a_plugin_that_loops_is_still_stopped_after_its_deadline_and_one_probe() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut kernel = kernel(Misdeed::Spin);
     let started = Instant::now();
     let result = kernel.process(FRAMES, FRAMES);

@@ -67,6 +67,9 @@ struct Args {
     /// Which guests to run.
     #[arg(long, value_enum, default_value_t = Protocols::Both)]
     protocols: Protocols,
+    /// Where the daemon converts and mixes ("wasm" or "native"; default: its default).
+    #[arg(long, value_parser = ["wasm", "native"])]
+    dsp: Option<String>,
 }
 
 /// Which protocols the guests speak.
@@ -127,7 +130,12 @@ fn run(args: &Args) -> Result<bool> {
         Protocols::Sndif => 0,
     };
     let sndif_streams = args.streams - virtio_streams;
-    let mut daemon = Daemon::start(&args.daemon, dir.path(), virtio_streams)?;
+    let mut daemon = Daemon::start(
+        &args.daemon,
+        dir.path(),
+        virtio_streams,
+        args.dsp.as_deref(),
+    )?;
     println!(
         "soak: daemon pid {} on {}; {virtio_streams} virtio-snd + {sndif_streams} sndif streams for {} min",
         daemon.pid(),
@@ -261,7 +269,12 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(binary: &Path, dir: &Path, virtio_sockets: usize) -> Result<Daemon> {
+    fn start(
+        binary: &Path,
+        dir: &Path,
+        virtio_sockets: usize,
+        dsp: Option<&str>,
+    ) -> Result<Daemon> {
         let state = dir.join("state");
         let shm_dir = dir.join("sndif");
         let port = TcpListener::bind("127.0.0.1:0")
@@ -273,10 +286,27 @@ impl Daemon {
             .arg("serve")
             .arg("--state-dir")
             .arg(&state)
-            .args(["--output", "null", "--input", "tone:440"])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--sndif-shm")
             .arg(&shm_dir);
+        match dsp {
+            None => {
+                command.args(["--output", "null", "--input", "tone:440"]);
+            }
+            Some(dsp) => {
+                let config = dir.join("paravox.toml");
+                fs::write(
+                    &config,
+                    format!(
+                        "[[output]]\nname = \"out\"\nspec = \"null\"\n\
+                         [[input]]\nname = \"in\"\nspec = \"tone:440\"\n\
+                         [defaults]\noutput = \"out\"\ninput = \"in\"\ndsp = \"{dsp}\"\n"
+                    ),
+                )
+                .context("writing the daemon's configuration")?;
+                command.arg("--config").arg(config);
+            }
+        }
         for index in 0..virtio_sockets {
             command
                 .arg("--virtio-socket")
