@@ -293,8 +293,8 @@ fn cases() -> Vec<Case> {
     vec![
         decode_case(),
         encode_case(),
-        mix_case("mix_16_streams", 1.0),
-        mix_case("mix_16_streams_soft_clip_off", 0.0),
+        mix_case("mix_16_streams", 0.0),
+        mix_case("mix_16_streams_soft_clip_on", 1.0),
         gain_case(),
         channel_map_case(),
         resample_case(),

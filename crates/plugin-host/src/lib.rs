@@ -119,27 +119,29 @@
 //! `cargo bench -p paravox-plugin-host` times each shipped plugin through the engine's
 //! own real-time path (input written into the plugin's memory, the call under its
 //! deadline, the output checked while copied out) against its native stage, one period
-//! of 480 stereo frames. Measured on a shared, heavily loaded 2-core x86-64 host
-//! (best batch of 200 calls; criterion's means there run about twice as long):
+//! of 480 stereo frames, on a shared 2-core x86-64 host (best batch of 200 calls;
+//! criterion's means run longer). Two runs, a stop apart:
 //!
 //! | stage | native | plugin | plugin throughput |
 //! |---|---|---|---|
-//! | convert s16_le → f32 | 117 ns | 382 ns | 0.30× |
-//! | convert f32 → s16_le | 247 ns | 375–930 ns | 0.27–0.65× (varied between runs) |
-//! | mix, 16 streams, soft clipping off | 1.58 µs | 2.25 µs | 0.70× |
-//! | mix, 16 streams, soft clipping on (default) | 1.59 µs | 2.28–3.02 µs | 0.52–0.72× |
-//! | gain −6 dB | 515 ns | 414 ns | 1.24× |
-//! | channel map 1 → 2 | 1.79 µs | 5.27 µs | 0.34× |
-//! | resample 44.1 → 48 kHz | 12.7 µs | 32 µs | 0.39× |
+//! | convert s16_le → f32 | 117–119 ns | 316–382 ns | 0.30–0.38× |
+//! | convert f32 → s16_le | 247 ns | 374–930 ns | 0.27–0.66× (varies between runs) |
+//! | mix, 16 streams (as paravox mixes: soft clipping off) | 1.58–1.60 µs | 2.16–2.25 µs | 0.70–0.74× |
+//! | mix, 16 streams, soft clipping on | 1.59 µs | 2.28–3.02 µs | 0.52–0.72× |
+//! | gain −6 dB | 499–515 ns | 402–414 ns | 1.24× |
+//! | channel map 1 → 2 | 1.79–1.94 µs | 5.27 µs | 0.34–0.37× |
+//! | resample 44.1 → 48 kHz | 12.7–12.8 µs | 31–32 µs | 0.39–0.41× |
 //!
-//! A call costs about 32 ns with nothing to do (criterion: 62 ns per `process(0, 0)`,
-//! 88 ns per `set_param`). Of a 16-bit decode's 382 ns, 32 go to copying the guest bytes
-//! in, 191 to the call (the SIMD loop itself is about 1.5× native's), and 140–155 to the
-//! checked copy of the 960 samples out: for a stage as cheap as decoding 16-bit samples
-//! the sandbox's copies and output checks cost more than the work, so the converter stays
-//! well below the 0.7× goal and `dsp = "native"` stays paravox's default. Compiling
-//! `convert.wasm` takes about 50 ms (75–110 ms on a loaded host); loading it from the
-//! on-disk cache about 0.6 ms.
+//! A call costs about 33 ns with nothing to do (criterion: 55–62 ns per
+//! `process(0, 0)`, 37–88 ns per `set_param`). Of a 16-bit decode's 316 ns, 28 go to
+//! copying the guest bytes in, 150 to the call (its SIMD loop about native's speed), and
+//! 160 to the checked copy of the 960 samples out: for a stage as cheap as decoding
+//! 16-bit samples the sandbox's copies and output checks cost more than the work, so the
+//! converter stays below the 0.7× goal. In absolute terms that is 0.2 µs more per stream
+//! and 10 ms period (0.002 % of the period), which is why paravox still converts in the
+//! plugin by default. Compiling `convert.wasm` takes 42–52 ms (75–110 ms on a loaded
+//! host); loading it from the on-disk cache 0.37–0.6 ms; instantiating, initializing and
+//! warming a kernel for a stream 34 µs.
 
 pub mod abi;
 pub mod cache;
