@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use paravox_engine::plugin::{ChainPlugins, EffectPlugin, KernelFactory};
-use paravox_engine::{Direction, Engine};
+use paravox_engine::{Direction, Endpoint, Engine};
 use paravox_plugin_host::{Kind, Plugin, PluginRuntime, shipped};
 use tracing::{info, warn};
 
@@ -107,6 +107,50 @@ pub struct DspPlan {
     pub cards: BTreeMap<String, CardDsp>,
 }
 
+impl DspPlan {
+    /// Whether `other` asks for the same things (where each was written aside), on the
+    /// virtio cards both have.
+    pub fn same_settings(&self, other: &DspPlan) -> bool {
+        fn entries(entries: &[ChainEntry]) -> Vec<(&str, &[(String, f32)])> {
+            entries
+                .iter()
+                .map(|entry| (entry.name.as_str(), entry.params.as_slice()))
+                .collect()
+        }
+        let mixers = |plan: &DspPlan| -> Vec<(String, String, Params)> {
+            plan.mixers
+                .iter()
+                .map(|(endpoint, entry)| {
+                    (endpoint.clone(), entry.name.clone(), entry.params.clone())
+                })
+                .collect()
+        };
+        // Cards added or removed are a change of [[virtio]] itself, reported as that.
+        let shared = |plan: &'_ DspPlan, other: &DspPlan| -> Vec<String> {
+            plan.cards
+                .iter()
+                .filter(|(card, _)| other.cards.contains_key(*card))
+                .map(|(card, settings)| {
+                    let streams: Vec<_> = settings
+                        .streams
+                        .iter()
+                        .map(|(name, stream)| {
+                            (name, stream.dsp, stream.chain.as_deref().map(entries))
+                        })
+                        .collect();
+                    format!("{card} {:?} {streams:?}", settings.dsp)
+                })
+                .collect()
+        };
+        self.default == other.default
+            && self.explicit == other.explicit
+            && entries(&self.chain) == entries(&other.chain)
+            && self.endpoints == other.endpoints
+            && mixers(self) == mixers(other)
+            && shared(self, other) == shared(other, self)
+    }
+}
+
 /// One virtio card's settings.
 #[derive(Debug, Clone, Default)]
 pub struct CardDsp {
@@ -151,10 +195,86 @@ pub struct Loaded {
     plugins_dir: std::path::PathBuf,
     plan: DspPlan,
     convert: Option<Arc<dyn KernelFactory>>,
+    mix: Option<Arc<dyn KernelFactory>>,
     chain: Vec<EffectPlugin>,
 }
 
 impl Loaded {
+    fn new(plan: &DspPlan, state_dir: &Path) -> Loaded {
+        Loaded {
+            runtime: None,
+            plugins_dir: plugins_dir(state_dir),
+            plan: plan.clone(),
+            convert: None,
+            mix: None,
+            chain: Vec::new(),
+        }
+    }
+
+    /// The default (`dsp` left unset) must not keep paravox from starting: when its
+    /// plugins cannot load, conversion and mixing run natively, and the log says why.
+    fn settle_default(&mut self) {
+        if self.plan.default != Dsp::Wasm || self.plan.explicit {
+            return;
+        }
+        let probed = self.plugin("convert").and_then(|convert| {
+            self.convert = Some(convert);
+            self.plugin("mix")
+        });
+        match probed {
+            Ok(mix) => self.mix = Some(mix),
+            Err(error) => {
+                warn!(
+                    "the WebAssembly plugins cannot load ({error:#}): conversion and mixing run natively"
+                );
+                self.plan.default = Dsp::Native;
+            }
+        }
+    }
+
+    /// Sets a playback endpoint's mixer: its `mixer` entry, else the shipped `mix` unless
+    /// its `dsp` (or the default) is native.
+    fn set_mixer(&mut self, endpoint: &Endpoint) -> Result<()> {
+        if endpoint.direction() != Direction::Playback {
+            return Ok(());
+        }
+        let (factory, params, whence) = match self.plan.mixers.get(endpoint.name()).cloned() {
+            Some(entry) => {
+                let runtime = self.runtime()?;
+                let (plugin, params) =
+                    load_entry(&runtime, &self.plugins_dir, &entry, Kind::Mixer)?;
+                let factory: Arc<dyn KernelFactory> = plugin;
+                (factory, params, Some(entry.whence))
+            }
+            None => {
+                let dsp = self.plan.endpoints.get(endpoint.name()).copied();
+                if dsp.unwrap_or(self.plan.default) == Dsp::Native {
+                    return Ok(());
+                }
+                let factory = match &self.mix {
+                    Some(factory) => factory.clone(),
+                    None => {
+                        let mix = self.plugin("mix")?;
+                        self.mix.insert(mix).clone()
+                    }
+                };
+                (factory, Vec::new(), None)
+            }
+        };
+        endpoint
+            .set_mixer(Some(&factory), &params)
+            .map_err(|error| match whence {
+                Some(whence) => usage(format!("{whence}: {error}")),
+                None => anyhow::Error::from(error),
+            })?;
+        info!(
+            endpoint = endpoint.name(),
+            mixer = factory.name(),
+            "mixing in a wasm plugin"
+        );
+        Ok(())
+    }
+
     fn runtime(&mut self) -> Result<Arc<PluginRuntime>> {
         if let Some(runtime) = &self.runtime {
             return Ok(runtime.clone());
@@ -271,32 +391,9 @@ fn load_entry(
 /// Serve: installs the default plugin sets (conversion, `defaults.chain`) and every
 /// output endpoint's mixer as configured. Nothing is loaded when everything is native.
 pub fn apply(engine: &Engine, plan: &DspPlan, state_dir: &Path) -> Result<Loaded> {
-    let mut loaded = Loaded {
-        runtime: None,
-        plugins_dir: plugins_dir(state_dir),
-        plan: plan.clone(),
-        convert: None,
-        chain: Vec::new(),
-    };
+    let mut loaded = Loaded::new(plan, state_dir);
     loaded.chain = loaded.effects(&plan.chain)?;
-    let mut mix = None;
-    if plan.default == Dsp::Wasm && !plan.explicit {
-        // The default must not keep paravox from starting: without its plugins it runs
-        // natively, and says why.
-        let probed = loaded.plugin("convert").and_then(|convert| {
-            loaded.convert = Some(convert);
-            loaded.plugin("mix")
-        });
-        match probed {
-            Ok(plugin) => mix = Some(plugin),
-            Err(error) => {
-                warn!(
-                    "the WebAssembly plugins cannot load ({error:#}): conversion and mixing run natively"
-                );
-                loaded.plan.default = Dsp::Native;
-            }
-        }
-    }
+    loaded.settle_default();
     let default = loaded.plan.default;
     for direction in [Direction::Playback, Direction::Capture] {
         let set = loaded.set(default, direction, loaded.chain.clone())?;
@@ -305,45 +402,16 @@ pub fn apply(engine: &Engine, plan: &DspPlan, state_dir: &Path) -> Result<Loaded
         }
     }
     for endpoint in engine.endpoints() {
-        if endpoint.direction() != Direction::Playback {
-            continue;
-        }
-        let (factory, params, whence) = match plan.mixers.get(endpoint.name()) {
-            Some(entry) => {
-                let runtime = loaded.runtime()?;
-                let (plugin, params) =
-                    load_entry(&runtime, &loaded.plugins_dir, entry, Kind::Mixer)?;
-                let factory: Arc<dyn KernelFactory> = plugin;
-                (factory, params, entry.whence.clone())
-            }
-            None => {
-                let dsp = plan.endpoints.get(endpoint.name()).copied();
-                if dsp.unwrap_or(default) == Dsp::Native {
-                    continue;
-                }
-                let factory = match &mix {
-                    Some(factory) => factory.clone(),
-                    None => mix.insert(loaded.plugin("mix")?).clone(),
-                };
-                (factory, Vec::new(), String::new())
-            }
-        };
-        endpoint
-            .set_mixer(Some(&factory), &params)
-            .map_err(|error| {
-                if whence.is_empty() {
-                    anyhow::Error::from(error)
-                } else {
-                    usage(format!("{whence}: {error}"))
-                }
-            })?;
-        info!(
-            endpoint = endpoint.name(),
-            mixer = factory.name(),
-            "mixing in a wasm plugin"
-        );
+        loaded.set_mixer(&endpoint)?;
     }
     Ok(loaded)
+}
+
+/// Reload: gives `endpoint`, just opened, the mixer `plan` asks for.
+pub fn apply_endpoint(endpoint: &Endpoint, plan: &DspPlan, state_dir: &Path) -> Result<()> {
+    let mut loaded = Loaded::new(plan, state_dir);
+    loaded.settle_default();
+    loaded.set_mixer(endpoint)
 }
 
 /// Serve: gives the streams of virtio card `card` that configure `dsp` or `chain` (on the

@@ -1,6 +1,7 @@
 //! `systemctl reload` (SIGHUP): reads the configuration file again and applies what can
-//! change while VMs play — endpoints and default routes — and names, in the log, every
-//! change that only a restart applies (virtio cards: their vhost-user sockets are live).
+//! change while VMs play — endpoints (with their mixers) and default routes — and names,
+//! in the log, every change that only a restart applies (virtio cards: their vhost-user
+//! sockets are live; dsp, mixer and chain settings of what already runs).
 
 use std::path::{Path, PathBuf};
 
@@ -80,6 +81,13 @@ impl Running {
                 .map(|cards| format!("{cards:?}"))
                 .unwrap_or_default()
         };
+        if !self.config.dsp.same_settings(&config.dsp) {
+            summary.pending.push(
+                "dsp, mixer or chain changed: a restart sets streams and mixers up with them \
+                 (endpoints opened by this reload already use the new mixer settings)"
+                    .to_owned(),
+            );
+        }
         if source(&self.config) != source(&config) {
             summary.pending.push(
                 "the [[virtio]] cards changed: a restart re-creates their vhost-user sockets, \
@@ -135,12 +143,24 @@ impl Running {
                 endpoint.fallback.as_ref().map(|f| f.get_ref().as_str()),
                 direction,
             );
-            if let Err(error) = opened {
-                summary.replaced.retain(|n| n != name);
-                summary.added.retain(|n| n != name);
-                summary
-                    .pending
-                    .push(format!("endpoint '{name}' could not open: {error:#}"));
+            match opened {
+                Ok(endpoint) => {
+                    if let Err(error) =
+                        crate::dsp::apply_endpoint(&endpoint, &config.dsp, &self.state_dir)
+                    {
+                        summary.pending.push(format!(
+                            "endpoint '{name}' opened, but its mixer could not be set up, so \
+                             it mixes natively: {error:#}"
+                        ));
+                    }
+                }
+                Err(error) => {
+                    summary.replaced.retain(|n| n != name);
+                    summary.added.retain(|n| n != name);
+                    summary
+                        .pending
+                        .push(format!("endpoint '{name}' could not open: {error:#}"));
+                }
             }
         }
         for endpoint in old {
@@ -266,6 +286,49 @@ mod tests {
             engine.default_endpoint(Direction::Playback).as_deref(),
             Some("new")
         );
+        engine.shutdown();
+    }
+
+    #[test]
+    fn endpoints_a_reload_opens_get_their_mixer_and_dsp_changes_wait_for_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut running, engine) = running(
+            dir.path(),
+            "[[output]]\nname = \"keep\"\nspec = \"null\"\n[defaults]\noutput = \"keep\"\n",
+        );
+        std::fs::write(
+            running.config_path.as_ref().unwrap(),
+            "[[output]]\nname = \"keep\"\nspec = \"null\"\n\
+             [[output]]\nname = \"plain\"\nspec = \"null\"\n\
+             [[output]]\nname = \"soft\"\nspec = \"null\"\nmixer = \"mix:soft_clip=1\"\n\
+             [[output]]\nname = \"native\"\nspec = \"null\"\ndsp = \"native\"\n\
+             [defaults]\noutput = \"keep\"\n",
+        )
+        .unwrap();
+        let summary = running.reload(&engine).unwrap();
+        assert_eq!(summary.added, ["plain", "soft", "native"]);
+        assert_eq!(summary.pending.len(), 1, "{:?}", summary.pending);
+        assert!(summary.pending[0].contains("dsp, mixer or chain changed"));
+        let mixer = |name: &str| engine.endpoint(name).and_then(|e| e.mixer_name());
+        assert_eq!(mixer("plain").as_deref(), Some("mix"));
+        assert_eq!(mixer("soft").as_deref(), Some("mix"));
+        assert_eq!(
+            engine.endpoint("soft").unwrap().mixer_params(),
+            [("soft_clip".to_owned(), 1.0)]
+        );
+        assert_eq!(mixer("native"), None);
+        // The same settings written elsewhere in the file are no change.
+        std::fs::write(
+            running.config_path.as_ref().unwrap(),
+            "[defaults]\noutput = \"keep\"\n\
+             [[output]]\nname = \"keep\"\nspec = \"null\"\n\
+             [[output]]\nname = \"plain\"\nspec = \"null\"\n\
+             [[output]]\nname = \"soft\"\nspec = \"null\"\nmixer = \"mix:soft_clip=1\"\n\
+             [[output]]\nname = \"native\"\nspec = \"null\"\ndsp = \"native\"\n",
+        )
+        .unwrap();
+        let summary = running.reload(&engine).unwrap();
+        assert!(summary.pending.is_empty(), "{:?}", summary.pending);
         engine.shutdown();
     }
 
