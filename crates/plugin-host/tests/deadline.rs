@@ -112,11 +112,12 @@ fn a_plugin_whose_thread_is_starved_past_its_deadline_stays_enabled() {
         })
     };
     if !prioritized.recv().expect("competitor") {
+        // Without CAP_SYS_NICE (not root, or a container that withholds it) nothing can
+        // starve this thread for sure; say so rather than pass on a case never run.
         competitor.join().expect("competitor");
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        assert!(!root, "SCHED_FIFO refused to root");
-        eprintln!("not root: no SCHED_FIFO competitor, so the starved case is not exercised");
+        eprintln!(
+            "SKIPPED: SCHED_FIFO is not permitted here, so the starved case is not exercised"
+        );
         return;
     }
     start
