@@ -943,15 +943,22 @@ impl Worker {
     }
 }
 
+/// The SCHED_FIFO priority endpoint threads ask for. Threads that must be able to
+/// preempt them (the plugin host's epoch ticker, which stops a looping plugin running on
+/// an endpoint thread) ask for more.
+pub const REALTIME_PRIORITY: i32 = 20;
+
 /// Asks for SCHED_FIFO; logs once if the system refuses.
 fn request_realtime(name: &str) {
-    let param = libc::sched_param { sched_priority: 20 };
+    let param = libc::sched_param {
+        sched_priority: REALTIME_PRIORITY,
+    };
     // SAFETY: `param` is a valid sched_param for the calling thread.
     let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
     if rc == 0 {
         info!(
             endpoint = name,
-            priority = 20,
+            priority = REALTIME_PRIORITY,
             "endpoint thread runs SCHED_FIFO"
         );
     } else {

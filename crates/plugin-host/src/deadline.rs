@@ -8,16 +8,17 @@
 //! loops keeps its thread busy, so it is interrupted after the first window in which the
 //! thread ran for at least half of the time that passed; one that merely waits for a CPU
 //! gets another window, up to [`MAX_PROBES`] (a bound on how late a starved call can make
-//! its cycle). The windows are half the deadline: a call that loops is interrupted after
-//! about 1.5 deadlines, and a healthy one, which needs microseconds once it runs again,
-//! finishes inside the window in which its thread gets the CPU back. The normal path
+//! its cycle). The windows last at least half the deadline (up to one tick more): a call
+//! that loops is interrupted after about two deadlines, and a healthy one, which needs
+//! microseconds once it runs again, finishes inside the window in which its thread gets
+//! the CPU back. The normal path
 //! pays nothing: the callback runs only once a deadline has passed.
 
 use std::time::Instant;
 
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::runtime::{HostState, TICK_MS};
+use crate::runtime::{HostState, ticks_for};
 
 /// Probe windows granted after a deadline before the call is interrupted regardless.
 pub const MAX_PROBES: u32 = 20;
@@ -43,10 +44,13 @@ pub(crate) struct Deadline {
 }
 
 impl Deadline {
-    /// Probe windows of about `probe_ms` milliseconds (at least one tick).
+    /// Probe windows of at least `probe_ms` milliseconds. A window of "the next tick"
+    /// could end a moment after it began, and a thread that ran for that whole moment
+    /// would look busy however little it needed: a starved healthy call just given its
+    /// CPU back would be interrupted as a loop.
     pub(crate) fn new(probe_ms: u64) -> Deadline {
         Deadline {
-            probe_ticks: (probe_ms / TICK_MS).max(1),
+            probe_ticks: ticks_for(probe_ms),
             overrun: Overrun::default(),
             late: 0,
         }

@@ -3,7 +3,10 @@
 //!
 //! - Deadlines: epoch interruption, the epoch advanced every [`TICK_MS`] milliseconds by
 //!   a ticker thread that dozes while no plugin is called; each call gets a deadline in
-//!   ticks (not fuel, whose per-block accounting would tax every hot loop).
+//!   ticks (not fuel, whose per-block accounting would tax every hot loop). The ticker
+//!   runs SCHED_FIFO one step above the endpoint threads where that is permitted: a
+//!   plugin looping on a real-time endpoint thread would otherwise keep the ticker off
+//!   that CPU, and on a host whose every CPU is busy the loop would never be stopped.
 //! - Memory: the pooling allocator (instances come from preallocated slots, so setting
 //!   one up never maps memory on demand) and per-store limits: one instance, one memory,
 //!   one table, [`MAX_MEMORY_BYTES`] of memory, and no growth at all once set up.
@@ -228,6 +231,7 @@ impl Ticker {
         let thread = std::thread::Builder::new()
             .name("paravox-epoch".into())
             .spawn(move || {
+                request_realtime();
                 let mut quiet = 0u64;
                 while !flag.load(Ordering::Relaxed) {
                     if live.load(Ordering::SeqCst) == 0 {
@@ -255,6 +259,27 @@ impl Ticker {
             activity,
             thread: Some(thread),
         })
+    }
+}
+
+/// The ticker's SCHED_FIFO priority: above the endpoint threads it watches over.
+pub const TICKER_PRIORITY: i32 = paravox_engine::endpoint::REALTIME_PRIORITY + 1;
+
+/// Asks for [`TICKER_PRIORITY`]. Where real-time scheduling is withheld the endpoint
+/// threads run at normal priority too (and say so), so the ticker still gets its turn.
+fn request_realtime() {
+    let param = libc::sched_param {
+        sched_priority: TICKER_PRIORITY,
+    };
+    // SAFETY: `param` is a valid sched_param for the calling thread.
+    let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    if rc == 0 {
+        debug!(priority = TICKER_PRIORITY, "epoch ticker runs SCHED_FIFO");
+    } else {
+        debug!(
+            error = %std::io::Error::from_raw_os_error(rc),
+            "epoch ticker runs at normal priority"
+        );
     }
 }
 

@@ -15,9 +15,16 @@ pub enum Misdeed {
     Grow,
     HugeCount,
     Nan,
-    /// Loops as many times as the bits of the first input sample say, then returns.
-    Toil,
+    /// Raises the "entered" word ([`ENTERED_SAMPLE`] of input 0), then waits in a loop
+    /// until another thread sets the "released" word ([`RELEASED_SAMPLE`]).
+    Handshake,
 }
+
+/// Index of the input sample a [`Misdeed::Handshake`] plugin sets to 1 once it is inside
+/// its call.
+pub const ENTERED_SAMPLE: usize = 2;
+/// Index of the input sample a [`Misdeed::Handshake`] plugin waits to become non-zero.
+pub const RELEASED_SAMPLE: usize = 1;
 
 /// The `half` effect of the crate documentation, with `extra` spliced into the module and
 /// `misdeed` committed from call `after` on.
@@ -30,12 +37,20 @@ pub fn half_wat(manifest: &str, extra: &str, misdeed: Misdeed, after: u32) -> St
         Misdeed::Grow => "(drop (memory.grow (i32.const 1)))",
         Misdeed::HugeCount => "(return (i32.const 1000000))",
         Misdeed::Nan => "(f32.store (global.get $output) (f32.const nan))",
-        Misdeed::Toil => {
-            "(global.set $toil (i32.load (i32.const 4096))) \
-             (block $rested (loop $more \
-               (br_if $rested (i32.eqz (global.get $toil))) \
-               (global.set $toil (i32.sub (global.get $toil) (i32.const 1))) \
-               (br $more)))"
+        // Input 0 starts at 4096: sample 2 is at 4104, sample 1 at 4100. A thread
+        // preempted inside `$wait` may resume past its loop header's epoch check and leave
+        // at once, so a short second loop makes sure the call looks at the epoch again
+        // after it was released.
+        Misdeed::Handshake => {
+            "(i32.store (i32.const 4104) (i32.const 1)) \
+             (block $released (loop $wait \
+               (br_if $released (i32.ne (i32.load (i32.const 4100)) (i32.const 0))) \
+               (br $wait))) \
+             (global.set $countdown (i32.const 16)) \
+             (block $done (loop $settle \
+               (br_if $done (i32.eqz (global.get $countdown))) \
+               (global.set $countdown (i32.sub (global.get $countdown) (i32.const 1))) \
+               (br $settle)))"
         }
     };
     format!(
@@ -47,7 +62,7 @@ pub fn half_wat(manifest: &str, extra: &str, misdeed: Misdeed, after: u32) -> St
   (global $output (mut i32) (i32.const 0))
   (global $volume (mut f32) (f32.const 0.5))
   (global $calls (mut i32) (i32.const 0))
-  (global $toil (mut i32) (i32.const 0))
+  (global $countdown (mut i32) (i32.const 0))
   (func (export "paravox_abi_version") (result i32) (i32.const 1))
   (func (export "paravox_manifest") (result i64) (i64.const {len}))
   (func (export "paravox_init")
