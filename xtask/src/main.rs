@@ -52,6 +52,14 @@ enum Command {
     /// Run guest streams of both protocols, plugins and API clients through a release
     /// daemon for a while, sampling its memory, descriptors, threads and xruns.
     Soak(soak::SoakArgs),
+    /// Play position-stamped audio from sndif and virtio-snd guests through daemons with
+    /// Wasm and native conversion, every CPU loaded, and check every sink byte for byte
+    /// (the long form of the test `cargo xtask test` runs for 10 s).
+    Stress {
+        /// Minutes of audio each guest plays.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+    },
     /// Build the release binary, its man pages and shell completions, and the Debian
     /// package, into TARGET/dist/.
     Dist,
@@ -95,6 +103,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Licenses => licenses::check(),
         Command::E2e { suite } => e2e::run(&suite),
         Command::Soak(args) => soak::run(&args),
+        Command::Stress { minutes } => stress(minutes),
         Command::Dist => dist::run(),
         Command::InstallTest => install_test::run(),
         Command::Fuzz {
@@ -106,6 +115,23 @@ fn dispatch(command: Command) -> Result<()> {
             name, all, seconds, ..
         } => fuzz::run(&fuzz::select(name.as_deref(), all)?, seconds),
     }
+}
+
+/// `cargo xtask stress`: the stress test of `crates/paravox/tests/stress.rs`, long.
+fn stress(minutes: f64) -> Result<()> {
+    anyhow::ensure!(minutes > 0.0, "--minutes must be positive");
+    cmd::run(
+        cmd::cargo([
+            "test",
+            "--workspace",
+            "--test",
+            "stress",
+            "--",
+            "--nocapture",
+            "every_sink",
+        ])
+        .env("PARAVOX_STRESS_SECONDS", format!("{}", minutes * 60.0)),
+    )
 }
 
 #[cfg(test)]

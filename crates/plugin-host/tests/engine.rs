@@ -85,6 +85,11 @@ fn audible(recording: &Recording, len: usize) -> Vec<f32> {
     recorded[start..(start + len).min(recorded.len())].to_vec()
 }
 
+/// Frames the fault tests play. Each stream's ring holds all of them and is filled
+/// before the start, so no producer thread has to keep up while a looping plugin holds
+/// a CPU (on a loaded host it may not, and the gap would be the test's, not the engine's).
+const FAULT_FRAMES: u32 = 20 * PERIOD;
+
 fn faulting_stream_keeps_playing(misdeed: Misdeed, expected_reason: &str) {
     let engine = Engine::new();
     let faulty_out = sink(&engine, "faulty");
@@ -97,7 +102,7 @@ fn faulting_stream_keeps_playing(misdeed: Misdeed, expected_reason: &str) {
         Format::F32Le,
         48_000,
         1,
-        4 * PERIOD,
+        FAULT_FRAMES,
     );
     faulty.set_route(Some("faulty".into())).expect("route");
     faulty
@@ -109,10 +114,10 @@ fn faulting_stream_keeps_playing(misdeed: Misdeed, expected_reason: &str) {
         Format::F32Le,
         48_000,
         1,
-        4 * PERIOD,
+        FAULT_FRAMES,
     );
     healthy.set_route(Some("healthy".into())).expect("route");
-    let frames = 20 * PERIOD as usize;
+    let frames = FAULT_FRAMES as usize;
     let (signal, bytes) = ramp(frames);
     let other = {
         let healthy = healthy.clone();
@@ -217,6 +222,10 @@ fn a_refused_plugin_leaves_the_native_stage_and_says_why() {
     assert!(refused.expect("an event").contains("needs a effect"));
 }
 
+/// Frames the hot-swap test plays, all in the stream's ring from the start (see
+/// [`FAULT_FRAMES`]).
+const SWAP_FRAMES: u32 = 60 * PERIOD;
+
 #[test]
 fn hot_swap_changes_the_level_in_exactly_one_step_without_a_gap() {
     let engine = Engine::new();
@@ -228,13 +237,13 @@ fn hot_swap_changes_the_level_in_exactly_one_step_without_a_gap() {
         Format::F32Le,
         48_000,
         1,
-        8 * PERIOD,
+        SWAP_FRAMES,
     );
     stream.set_route(Some("out".into())).expect("route");
     stream
         .set_plugins(Some(effect(gain.clone(), &[("volume", 1.0)])))
         .expect("gain 1.0");
-    let frames = 60 * PERIOD as usize;
+    let frames = SWAP_FRAMES as usize;
     let (signal, bytes) = ramp(frames);
     let player = {
         let stream = stream.clone();
