@@ -2,14 +2,17 @@
 # A QEMU guest with a paravox virtio-snd card (QEMU 8.2 or later for vhost-user-snd-pci).
 #
 # paravox serves the card on a vhost-user socket: a [[virtio]] entry in paravox.toml
-# (socket = "/run/paravox/vm1.sock") or `paravox serve --virtio-socket PATH`.
+# (socket = "/run/paravox/vm1.sock", controls = true) or
+# `paravox serve --virtio-socket PATH --virtio-controls`.
 #
 # vhost-user needs the guest's RAM in shared memory that QEMU can pass to paravox as a file
 # descriptor: a memfd backend with share=on, used as the machine's RAM. Its size must be
 # the guest's memory size (-m).
 #
 # The socket chardev reconnects (reconnect-ms) so the guest survives a paravox restart.
-# The device's controls=on passes paravox's volume and mute controls to the guest.
+# The device's controls=on passes paravox's volume and mute controls to the guest; the
+# card must offer them (controls = true). Without both, leave controls=on out: the plain
+# `-device vhost-user-snd-pci,chardev=vsnd` gives a card without mixer controls.
 set -eu
 SOCKET=${SOCKET:-/run/paravox/vm1.sock}
 MEMORY=${MEMORY:-2G}

@@ -65,8 +65,8 @@ pub struct CardRequest {
     #[serde(default)]
     #[schema(max_items = 32)]
     pub streams: Vec<StreamTopologyRequest>,
-    /// Offer volume and mute controls to the guest (default true; QEMU needs
-    /// `controls=on`).
+    /// Offer volume and mute controls to the guest (default false: QEMU carries them only
+    /// with `controls=on`, and offered without it the guest's driver fails to probe).
     #[serde(
         default,
         deserialize_with = "present",

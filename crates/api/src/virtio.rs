@@ -42,7 +42,9 @@ pub fn topology(engine: &Engine, request: &CardRequest) -> Result<CardTopology, 
     };
     let topology = CardTopology {
         streams,
-        controls: request.controls.unwrap_or(true),
+        controls: request
+            .controls
+            .unwrap_or(paravox_virtio_snd::CONTROLS_BY_DEFAULT),
     };
     topology
         .validate()

@@ -164,6 +164,11 @@ pub struct ServeArgs {
     /// socket; repeat for more cards.
     #[arg(long, value_name = "PATH")]
     pub virtio_socket: Vec<PathBuf>,
+    /// Give the --virtio-socket cards volume and mute controls. Only for a VMM that
+    /// carries them (QEMU: `-device vhost-user-snd-pci,...,controls=on`); offered to
+    /// QEMU's plain line they make the guest's driver fail to probe.
+    #[arg(long, requires = "virtio_socket")]
+    pub virtio_controls: bool,
     /// Serve Xen para-virtual sound cards (sndif) to the frontends `xl` configures with
     /// `vsnd = [...]` (run in dom0 or a driver domain: needs xenstored and /dev/xen/*).
     #[arg(long)]

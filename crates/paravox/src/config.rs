@@ -73,7 +73,8 @@ pub struct VirtioConfig {
     /// Streams in virtio stream-id order; none: one playback and one capture stream.
     #[serde(default)]
     pub stream: Vec<VirtioStreamConfig>,
-    /// Offer volume and mute controls (default true; QEMU needs `controls=on`).
+    /// Offer volume and mute controls (default false: QEMU carries them only with
+    /// `controls=on`, and offered without it the guest's driver fails to probe).
     pub controls: Option<bool>,
     /// Where this card's streams convert formats: "wasm" or "native".
     pub dsp: Option<Spanned<String>>,
@@ -365,7 +366,9 @@ impl Config {
             };
             let topology = paravox_virtio_snd::CardTopology {
                 streams,
-                controls: card.controls.unwrap_or(true),
+                controls: card
+                    .controls
+                    .unwrap_or(paravox_virtio_snd::CONTROLS_BY_DEFAULT),
             };
             topology
                 .validate()

@@ -116,7 +116,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         virtio.push((
             name,
             socket.display().to_string(),
-            paravox_virtio_snd::CardTopology::quick_start(),
+            paravox_virtio_snd::CardTopology {
+                controls: args.virtio_controls,
+                ..paravox_virtio_snd::CardTopology::quick_start()
+            },
         ));
     }
     std::fs::create_dir_all(&state_dir)

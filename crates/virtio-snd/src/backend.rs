@@ -10,7 +10,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tracing::warn;
+use tracing::{info, warn};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
@@ -47,6 +47,9 @@ pub struct Backend {
     event_idx: Arc<std::sync::atomic::AtomicBool>,
     control_changed: Arc<EventFd>,
     exit_consumers: ExitConsumers,
+    /// Whether the config-space size was already judged since the features were last
+    /// asked for (the guest reads the config field by field: one log line, not four).
+    config_size_noted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The exit-event descriptors handed to vhost-user-backend's epoll threads.
@@ -103,6 +106,34 @@ impl Backend {
             event_idx: Arc::default(),
             control_changed,
             exit_consumers: ExitConsumers::default(),
+            config_size_noted: Arc::default(),
+        }
+    }
+
+    /// Says once per connection what the VMM's config-space size means for controls.
+    /// Nothing can be changed by then: the guest accepted the features before its first
+    /// config read (see [`crate::topology::CONTROLS_BY_DEFAULT`]).
+    fn note_config_size(&self, size: u32, controls_offered: bool) {
+        use std::sync::atomic::Ordering;
+        let carries_controls = size as usize >= std::mem::size_of::<wire::Config>();
+        if carries_controls == controls_offered
+            || self.config_size_noted.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        if controls_offered {
+            warn!(
+                "the VMM's config space has no room for controls ({size} bytes) but the card \
+                 offers them, so the guest's driver fails to probe: start QEMU with \
+                 `-device vhost-user-snd-pci,...,controls=on`, or set `controls = false` for \
+                 this card"
+            );
+        } else {
+            info!(
+                "the VMM carries volume and mute controls (QEMU `controls=on`); set \
+                 `controls = true` for this card (or --virtio-controls) to give them to the \
+                 guest from its next start"
+            );
         }
     }
 
@@ -212,6 +243,10 @@ impl VhostUserBackend for Backend {
     }
 
     fn features(&self) -> u64 {
+        // Asked at GET_FEATURES and SET_FEATURES, which open each connection and each
+        // guest probe, before the guest's first config read.
+        self.config_size_noted
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let controls = if lock(&self.device).config().controls > 0 {
             1 << wire::VIRTIO_SND_F_CTLS
         } else {
@@ -235,14 +270,9 @@ impl VhostUserBackend for Backend {
 
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
         let config = lock(&self.device).config();
-        if offset == 0 && size < 16 && config.controls > 0 {
-            // QEMU sizes the config space without `controls` unless told to, yet passes
-            // VIRTIO_SND_F_CTLS on: the guest then reads garbage and fails to probe.
-            warn!(
-                "the VMM reads only {size} bytes of config space: start QEMU with \
-                 `-device vhost-user-snd-pci,...,controls=on`, or set `controls = false` \
-                 for this card; without either the guest driver fails to probe"
-            );
+        if offset == 0 {
+            // QEMU reads from 0 as many bytes as its config space has.
+            self.note_config_size(size, config.controls > 0);
         }
         let bytes = config.as_slice();
         let start = (offset as usize).min(bytes.len());

@@ -22,4 +22,4 @@ pub mod wire;
 
 pub use error::{Error, Result};
 pub use server::VirtioCard;
-pub use topology::{CardTopology, StreamTopology};
+pub use topology::{CONTROLS_BY_DEFAULT, CardTopology, StreamTopology};

@@ -11,6 +11,18 @@ pub const MAX_BUFFER_BYTES: u32 = 4 << 20;
 /// Streams a card may have.
 pub const MAX_STREAMS: usize = 32;
 
+/// Whether a card offers control elements unless told otherwise: no. A guest can only
+/// use them when the VMM's config space has the `controls` field, and the back end cannot
+/// tell before it must answer: QEMU (10.x) asks for the feature bits while it realizes
+/// the device and passes `VIRTIO_SND_F_CTLS` to the guest whatever its own `controls`
+/// property says, but sizes the config space with the field only for `controls=on`; the
+/// first config read, which shows the size, comes after the guest has accepted the
+/// features. Offered over QEMU's plain `-device vhost-user-snd-pci,chardev=…`, the bit
+/// makes the Linux driver read 0xffffffff controls and fail to probe (-ENOMEM); not
+/// offered, every VMM line gives a working card. `controls = true` (with `controls=on`)
+/// adds volume and mute.
+pub const CONTROLS_BY_DEFAULT: bool = false;
+
 /// One guest-visible PCM stream.
 #[derive(Debug, Clone)]
 pub struct StreamTopology {
@@ -82,7 +94,8 @@ pub struct CardTopology {
     /// Streams, in virtio stream-id order.
     pub streams: Vec<StreamTopology>,
     /// Offer control elements (`VIRTIO_SND_F_CTLS`: volume and mute per stream). QEMU
-    /// passes them to the guest only with `-device vhost-user-snd-pci,controls=on`.
+    /// carries them only with `-device vhost-user-snd-pci,controls=on` (see
+    /// [`CONTROLS_BY_DEFAULT`]).
     pub controls: bool,
 }
 
@@ -94,7 +107,7 @@ impl CardTopology {
                 StreamTopology::new("playback", Direction::Playback),
                 StreamTopology::new("capture", Direction::Capture),
             ],
-            controls: true,
+            controls: CONTROLS_BY_DEFAULT,
         }
     }
 
@@ -162,9 +175,12 @@ mod tests {
 
     #[test]
     fn the_quick_start_card_is_valid() {
-        let card = CardTopology::quick_start();
+        let mut card = CardTopology::quick_start();
         card.validate().expect("valid");
-        assert_eq!((card.jacks(), card.chmaps(), card.controls()), (2, 2, 4));
+        // No controls unless asked for: QEMU's plain line cannot carry them.
+        assert_eq!((card.jacks(), card.chmaps(), card.controls()), (2, 2, 0));
+        card.controls = true;
+        assert_eq!(card.controls(), 4);
         let formats = virtio_convertible_formats();
         assert!(formats.contains(Format::S16Le) && formats.contains(Format::F32Le));
         assert!(

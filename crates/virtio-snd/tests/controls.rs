@@ -14,6 +14,14 @@ const PLAYBACK_VOLUME: u32 = 0;
 const PLAYBACK_SWITCH: u32 = 1;
 
 /// Plays `tone` on stream 0 from PREPARE to RELEASE and returns what the WAV file gained.
+/// The quick-start card with volume and mute controls (`controls = true`).
+fn with_controls() -> CardTopology {
+    CardTopology {
+        controls: true,
+        ..CardTopology::quick_start()
+    }
+}
+
 fn play_into_wav(host: &Host, driver: &mut Driver, tone: &[u8]) -> Vec<u8> {
     let before = host.wav_data().len();
     let params = SetParams::s16_stereo_48k(0, 16);
@@ -30,7 +38,7 @@ fn play_into_wav(host: &Host, driver: &mut Driver, tone: &[u8]) -> Vec<u8> {
 
 #[test]
 fn volume_reads_in_steps_with_a_db_scale_and_attenuates_what_is_played() {
-    let host = Host::new().wav_output().serve(CardTopology::quick_start());
+    let host = Host::new().wav_output().serve(with_controls());
     let mut driver = Driver::connect(host.socket());
 
     assert_eq!(
@@ -107,7 +115,7 @@ fn volume_reads_in_steps_with_a_db_scale_and_attenuates_what_is_played() {
 
 #[test]
 fn a_host_side_volume_change_is_notified_on_a_held_event_buffer() {
-    let host = Host::new().null_output().serve(CardTopology::quick_start());
+    let host = Host::new().null_output().serve(with_controls());
     let mut driver = Driver::connect(host.socket());
     driver.post_event_buffers(8);
 

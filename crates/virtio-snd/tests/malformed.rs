@@ -97,7 +97,11 @@ fn ctl(code: u32, control_id: u32) -> Vec<u8> {
 
 #[test]
 fn every_malformed_request_gets_its_status_and_the_device_keeps_serving() {
-    let host = Host::new().wav_output().serve(CardTopology::quick_start());
+    // With controls, so that malformed control requests reach the control code.
+    let host = Host::new().wav_output().serve(CardTopology {
+        controls: true,
+        ..CardTopology::quick_start()
+    });
     let mut driver = Driver::connect(host.socket());
     driver.post_event_buffers(4);
     let streams = driver.config().streams;

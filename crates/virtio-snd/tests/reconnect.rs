@@ -13,7 +13,11 @@ use support::{Driver, Host, Playback, SetParams, status};
 
 #[test]
 fn a_new_vmm_gets_a_working_card_after_the_old_one_vanished_mid_playback() {
-    let host = Host::new().wav_output().serve(CardTopology::quick_start());
+    // With controls: a host-side volume change must reach the new VMM as CTL_NOTIFY.
+    let host = Host::new().wav_output().serve(CardTopology {
+        controls: true,
+        ..CardTopology::quick_start()
+    });
     let params = SetParams::s16_stereo_48k(0, 4);
 
     let mut first = Driver::connect(host.socket());

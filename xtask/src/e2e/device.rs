@@ -68,7 +68,9 @@ impl DeviceSpec {
             Self::Paravox { .. } => Capabilities {
                 tail_frames_lost_at_stop: 0,
                 capture_tone_hz: Some(CAPTURE_TONE_HZ),
-                // Cards offer VIRTIO_SND_F_CTLS volume/mute controls: amixer must work.
+                // Cards offer VIRTIO_SND_F_CTLS volume/mute controls (--virtio-controls,
+                // with QEMU's controls=on): amixer must work. The plain scenario runs
+                // the other line.
                 mixer_required: true,
                 survives_vmm_restart: true,
             },
@@ -85,8 +87,20 @@ impl DeviceSpec {
         }
     }
 
-    /// Starts a fresh device whose files live in `dir`.
+    /// Starts a fresh device whose files live in `dir`: paravox with volume and mute
+    /// controls, and QEMU's line with `controls=on`.
     pub fn start(&self, dir: &Path, direction: Direction) -> Result<Device> {
+        self.start_with(dir, direction, true)
+    }
+
+    /// Starts paravox as it comes (no controls) for QEMU's plain line,
+    /// `-device vhost-user-snd-pci,chardev=…`, the one vhost-user sound back ends
+    /// document. QEMU's own device has no such choice and starts as usual.
+    pub fn start_plain(&self, dir: &Path, direction: Direction) -> Result<Device> {
+        self.start_with(dir, direction, false)
+    }
+
+    fn start_with(&self, dir: &Path, direction: Direction, controls: bool) -> Result<Device> {
         fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
         let sink = dir.join("sink.wav");
         match self {
@@ -95,12 +109,13 @@ impl DeviceSpec {
                 let state_dir = dir.join("state");
                 fs::create_dir_all(&state_dir)
                     .with_context(|| format!("could not create {}", state_dir.display()))?;
-                let daemon =
-                    Daemon::start(binary, &socket, &sink, &state_dir, &dir.join("paravox.log"))?;
+                let args = serve_args(&socket, &sink, &state_dir, controls);
+                let daemon = Daemon::start(binary, &args, &socket, &dir.join("paravox.log"))?;
                 Ok(Device::Paravox {
                     daemon,
                     socket,
                     sink,
+                    controls,
                 })
             }
             Self::QemuBuiltin => Ok(Device::QemuBuiltin {
@@ -112,9 +127,10 @@ impl DeviceSpec {
 }
 
 /// QEMU arguments for a vhost-user-snd-pci card on `socket`: the guest's RAM in a
-/// shared memfd (vhost-user maps it), the socket chardev, the device. The operator's
-/// example `deploy/examples/qemu-vhost-user-snd.sh` must agree (a test checks).
-fn vhost_user_snd_args(socket: &Path) -> Vec<String> {
+/// shared memfd (vhost-user maps it), the socket chardev, the device, with `controls=on`
+/// when the card offers controls. The operator's example
+/// `deploy/examples/qemu-vhost-user-snd.sh` must agree (a test checks).
+fn vhost_user_snd_args(socket: &Path, controls: bool) -> Vec<String> {
     vec![
         "-object".into(),
         format!("memory-backend-memfd,id=mem,size={MEMORY},share=on"),
@@ -123,8 +139,13 @@ fn vhost_user_snd_args(socket: &Path) -> Vec<String> {
         "-chardev".into(),
         format!("socket,id=vsnd,path={}", socket.display()),
         "-device".into(),
-        // controls=on lets QEMU pass VIRTIO_SND_F_CTLS through (the mixer scenario).
-        "vhost-user-snd-pci,chardev=vsnd,controls=on".into(),
+        // controls=on gives the config space room for the card's controls (the mixer
+        // scenario); the plain line has none.
+        if controls {
+            "vhost-user-snd-pci,chardev=vsnd,controls=on".into()
+        } else {
+            "vhost-user-snd-pci,chardev=vsnd".into()
+        },
     ]
 }
 
@@ -136,6 +157,8 @@ pub enum Device {
         daemon: Daemon,
         socket: PathBuf,
         sink: PathBuf,
+        /// The card offers controls and QEMU gets `controls=on`.
+        controls: bool,
     },
     /// QEMU's device; for playback QEMU's wav audiodev writes `wav_path` (finalised when
     /// QEMU exits), for capture the `none` audiodev records silence.
@@ -149,7 +172,9 @@ impl Device {
     /// QEMU arguments that give the guest this device, `-machine` included.
     pub fn qemu_args(&self) -> Vec<String> {
         match self {
-            Self::Paravox { socket, .. } => vhost_user_snd_args(socket),
+            Self::Paravox {
+                socket, controls, ..
+            } => vhost_user_snd_args(socket, *controls),
             Self::QemuBuiltin {
                 wav_path,
                 direction,
@@ -275,15 +300,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn start(
-        binary: &Path,
-        socket: &Path,
-        sink: &Path,
-        state_dir: &Path,
-        log: &Path,
-    ) -> Result<Self> {
+    fn start(binary: &Path, args: &[String], socket: &Path, log: &Path) -> Result<Self> {
         let mut command = Command::new(binary);
-        command.args(serve_args(socket, sink, state_dir));
+        command.args(args);
         println!("  device: $ {}", cmd::display(&command));
         let output =
             File::create(log).with_context(|| format!("could not create {}", log.display()))?;
@@ -381,8 +400,8 @@ impl Drop for Daemon {
 }
 
 /// The daemon's command line: one place to change when its CLI does.
-pub fn serve_args(socket: &Path, sink: &Path, state_dir: &Path) -> Vec<String> {
-    vec![
+pub fn serve_args(socket: &Path, sink: &Path, state_dir: &Path, controls: bool) -> Vec<String> {
+    let mut args: Vec<String> = vec![
         "serve".into(),
         "--virtio-socket".into(),
         socket.display().to_string(),
@@ -395,7 +414,11 @@ pub fn serve_args(socket: &Path, sink: &Path, state_dir: &Path) -> Vec<String> {
         format!("tone:{CAPTURE_TONE_HZ}"),
         "--state-dir".into(),
         state_dir.display().to_string(),
-    ]
+    ];
+    if controls {
+        args.push("--virtio-controls".into());
+    }
+    args
 }
 
 /// A vhost-user socket path for `dir`, or a short one under /tmp when `dir` is too deep
@@ -508,6 +531,16 @@ while :; do sleep 0.05; done
             args.contains("vhost-user-snd-pci,chardev=vsnd,controls=on"),
             "{args}"
         );
+        device.stop().unwrap();
+        let mut device = spec
+            .start_plain(&dir.join("plain"), Direction::Playback)
+            .unwrap();
+        let args = device.qemu_args().join(" ");
+        assert!(
+            args.ends_with("-device vhost-user-snd-pci,chardev=vsnd"),
+            "{args}"
+        );
+        device.check_alive().unwrap();
         assert!(
             args.contains("memory-backend-memfd,id=mem,size=512M,share=on"),
             "{args}"
@@ -536,7 +569,7 @@ while :; do sleep 0.05; done
         )
         .unwrap();
         let example = flag_values(&example.replace("\\\n", " "));
-        let tested = vhost_user_snd_args(Path::new("/run/paravox/vm1.sock"));
+        let tested = vhost_user_snd_args(Path::new("/run/paravox/vm1.sock"), true);
         for pair in tested.chunks(2) {
             let (flag, value) = (&pair[0], &pair[1]);
             let kind = value.split(',').next().unwrap();
@@ -617,11 +650,19 @@ while :; do sleep 0.05; done
             "{args}"
         );
         assert!(args.contains("-machine q35"), "{args}");
-        let serve =
-            serve_args(Path::new("/s.sock"), Path::new("/o.wav"), Path::new("/d")).join(" ");
+        let serve = |controls| {
+            serve_args(
+                Path::new("/s.sock"),
+                Path::new("/o.wav"),
+                Path::new("/d"),
+                controls,
+            )
+            .join(" ")
+        };
         assert_eq!(
-            serve,
+            serve(false),
             "serve --virtio-socket /s.sock --output wav:/o.wav,rate=48000,channels=2,format=s16_le --input tone:880 --state-dir /d"
         );
+        assert_eq!(serve(true), format!("{} --virtio-controls", serve(false)));
     }
 }

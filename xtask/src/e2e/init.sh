@@ -92,6 +92,10 @@ set_volume() {
 scenario_play() {
     volume=$(param volume_db '')
     [ -z "$volume" ] || set_volume "$volume"
+    if [ "$(param report_mixer '')" = 1 ]; then
+        control=$(playback_volume_control)
+        marker "RESULT name=playback_volume_control value=$(echo "${control:-none}" | tr ' ' '_')"
+    fi
     timed aplay aplay -D "$PCM" "/audio/$(param file missing.wav)"
 }
 

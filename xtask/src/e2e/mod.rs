@@ -320,6 +320,6 @@ mod tests {
         let error = select_scenarios(&["nope".to_owned()])
             .unwrap_err()
             .to_string();
-        assert!(error.contains("known: play, idle"), "{error}");
+        assert!(error.contains("known: play, plain, idle"), "{error}");
     }
 }
