@@ -128,7 +128,7 @@ fn stress(minutes: f64) -> Result<()> {
             "stress",
             "--",
             "--nocapture",
-            "every_sink",
+            "every_sink_and_recording",
         ])
         .env("PARAVOX_STRESS_SECONDS", format!("{}", minutes * 60.0)),
     )

@@ -9,6 +9,11 @@
 //! backend's wait for ring room is taken too. The virtio guest queues a whole buffer
 //! before START, as Linux does.
 //!
+//! Capture gets the same scrutiny: each daemon's capture endpoint plays a stamped WAV
+//! file in a loop, guests of both transports record while the others play, and every
+//! recorded frame must be a frame of that file (a jump between frames is an overrun and
+//! only counted; a frame the file does not hold, or silence, fails).
+//!
 //! `PARAVOX_STRESS_SECONDS` sets the audio each guest plays (default 6 s, two plays);
 //! `cargo xtask stress --minutes M` runs it long.
 
@@ -69,6 +74,24 @@ fn pattern(guest: u8, play: u8, frames: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Frames of the stamped file the capture endpoints loop (10 s).
+const SOURCE_FRAMES: usize = 480_000;
+/// The guest and play numbers the capture source's stamps carry.
+const SOURCE_TAG: (u8, u8) = (3, 63);
+
+/// What the capture endpoints play, over and over.
+fn source_pattern() -> Vec<u8> {
+    pattern(SOURCE_TAG.0, SOURCE_TAG.1, SOURCE_FRAMES)
+}
+
+fn write_wav(path: &Path, data: &[u8]) {
+    let mut writer =
+        paravox_host_audio::wav::WavWriter::create(path, paravox_pcm::Format::S16Le, 48_000, 2)
+            .expect("WAV writer");
+    writer.write_bytes(data).expect("WAV data");
+    writer.finalize().expect("WAV header");
+}
+
 /// How many plays of [`PLAY_FRAMES`] each guest makes.
 fn plays() -> usize {
     let seconds: f64 = std::env::var("PARAVOX_STRESS_SECONDS")
@@ -95,16 +118,22 @@ impl Daemon {
                 dir.join(format!("{name}.wav")).display()
             )
         };
+        let source = dir.join("stamped.wav");
+        write_wav(&source, &source_pattern());
         fs::write(
             &config,
             format!(
-                "{}{}[[input]]\nname = \"tone\"\nspec = \"tone:440\"\n\
-                 [defaults]\noutput = \"sndif\"\ninput = \"tone\"\ndsp = \"{dsp}\"\n\
+                "{}{}[[input]]\nname = \"stamped\"\nspec = \"wavsrc:{},loop=1\"\n\
+                 [defaults]\noutput = \"sndif\"\ninput = \"stamped\"\ndsp = \"{dsp}\"\n\
                  [[virtio]]\nname = \"vm\"\nsocket = \"{}\"\n\
-                 [[virtio.stream]]\ndirection = \"playback\"\nroute = \"virtio\"\n",
+                 [[virtio.stream]]\ndirection = \"playback\"\nroute = \"virtio\"\n\
+                 [[virtio]]\nname = \"mic\"\nsocket = \"{}\"\n\
+                 [[virtio.stream]]\ndirection = \"capture\"\nroute = \"stamped\"\n",
                 sink("sndif"),
                 sink("virtio"),
-                dir.join("vm.sock").display()
+                source.display(),
+                dir.join("vm.sock").display(),
+                dir.join("mic.sock").display()
             ),
         )
         .expect("configuration");
@@ -128,6 +157,7 @@ impl Daemon {
         };
         let ready = [
             dir.join("vm.sock"),
+            dir.join("mic.sock"),
             dir.join("shm").join(SharedMemoryHost::HUB_SOCKET),
             dir.join("shm").join(SharedMemoryHost::XENSTORE_SOCKET),
         ];
@@ -219,14 +249,14 @@ fn play_sndif(stream: &xen::FrontStream, params: &xen::Params, data: &[u8]) {
 
 /// The sndif guest: `plays` plays of its pattern, buffer and period as aplay gets them
 /// from xen-snd-front (64 KiB, 16 KiB).
-fn sndif_guest(shm: &Path, guest: u8, plays: usize) -> Vec<u8> {
+fn sndif_guest(shm: &Path, guest: u8, plays: usize) -> (Vec<u8>, Vec<u8>) {
     let domain = xen::FrontDomain::connect(&shm.join(SharedMemoryHost::HUB_SOCKET), 1);
     let mut device = xen::FrontDevice::create_at(
         &shm.join(SharedMemoryHost::XENSTORE_SOCKET),
         &domain,
         0,
         &[("sample-formats", "s16_le"), ("short-name", "stress")],
-        &[(0, 0, Direction::Playback)],
+        &[(0, 0, Direction::Playback), (0, 1, Direction::Capture)],
     );
     device.connect();
     let params = xen::Params {
@@ -236,14 +266,18 @@ fn sndif_guest(shm: &Path, guest: u8, plays: usize) -> Vec<u8> {
         buffer_bytes: 65_536,
         period_bytes: 16_384,
     };
-    let mut played = Vec::new();
-    for play in 0..plays {
-        let data = pattern(guest, play as u8, PLAY_FRAMES);
-        play_sndif(device.stream(0, 0), &params, &data);
-        played.extend_from_slice(&data);
-    }
+    let (played, recorded) = std::thread::scope(|scope| {
+        let recorder = scope.spawn(|| sndif_recorder(device.stream(0, 1), plays));
+        let mut played = Vec::new();
+        for play in 0..plays {
+            let data = pattern(guest, play as u8, PLAY_FRAMES);
+            play_sndif(device.stream(0, 0), &params, &data);
+            played.extend_from_slice(&data);
+        }
+        (played, recorder.join().expect("sndif recorder"))
+    });
     device.set_state(paravox_sndif::xenstore::XenbusState::Closing);
-    played
+    (played, recorded)
 }
 
 /// The virtio guest: `plays` plays of its pattern, eight 10 ms periods queued ahead.
@@ -273,6 +307,82 @@ fn virtio_guest(socket: &Path, guest: u8, plays: usize) -> Vec<u8> {
     }
     driver.disconnect();
     played
+}
+
+/// The sndif capture guest: `plays` recordings of [`PLAY_FRAMES`], like arecord.
+fn sndif_recorder(stream: &xen::FrontStream, plays: usize) -> Vec<u8> {
+    let params = xen::Params {
+        format: 2,
+        rate: 48_000,
+        channels: 2,
+        buffer_bytes: 65_536,
+        period_bytes: 16_384,
+    };
+    (0..plays)
+        .flat_map(|_| xen::record(stream, &params, (PLAY_FRAMES * FRAME_BYTES) as u64))
+        .collect()
+}
+
+/// The virtio capture guest: `plays` recordings of [`PLAY_FRAMES`], the whole buffer
+/// queued at START as Linux does.
+fn virtio_recorder(socket: &Path, plays: usize) -> Vec<u8> {
+    use support::{Capture, Driver, SetParams, status};
+
+    let mut driver = Driver::connect(socket);
+    driver.post_event_buffers(4);
+    let params = SetParams::s16_stereo_48k(0, 8);
+    let mut recorded = Vec::new();
+    for _ in 0..plays {
+        driver.configure(&params);
+        let mut capture = Capture::new(&params, PLAY_FRAMES * FRAME_BYTES);
+        capture.fill(&mut driver);
+        assert_eq!(driver.start(0), status::OK, "virtio capture START");
+        capture.run(&mut driver);
+        assert!(
+            capture.completions.iter().all(|c| c.status == status::OK),
+            "a virtio capture message failed"
+        );
+        assert_eq!(driver.stop(0), status::OK, "virtio capture STOP");
+        assert_eq!(driver.release(0), status::OK, "virtio capture RELEASE");
+        recorded.extend_from_slice(&capture.recording());
+    }
+    driver.disconnect();
+    recorded
+}
+
+/// Checks that every frame of a guest's recordings (one per [`PLAY_FRAMES`]) is a frame
+/// of the capture source; returns the number of jumps inside a recording (overruns:
+/// frames the guest never got). The error names the first frame the source does not hold.
+fn check_recording(recorded: &[u8]) -> Result<usize, String> {
+    let source = source_pattern();
+    let mut jumps = 0;
+    let mut previous: Option<usize> = None;
+    for (index, frame) in recorded.chunks_exact(FRAME_BYTES).enumerate() {
+        if index % PLAY_FRAMES == 0 {
+            // A new recording starts wherever the source is by then.
+            previous = None;
+        }
+        let (guest, play, number) = unstamp(frame);
+        let genuine = (guest, play) == SOURCE_TAG
+            && number < SOURCE_FRAMES
+            && source[number * FRAME_BYTES..][..FRAME_BYTES] == *frame;
+        if !genuine {
+            let at = index * FRAME_BYTES;
+            return Err(format!(
+                "recorded frame {index} (byte {at}, after source frame {previous:?}) is not a \
+                 frame of the source: {}",
+                recorded[at..(at + 64).min(recorded.len())]
+                    .iter()
+                    .map(|byte| format!("{byte:02x}"))
+                    .collect::<String>()
+            ));
+        }
+        if previous.is_some_and(|previous| (previous + 1) % SOURCE_FRAMES != number) {
+            jumps += 1;
+        }
+        previous = Some(number);
+    }
+    Ok(jumps)
 }
 
 /// Compares a sink with what its guest played; the error names the first wrong frame.
@@ -362,8 +472,12 @@ fn load_every_cpu(stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
         .collect()
 }
 
+/// What one guest thread did: the audio it played (checked against its sink) and the
+/// audio it recorded (checked against the capture source).
+type GuestRun = std::thread::JoinHandle<(Vec<u8>, Vec<u8>)>;
+
 #[test]
-fn every_sink_holds_exactly_what_its_guest_played_while_the_host_is_loaded() {
+fn every_sink_and_recording_is_exact_while_the_host_is_loaded() {
     let binary = Path::new(env!("CARGO_BIN_EXE_paravox"));
     let dir = tempfile::tempdir().expect("temporary directory");
     let plays = plays();
@@ -373,11 +487,12 @@ fn every_sink_holds_exactly_what_its_guest_played_while_the_host_is_loaded() {
         .into_iter()
         .map(|dsp| (dsp, Daemon::start(binary, &dir.path().join(dsp), dsp)))
         .collect();
-    let guests: Vec<_> = daemons
+    let guests: Vec<(PathBuf, String, GuestRun)> = daemons
         .iter()
         .enumerate()
         .flat_map(|(index, (dsp, daemon))| {
             let (shm, socket) = (daemon.dir.join("shm"), daemon.dir.join("vm.sock"));
+            let mic = daemon.dir.join("mic.sock");
             let (sndif, virtio) = (2 * index as u8, 2 * index as u8 + 1);
             [
                 (
@@ -388,12 +503,17 @@ fn every_sink_holds_exactly_what_its_guest_played_while_the_host_is_loaded() {
                 (
                     daemon.dir.join("virtio.wav"),
                     format!("{dsp} virtio"),
-                    std::thread::spawn(move || virtio_guest(&socket, virtio, plays)),
+                    std::thread::spawn(move || (virtio_guest(&socket, virtio, plays), Vec::new())),
+                ),
+                (
+                    PathBuf::new(),
+                    format!("{dsp} virtio capture"),
+                    std::thread::spawn(move || (Vec::new(), virtio_recorder(&mic, plays))),
                 ),
             ]
         })
         .collect();
-    let played: Vec<_> = guests
+    let outcomes: Vec<_> = guests
         .into_iter()
         .map(|(sink, name, guest)| (sink, name, guest.join()))
         .collect();
@@ -405,19 +525,28 @@ fn every_sink_holds_exactly_what_its_guest_played_while_the_host_is_loaded() {
         .into_iter()
         .map(|(_, daemon)| daemon.stop())
         .collect();
+    let seconds = |bytes: &[u8]| bytes.len() as f64 / (48_000.0 * FRAME_BYTES as f64);
     let mut problems = Vec::new();
-    for (sink, name, outcome) in played {
-        match outcome {
-            Ok(played) => {
-                println!(
-                    "{name}: {:.1} s of audio played",
-                    played.len() as f64 / (48_000.0 * FRAME_BYTES as f64)
-                );
-                if let Err(problem) = check_sink(&sink, &played) {
-                    problems.push(format!("{name}: {problem}"));
-                }
+    for (sink, name, outcome) in outcomes {
+        let Ok((played, recorded)) = outcome else {
+            problems.push(format!("{name}: the guest failed (see its panic above)"));
+            continue;
+        };
+        if !played.is_empty() {
+            println!("{name}: {:.1} s of audio played", seconds(&played));
+            if let Err(problem) = check_sink(&sink, &played) {
+                problems.push(format!("{name}: {problem}"));
             }
-            Err(_) => problems.push(format!("{name}: the guest failed (see its panic above)")),
+        }
+        if !recorded.is_empty() {
+            match check_recording(&recorded) {
+                Ok(jumps) => println!(
+                    "{name}: {:.1} s of audio recorded, every frame from the source, {jumps} \
+                     overruns",
+                    seconds(&recorded)
+                ),
+                Err(problem) => problems.push(format!("{name} recording: {problem}")),
+            }
         }
     }
     assert!(
@@ -429,21 +558,28 @@ fn every_sink_holds_exactly_what_its_guest_played_while_the_host_is_loaded() {
 }
 
 #[test]
-fn the_checker_names_a_wrong_frame_and_where_it_came_from() {
+fn the_checkers_name_a_wrong_frame_and_where_it_came_from() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let played = pattern(1, 0, 4_800);
     let mut recorded = played.clone();
+    // A recording: a stretch of the source, then an overrun, then a foreign frame.
+    let source = source_pattern();
+    let mut take = source[400 * FRAME_BYTES..900 * FRAME_BYTES].to_vec();
+    take.extend_from_slice(&source[1_000 * FRAME_BYTES..1_100 * FRAME_BYTES]);
+    assert_eq!(check_recording(&take), Ok(1));
+    take.extend_from_slice(&played[..FRAME_BYTES]);
+    let problem = check_recording(&take).expect_err("a foreign frame");
+    assert!(
+        problem.contains("recorded frame 600 (byte 2400, after source frame Some(1099))"),
+        "{problem}"
+    );
     // 16 frames of another buffer's bytes at frame 1000, then frame 3000 played early.
     recorded[4_000..4_064]
         .copy_from_slice(&[0x98, 0x99, 0x99, 0x99, 0x99, 0x99, 0xb9, 0x3f].repeat(8));
     let early = played[12_000..12_004].to_vec();
     recorded[8_000..8_004].copy_from_slice(&early);
     let path = dir.path().join("sink.wav");
-    let mut writer =
-        paravox_host_audio::wav::WavWriter::create(&path, paravox_pcm::Format::S16Le, 48_000, 2)
-            .expect("writer");
-    writer.write_bytes(&recorded).expect("write");
-    writer.finalize().expect("finalize");
+    write_wav(&path, &recorded);
     let problem = check_sink(&path, &played).expect_err("corruption found");
     assert!(
         problem.contains("16 wrong frames from sink frame 1000"),
@@ -459,11 +595,7 @@ fn the_checker_names_a_wrong_frame_and_where_it_came_from() {
     );
     assert!(problem.contains("989999999999b93f"), "{problem}");
     recorded[4_000..4_064].copy_from_slice(&played[4_000..4_064]);
-    writer =
-        paravox_host_audio::wav::WavWriter::create(&path, paravox_pcm::Format::S16Le, 48_000, 2)
-            .expect("writer");
-    writer.write_bytes(&recorded).expect("write");
-    writer.finalize().expect("finalize");
+    write_wav(&path, &recorded);
     let problem = check_sink(&path, &played).expect_err("misplaced frame found");
     assert!(
         problem.contains("guest 1 play 0 frame 3000 (sink frame 3000, 1000 frames away)"),
@@ -471,10 +603,6 @@ fn the_checker_names_a_wrong_frame_and_where_it_came_from() {
     );
     // And a faithful sink passes.
     recorded[8_000..8_004].copy_from_slice(&played[8_000..8_004]);
-    writer =
-        paravox_host_audio::wav::WavWriter::create(&path, paravox_pcm::Format::S16Le, 48_000, 2)
-            .expect("writer");
-    writer.write_bytes(&recorded).expect("write");
-    writer.finalize().expect("finalize");
+    write_wav(&path, &recorded);
     assert_eq!(check_sink(&path, &played), Ok(()));
 }
