@@ -60,6 +60,10 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         minutes: f64,
     },
+    /// Run the engine's and the sndif back end's tests (the ring, the grant mappings, the
+    /// shared-memory transport with a real frontend) under AddressSanitizer, built into
+    /// TARGET/asan.
+    Asan,
     /// Build the release binary, its man pages and shell completions, and the Debian
     /// package, into TARGET/dist/.
     Dist,
@@ -104,6 +108,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::E2e { suite } => e2e::run(&suite),
         Command::Soak(args) => soak::run(&args),
         Command::Stress { minutes } => stress(minutes),
+        Command::Asan => asan(),
         Command::Dist => dist::run(),
         Command::InstallTest => install_test::run(),
         Command::Fuzz {
@@ -131,6 +136,27 @@ fn stress(minutes: f64) -> Result<()> {
             "every_sink_and_recording",
         ])
         .env("PARAVOX_STRESS_SECONDS", format!("{}", minutes * 60.0)),
+    )
+}
+
+/// `cargo xtask asan`: the memory-handling crates' tests with AddressSanitizer, on the
+/// stable toolchain (`RUSTC_BOOTSTRAP=1` unlocks the flag, as for the fuzz targets).
+/// `--target` keeps build scripts and proc macros uninstrumented.
+fn asan() -> Result<()> {
+    let target = e2e::target_directory()?.join("asan");
+    cmd::run(
+        cmd::cargo([
+            "test",
+            "--package",
+            "paravox-engine",
+            "--package",
+            "paravox-sndif",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTFLAGS", "-Zsanitizer=address")
+        .env("CARGO_TARGET_DIR", target),
     )
 }
 
