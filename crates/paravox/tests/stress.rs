@@ -282,27 +282,15 @@ fn sndif_guest(shm: &Path, guest: u8, plays: usize) -> (Vec<u8>, Vec<u8>) {
 
 /// The virtio guest: `plays` plays of its pattern, eight 10 ms periods queued ahead.
 fn virtio_guest(socket: &Path, guest: u8, plays: usize) -> Vec<u8> {
-    use support::{Driver, Playback, SetParams, status};
-
-    let mut driver = Driver::connect(socket);
+    let mut driver = support::Driver::connect(socket);
     driver.post_event_buffers(4);
-    let params = SetParams::s16_stereo_48k(0, 8);
+    let params = support::SetParams::s16_stereo_48k(0, 8);
     let mut played = Vec::new();
     for play in 0..plays {
         // Whole periods, so the guest's padding adds nothing.
         let data = pattern(guest, play as u8, PLAY_FRAMES);
         assert_eq!(data.len() % params.period_bytes as usize, 0);
-        driver.configure(&params);
-        let mut playback = Playback::new(&params, &data);
-        playback.fill(&mut driver);
-        assert_eq!(driver.start(0), status::OK, "virtio START");
-        playback.run(&mut driver);
-        assert!(
-            playback.completions.iter().all(|c| c.status == status::OK),
-            "a virtio message failed"
-        );
-        assert_eq!(driver.stop(0), status::OK, "virtio STOP");
-        assert_eq!(driver.release(0), status::OK, "virtio RELEASE");
+        support::play_through(&mut driver, &params, &data);
         played.extend_from_slice(&data);
     }
     driver.disconnect();
@@ -326,26 +314,12 @@ fn sndif_recorder(stream: &xen::FrontStream, plays: usize) -> Vec<u8> {
 /// The virtio capture guest: `plays` recordings of [`PLAY_FRAMES`], the whole buffer
 /// queued at START as Linux does.
 fn virtio_recorder(socket: &Path, plays: usize) -> Vec<u8> {
-    use support::{Capture, Driver, SetParams, status};
-
-    let mut driver = Driver::connect(socket);
+    let mut driver = support::Driver::connect(socket);
     driver.post_event_buffers(4);
-    let params = SetParams::s16_stereo_48k(0, 8);
-    let mut recorded = Vec::new();
-    for _ in 0..plays {
-        driver.configure(&params);
-        let mut capture = Capture::new(&params, PLAY_FRAMES * FRAME_BYTES);
-        capture.fill(&mut driver);
-        assert_eq!(driver.start(0), status::OK, "virtio capture START");
-        capture.run(&mut driver);
-        assert!(
-            capture.completions.iter().all(|c| c.status == status::OK),
-            "a virtio capture message failed"
-        );
-        assert_eq!(driver.stop(0), status::OK, "virtio capture STOP");
-        assert_eq!(driver.release(0), status::OK, "virtio capture RELEASE");
-        recorded.extend_from_slice(&capture.recording());
-    }
+    let params = support::SetParams::s16_stereo_48k(0, 8);
+    let recorded = (0..plays)
+        .flat_map(|_| support::record_through(&mut driver, &params, PLAY_FRAMES * FRAME_BYTES))
+        .collect();
     driver.disconnect();
     recorded
 }

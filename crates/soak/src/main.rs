@@ -456,24 +456,14 @@ impl Drop for Daemon {
 /// A virtio-snd guest: plays `CYCLE_SECONDS` of tone, stops, releases, and again.
 fn virtio_guest(socket: &Path, index: usize, stop: &AtomicBool, counters: &Counters) {
     use support::signal::tone_s16_stereo;
-    use support::{Driver, Playback, SetParams, status};
+    use support::{Driver, SetParams, play_through};
 
     let mut driver = Driver::connect(socket);
     driver.post_event_buffers(4);
     let params = SetParams::s16_stereo_48k(0, 8);
     let tone = tone_s16_stereo(300.0 + 20.0 * index as f64, 0.3, CYCLE_SECONDS);
     while !stop.load(Ordering::Relaxed) {
-        driver.configure(&params);
-        let mut playback = Playback::new(&params, &tone);
-        playback.fill(&mut driver);
-        assert_eq!(driver.start(0), status::OK, "virtio START");
-        playback.run(&mut driver);
-        assert!(
-            playback.completions.iter().all(|c| c.status == status::OK),
-            "a virtio message failed"
-        );
-        assert_eq!(driver.stop(0), status::OK, "virtio STOP");
-        assert_eq!(driver.release(0), status::OK, "virtio RELEASE");
+        play_through(&mut driver, &params, &tone);
         counters.virtio_plays.fetch_add(1, Ordering::Relaxed);
     }
     driver.disconnect();

@@ -29,6 +29,6 @@ pub mod vmm;
 pub use driver::{Driver, DriverOptions};
 pub use host::Host;
 #[allow(unused_imports)]
-pub use pcm::{Capture, Playback};
+pub use pcm::{Capture, Playback, play_through, record_through};
 #[allow(unused_imports)]
 pub use spec::{SetParams, queue, status};

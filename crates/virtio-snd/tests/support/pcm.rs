@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::driver::{Driver, IoDone};
-use super::spec::{SetParams, queue};
+use super::spec::{SetParams, queue, status};
 
 /// One completed message, as the stream's runner saw it.
 #[derive(Debug, Clone, Copy)]
@@ -263,4 +263,41 @@ impl Capture {
     pub fn recording(&self) -> Vec<u8> {
         self.captured.iter().flatten().flatten().copied().collect()
     }
+}
+
+/// One whole play as Linux's driver and aplay do it: SET_PARAMS and PREPARE, the buffer
+/// queued before START, the rest in real time, then STOP and RELEASE; every message must
+/// come back OK.
+pub fn play_through(driver: &mut Driver, params: &SetParams, data: &[u8]) -> Playback {
+    let stream = params.stream_id;
+    driver.configure(params);
+    let mut playback = Playback::new(params, data);
+    playback.fill(driver);
+    assert_eq!(driver.start(stream), status::OK, "PCM_START");
+    playback.run(driver);
+    assert!(
+        playback.completions.iter().all(|c| c.status == status::OK),
+        "a TX message failed"
+    );
+    assert_eq!(driver.stop(stream), status::OK, "PCM_STOP");
+    assert_eq!(driver.release(stream), status::OK, "PCM_RELEASE");
+    playback
+}
+
+/// One whole recording of `total_bytes` as arecord does it: the buffer queued at START,
+/// then STOP and RELEASE; every message must come back OK. Returns what was captured.
+pub fn record_through(driver: &mut Driver, params: &SetParams, total_bytes: usize) -> Vec<u8> {
+    let stream = params.stream_id;
+    driver.configure(params);
+    let mut capture = Capture::new(params, total_bytes);
+    capture.fill(driver);
+    assert_eq!(driver.start(stream), status::OK, "PCM_START");
+    capture.run(driver);
+    assert!(
+        capture.completions.iter().all(|c| c.status == status::OK),
+        "an RX message failed"
+    );
+    assert_eq!(driver.stop(stream), status::OK, "PCM_STOP");
+    assert_eq!(driver.release(stream), status::OK, "PCM_RELEASE");
+    capture.recording()
 }
