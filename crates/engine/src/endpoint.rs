@@ -948,24 +948,33 @@ impl Worker {
 /// an endpoint thread) ask for more.
 pub const REALTIME_PRIORITY: i32 = 20;
 
-/// Asks for SCHED_FIFO; logs once if the system refuses.
-fn request_realtime(name: &str) {
+/// Makes the calling thread SCHED_FIFO at `priority` (refused without CAP_SYS_NICE or an
+/// rtprio limit).
+pub fn set_realtime_priority(priority: i32) -> std::io::Result<()> {
     let param = libc::sched_param {
-        sched_priority: REALTIME_PRIORITY,
+        sched_priority: priority,
     };
     // SAFETY: `param` is a valid sched_param for the calling thread.
     let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
     if rc == 0 {
-        info!(
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Asks for SCHED_FIFO; logs once if the system refuses.
+fn request_realtime(name: &str) {
+    match set_realtime_priority(REALTIME_PRIORITY) {
+        Ok(()) => info!(
             endpoint = name,
             priority = REALTIME_PRIORITY,
             "endpoint thread runs SCHED_FIFO"
-        );
-    } else {
-        info!(
+        ),
+        Err(error) => info!(
             endpoint = name,
-            error = %std::io::Error::from_raw_os_error(rc),
+            %error,
             "SCHED_FIFO refused; the endpoint thread runs at normal priority (grant CAP_SYS_NICE or an rtprio limit for real-time scheduling)"
-        );
+        ),
     }
 }

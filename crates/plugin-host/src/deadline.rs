@@ -11,8 +11,8 @@
 //! its cycle). The windows last at least half the deadline (up to one tick more): a call
 //! that loops is interrupted after about two deadlines, and a healthy one, which needs
 //! microseconds once it runs again, finishes inside the window in which its thread gets
-//! the CPU back. The normal path
-//! pays nothing: the callback runs only once a deadline has passed.
+//! the CPU back. The normal path pays nothing: the callback runs only once a deadline
+//! has passed.
 
 use std::time::Instant;
 

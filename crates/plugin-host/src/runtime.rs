@@ -268,18 +268,9 @@ pub const TICKER_PRIORITY: i32 = paravox_engine::endpoint::REALTIME_PRIORITY + 1
 /// Asks for [`TICKER_PRIORITY`]. Where real-time scheduling is withheld the endpoint
 /// threads run at normal priority too (and say so), so the ticker still gets its turn.
 fn request_realtime() {
-    let param = libc::sched_param {
-        sched_priority: TICKER_PRIORITY,
-    };
-    // SAFETY: `param` is a valid sched_param for the calling thread.
-    let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
-    if rc == 0 {
-        debug!(priority = TICKER_PRIORITY, "epoch ticker runs SCHED_FIFO");
-    } else {
-        debug!(
-            error = %std::io::Error::from_raw_os_error(rc),
-            "epoch ticker runs at normal priority"
-        );
+    match paravox_engine::endpoint::set_realtime_priority(TICKER_PRIORITY) {
+        Ok(()) => debug!(priority = TICKER_PRIORITY, "epoch ticker runs SCHED_FIFO"),
+        Err(error) => debug!(%error, "epoch ticker runs at normal priority"),
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{ENTERED_SAMPLE, HALF_MANIFEST, Misdeed, RELEASED_SAMPLE, half_wat};
-use paravox_engine::endpoint::REALTIME_PRIORITY;
+use paravox_engine::endpoint::{REALTIME_PRIORITY, set_realtime_priority};
 use paravox_engine::plugin::{KernelSetup, PluginFault, PluginKernel, StageRole};
 use paravox_pcm::Format;
 use paravox_plugin_host::{Kernel, PluginRuntime};
@@ -89,11 +89,7 @@ fn current_cpu() -> usize {
 
 /// Makes the calling thread SCHED_FIFO at `priority`; false where that is not permitted.
 fn go_realtime(priority: i32) -> bool {
-    let param = libc::sched_param {
-        sched_priority: priority,
-    };
-    // SAFETY: a valid sched_param for SCHED_FIFO; 0 names this thread.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
+    set_realtime_priority(priority).is_ok()
 }
 
 /// The CPU time the calling thread has used.
