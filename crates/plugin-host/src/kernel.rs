@@ -19,8 +19,8 @@ use crate::plugin::{Plugin, SETUP_MS};
 use crate::runtime::{HostState, ticks_for};
 
 /// Milliseconds a real-time call may take, at least and at most: two periods (at least
-/// 10 ms). The deadline is wall-clock time; when it passes, probe windows of half of it
-/// (see [`crate::deadline`]) tell a plugin that loops, which is then disabled, from one
+/// 10 ms). The deadline is wall-clock time; when it passes, probe windows of at least
+/// half of it (see [`crate::deadline`]) tell a plugin that loops, which is then disabled, from one
 /// whose thread the host preempted, which goes on.
 const CALL_MS: (u64, u64) = (10, 100);
 

@@ -39,7 +39,8 @@ const WASMTIME_VERSION: &str = "48.0.8";
 /// Milliseconds between epoch ticks while plugins are being called. Each tick is a
 /// wake-up (in the emulated Xen dom0 of the end-to-end test a 1 ms ticker cost 0.23 s/s
 /// of CPU while audio played, a 5 ms one 0.09 s/s), and deadlines are at least 10 ms:
-/// a deadline then passes 10–20 ms after the call began, a probe window lasts one tick.
+/// a deadline then passes 10–20 ms after the call began, a probe window lasts at least
+/// half of the deadline.
 pub const TICK_MS: u64 = 10;
 
 /// How often the epoch advances while plugins are being called.
