@@ -74,6 +74,16 @@ fn pattern(guest: u8, play: u8, frames: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The sndif guests' stream: S16 stereo at 48 kHz, the 64 KiB buffer and 16 KiB periods
+/// aplay gets from xen-snd-front.
+const SNDIF_PARAMS: xen::Params = xen::Params {
+    format: 2,
+    rate: 48_000,
+    channels: 2,
+    buffer_bytes: 65_536,
+    period_bytes: 16_384,
+};
+
 /// Frames of the stamped file the capture endpoints loop (10 s).
 const SOURCE_FRAMES: usize = 480_000;
 /// The guest and play numbers the capture source's stamps carry.
@@ -247,8 +257,8 @@ fn play_sndif(stream: &xen::FrontStream, params: &xen::Params, data: &[u8]) {
     assert_eq!(stream.close(), 0, "CLOSE");
 }
 
-/// The sndif guest: `plays` plays of its pattern, buffer and period as aplay gets them
-/// from xen-snd-front (64 KiB, 16 KiB).
+/// The sndif guest: `plays` plays of its pattern ([`SNDIF_PARAMS`]), and as many
+/// recordings on the device's capture stream meanwhile.
 fn sndif_guest(shm: &Path, guest: u8, plays: usize) -> (Vec<u8>, Vec<u8>) {
     let domain = xen::FrontDomain::connect(&shm.join(SharedMemoryHost::HUB_SOCKET), 1);
     let mut device = xen::FrontDevice::create_at(
@@ -259,13 +269,7 @@ fn sndif_guest(shm: &Path, guest: u8, plays: usize) -> (Vec<u8>, Vec<u8>) {
         &[(0, 0, Direction::Playback), (0, 1, Direction::Capture)],
     );
     device.connect();
-    let params = xen::Params {
-        format: 2,
-        rate: 48_000,
-        channels: 2,
-        buffer_bytes: 65_536,
-        period_bytes: 16_384,
-    };
+    let params = SNDIF_PARAMS;
     let (played, recorded) = std::thread::scope(|scope| {
         let recorder = scope.spawn(|| sndif_recorder(device.stream(0, 1), plays));
         let mut played = Vec::new();
@@ -299,15 +303,8 @@ fn virtio_guest(socket: &Path, guest: u8, plays: usize) -> Vec<u8> {
 
 /// The sndif capture guest: `plays` recordings of [`PLAY_FRAMES`], like arecord.
 fn sndif_recorder(stream: &xen::FrontStream, plays: usize) -> Vec<u8> {
-    let params = xen::Params {
-        format: 2,
-        rate: 48_000,
-        channels: 2,
-        buffer_bytes: 65_536,
-        period_bytes: 16_384,
-    };
     (0..plays)
-        .flat_map(|_| xen::record(stream, &params, (PLAY_FRAMES * FRAME_BYTES) as u64))
+        .flat_map(|_| xen::record(stream, &SNDIF_PARAMS, (PLAY_FRAMES * FRAME_BYTES) as u64))
         .collect()
 }
 

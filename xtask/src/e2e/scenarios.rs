@@ -245,14 +245,7 @@ fn play(ctx: &Context) -> Result<Outcome> {
         format!("{:.1} s", run.finished.wall.as_secs_f64()),
     );
 
-    let wav = Wav::read(&sink)?;
-    outcome.metric("sink", wav.describe());
-    analysis::check_bit_exact(
-        &mut outcome.checks,
-        &wav,
-        &REFERENCE_TONE,
-        ctx.device.capabilities().tail_frames_lost_at_stop,
-    );
+    check_reference_sink(ctx, &mut outcome, &sink)?;
     if let Some(seconds) = aplay_seconds {
         // Paced playback takes the tone's length; far less means the device did not
         // consume in real time, far more that it stalled.
@@ -306,7 +299,13 @@ fn plain(ctx: &Context) -> Result<Outcome> {
         control == "none",
         format!("the card offers no controls on the plain line (found: {control})"),
     );
-    let wav = Wav::read(&sink)?;
+    check_reference_sink(ctx, &mut outcome, &sink)?;
+    Ok(outcome)
+}
+
+/// The sink must hold the reference tone bit-exactly.
+fn check_reference_sink(ctx: &Context, outcome: &mut Outcome, sink: &Path) -> Result<()> {
+    let wav = Wav::read(sink)?;
     outcome.metric("sink", wav.describe());
     analysis::check_bit_exact(
         &mut outcome.checks,
@@ -314,7 +313,7 @@ fn plain(ctx: &Context) -> Result<Outcome> {
         &REFERENCE_TONE,
         ctx.device.capabilities().tail_frames_lost_at_stop,
     );
-    Ok(outcome)
+    Ok(())
 }
 
 fn report_cpu(outcome: &mut Outcome, device: &DeviceSpec, cpu: &CpuUse, audio_seconds: f64) {
