@@ -14,7 +14,7 @@
 //! recorded frame must be a frame of that file (a jump between frames is an overrun and
 //! only counted; a frame the file does not hold, or silence, fails).
 //!
-//! `PARAVOX_STRESS_SECONDS` sets the audio each guest plays (default 6 s, two plays);
+//! `PARAVOX_STRESS_SECONDS` sets the audio each guest plays, in plays of 5 s (default: two);
 //! `cargo xtask stress --minutes M` runs it long.
 
 #[path = "../../virtio-snd/tests/support/mod.rs"]
