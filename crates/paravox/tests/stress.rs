@@ -4,10 +4,10 @@
 //! guest played. A wrong byte is named: where it is in the sink, the stream and the
 //! endpoint cycle, what should be there, and where the bytes that are there came from.
 //!
-//! The sndif guest writes chunks that are not whole periods, wraps them around the end of
-//! its buffer, and runs up to a period ahead of the positions it was sent, so the
-//! backend's wait for ring room is taken too. The virtio guest queues a whole buffer
-//! before START, as Linux does.
+//! The sndif guest writes chunks that are not whole periods and wraps them around the end
+//! of its buffer, keeping the buffer as full as its positions allow (a WRITE beyond them,
+//! which Linux's frontend never sends, meets the backend's bounded wait; the frontend
+//! tests cover that). The virtio guest queues a whole buffer before START, as Linux does.
 //!
 //! Capture gets the same scrutiny: each daemon's capture endpoint plays a stamped WAV
 //! file in a loop, guests of both transports record while the others play, and every
@@ -207,12 +207,12 @@ impl Drop for Daemon {
 
 /// Plays `data` like xen-snd-front under aplay, but with uneven WRITEs: chunk sizes
 /// cycle through values that are not whole periods, each is cut at the buffer's end
-/// (the next starts at offset 0), and a chunk is sent once the positions show room for
-/// all but one period of it, so some WRITEs must wait for the endpoint to make room.
+/// (the next starts at offset 0), and a chunk is sent as soon as the positions show
+/// room for it, so the buffer is kept as full as it can be.
 fn play_sndif(stream: &xen::FrontStream, params: &xen::Params, data: &[u8]) {
     const CHUNKS: [u64; 5] = [5_000, 16_384, 12_348, 4_100, 9_996];
     assert_eq!(stream.open(params), 0, "OPEN");
-    let (buffer, period) = (params.buffer_bytes as u64, params.period_bytes as u64);
+    let buffer = u64::from(params.buffer_bytes);
     let total = data.len() as u64;
     let mut appl = 0u64;
     let mut turn = 0usize;
@@ -223,9 +223,7 @@ fn play_sndif(stream: &xen::FrontStream, params: &xen::Params, data: &[u8]) {
             .min(total - appl)
             .min(buffer - offset);
         let position = stream.events.last_position();
-        // Before START nothing moves: fill exactly the buffer.
-        let slack = if started { period } else { 0 };
-        if buffer + slack < appl - position + chunk {
+        if buffer < appl - position + chunk {
             if !started {
                 assert_eq!(stream.trigger(TriggerKind::Start), 0, "START");
                 started = true;
@@ -234,9 +232,7 @@ fn play_sndif(stream: &xen::FrontStream, params: &xen::Params, data: &[u8]) {
             let before = appl;
             stream
                 .events
-                .wait_until(xen::REQUEST_TIMEOUT, |pos| {
-                    buffer + period >= before - pos + chunk
-                })
+                .wait_until(xen::REQUEST_TIMEOUT, |pos| buffer >= before - pos + chunk)
                 .expect("CUR_POS shows room within 3 s");
             continue;
         }
