@@ -11,7 +11,7 @@ use paravox_fuzz::layout::virtio_queue::*;
 use paravox_virtio_snd::CardTopology;
 use paravox_virtio_snd::device::Device;
 use paravox_virtio_snd::message::Message;
-use paravox_virtio_snd::wire;
+use paravox_virtio_snd::wire::QueueIndex;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -70,16 +70,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let mut chain_index = 0;
     while let Some(chain) = queue.pop_descriptor_chain(&mem) {
-        let target = u16::from(data[QUEUES_AT + chain_index % CHAINS] % 4);
+        let target = QueueIndex::try_from(u16::from(data[QUEUES_AT + chain_index % CHAINS] % 4));
         chain_index += 1;
-        let Some(message) = Message::from_chain(chain) else {
+        let (Ok(target), Some(message)) = (target, Message::from_chain(chain)) else {
             continue;
         };
-        match target {
-            wire::CONTROL_QUEUE => device.handle_control(&mem, message),
-            wire::EVENT_QUEUE => device.add_event_buffer(&mem, message),
-            queue => device.handle_io(&mem, queue, message),
-        }
+        device.handle_message(&mem, target, message);
     }
     device.notify_control_changes(&mem);
     for index in 0..device.streams().count() {

@@ -26,7 +26,7 @@ use paravox_engine::notify::EventFd;
 
 use crate::device::Device;
 use crate::message::Message;
-use crate::wire::{self, NUM_QUEUES};
+use crate::wire::{self, NUM_QUEUES, QueueIndex};
 
 /// Descriptors per queue (the Linux driver does not check; ≥ 64 is needed).
 pub const QUEUE_SIZE: usize = 256;
@@ -142,11 +142,11 @@ impl Backend {
         self.exit_consumers.clone()
     }
 
-    fn process_queue(&self, queue: u16, vrings: &[VringRwLock]) -> io::Result<()> {
+    fn process_queue(&self, queue: QueueIndex, vrings: &[VringRwLock]) -> io::Result<()> {
         let Some(memory) = lock(&self.memory).clone() else {
             return Ok(());
         };
-        let Some(vring) = vrings.get(queue as usize) else {
+        let Some(vring) = vrings.get(queue.index()) else {
             return Ok(());
         };
         let event_idx = self.event_idx.load(std::sync::atomic::Ordering::Relaxed);
@@ -163,7 +163,7 @@ impl Backend {
                     match Message::from_chain(chain.clone()) {
                         Some(message) => chains.push(message),
                         None => {
-                            warn!(queue, "malformed descriptor chain returned unused");
+                            warn!(?queue, "malformed descriptor chain returned unused");
                             chains.push(Message {
                                 head: chain.head_index(),
                                 readable: Vec::new(),
@@ -177,11 +177,7 @@ impl Backend {
             {
                 let mut device = lock(&self.device);
                 for message in chains {
-                    match queue {
-                        wire::CONTROL_QUEUE => device.handle_control(&*guard, message),
-                        wire::EVENT_QUEUE => device.add_event_buffer(&*guard, message),
-                        _ => device.handle_io(&*guard, queue, message),
-                    }
+                    device.handle_message(&*guard, queue, message);
                 }
             }
             self.publish(vrings)?;
@@ -197,11 +193,12 @@ impl Backend {
         let completions = lock(&self.device).take_completions();
         let mut touched = [false; NUM_QUEUES];
         for completion in completions {
-            if let Some(vring) = vrings.get(completion.queue as usize) {
+            let queue = completion.queue.index();
+            if let Some(vring) = vrings.get(queue) {
                 vring
                     .add_used(completion.head, completion.len)
                     .map_err(io::Error::other)?;
-                touched[completion.queue as usize] = true;
+                touched[queue] = true;
             }
         }
         for (queue, touched) in touched.iter().enumerate() {
@@ -247,7 +244,7 @@ impl VhostUserBackend for Backend {
         // guest probe, before the guest's first config read.
         self.config_size_noted
             .store(false, std::sync::atomic::Ordering::Relaxed);
-        let controls = if lock(&self.device).config().controls > 0 {
+        let controls = if lock(&self.device).config().controls.to_native() > 0 {
             1 << wire::VIRTIO_SND_F_CTLS
         } else {
             0
@@ -272,7 +269,7 @@ impl VhostUserBackend for Backend {
         let config = lock(&self.device).config();
         if offset == 0 {
             // QEMU reads from 0 as many bytes as its config space has.
-            self.note_config_size(size, config.controls > 0);
+            self.note_config_size(size, config.controls.to_native() > 0);
         }
         let bytes = config.as_slice();
         let start = (offset as usize).min(bytes.len());
@@ -302,8 +299,10 @@ impl VhostUserBackend for Backend {
         if evset != EventSet::IN {
             return Ok(());
         }
+        if let Ok(queue) = QueueIndex::try_from(device_event) {
+            return self.process_queue(queue, vrings);
+        }
         match device_event {
-            queue if (queue as usize) < NUM_QUEUES => self.process_queue(queue, vrings),
             CONTROL_CHANGED_TOKEN => {
                 // Drain first: the fd is level-triggered and must not stay readable.
                 self.control_changed.drain();

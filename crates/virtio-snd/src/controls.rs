@@ -7,7 +7,7 @@ use paravox_engine::Stream;
 use paravox_engine::gain::GainControl;
 
 use crate::topology::{CardTopology, StreamTopology};
-use crate::wire::{CtlInfo, ctl};
+use crate::wire::{CtlInfo, CtlInfoInteger, InfoHeader, ctl};
 
 /// Volume steps: 0 = −120 dB (mute), 240 = 0 dB, in 0.5 dB steps.
 pub const VOLUME_MAX: u32 = 240;
@@ -59,7 +59,7 @@ pub fn info(stream: &StreamTopology, index: usize, card: &CardTopology) -> CtlIn
         (false, ControlKind::Switch) => "Capture Switch",
     };
     let read_write = (1 << ctl::ACCESS_READ) | (1 << ctl::ACCESS_WRITE);
-    let (role, kind_code, access, max) = match kind {
+    let (role, type_code, access, max) = match kind {
         ControlKind::Volume => (
             ctl::ROLE_VOLUME,
             ctl::TYPE_INTEGER,
@@ -69,18 +69,20 @@ pub fn info(stream: &StreamTopology, index: usize, card: &CardTopology) -> CtlIn
         ControlKind::Switch => (ctl::ROLE_MUTE, ctl::TYPE_BOOLEAN, read_write, 1),
     };
     CtlInfo {
-        hda_fn_nid: 0,
-        role,
-        kind: kind_code,
-        access,
-        count: 1,
-        index: ordinal,
+        hdr: InfoHeader::default(),
+        role: role.into(),
+        r#type: type_code.into(),
+        access: access.into(),
+        count: 1.into(),
+        index: ordinal.into(),
         name: name_bytes(name),
         padding: [0; 4],
-        min: 0,
-        max,
-        step: 1,
-        reserved: [0; 12],
+        value: CtlInfoInteger {
+            min: 0.into(),
+            max: max.into(),
+            step: 1.into(),
+            reserved: [0; 12],
+        },
     }
 }
 
@@ -166,9 +168,9 @@ mod tests {
         let first = info(&card.streams[0], 0, &card);
         let second = info(&card.streams[2], 4, &card);
         assert!(first.name.starts_with(b"PCM Playback Volume\0"));
-        assert_eq!((first.index, second.index), (0, 1));
+        assert_eq!((first.index.to_native(), second.index.to_native()), (0, 1));
         let capture_switch = info(&card.streams[1], 3, &card);
         assert!(capture_switch.name.starts_with(b"Capture Switch\0"));
-        assert_eq!(capture_switch.kind, ctl::TYPE_BOOLEAN);
+        assert_eq!(capture_switch.r#type, ctl::TYPE_BOOLEAN);
     }
 }

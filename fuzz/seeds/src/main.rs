@@ -17,7 +17,7 @@ use paravox_sndif::wire::{
 };
 use paravox_sndif::xenstore::wire::{Message, Op, nul_terminated};
 use paravox_virtio_snd::wire::{
-    self, CtlHeader, PcmHeader, PcmSetParams, PcmXfer, QueryInfo, code,
+    self, CtlHeader, PcmHeader, PcmSetParams, PcmXfer, QueryInfo, QueueIndex, RequestCode,
 };
 use vm_memory::ByteValued;
 
@@ -65,21 +65,21 @@ fn virtio_rate(rate: u32) -> u8 {
         .unwrap_or(7)
 }
 
-fn query(request_code: u32, count: u32, size: usize) -> Vec<u8> {
+fn query(request_code: RequestCode, count: u32, size: usize) -> Vec<u8> {
     QueryInfo {
-        code: request_code,
-        start_id: 0,
-        count,
-        size: size as u32,
+        hdr: request_code.into(),
+        start_id: 0.into(),
+        count: count.into(),
+        size: (size as u32).into(),
     }
     .as_slice()
     .to_vec()
 }
 
-fn pcm(request_code: u32, stream_id: u32) -> Vec<u8> {
+fn pcm(request_code: RequestCode, stream_id: u32) -> Vec<u8> {
     PcmHeader {
-        code: request_code,
-        stream_id,
+        hdr: request_code.into(),
+        stream_id: stream_id.into(),
     }
     .as_slice()
     .to_vec()
@@ -88,11 +88,13 @@ fn pcm(request_code: u32, stream_id: u32) -> Vec<u8> {
 /// S16 stereo 48 kHz, 4 periods of 1024 frames: what ALSA's defaults end up asking.
 fn set_params(stream_id: u32) -> Vec<u8> {
     PcmSetParams {
-        code: code::PCM_SET_PARAMS,
-        stream_id,
-        buffer_bytes: 4 * 4096,
-        period_bytes: 4096,
-        features: 0,
+        hdr: PcmHeader {
+            hdr: RequestCode::PcmSetParams.into(),
+            stream_id: stream_id.into(),
+        },
+        buffer_bytes: (4 * 4096).into(),
+        period_bytes: 4096.into(),
+        features: 0.into(),
         channels: 2,
         format: virtio_format_s16(),
         rate: virtio_rate(48_000),
@@ -102,10 +104,10 @@ fn set_params(stream_id: u32) -> Vec<u8> {
     .to_vec()
 }
 
-fn ctl(request_code: u32, control_id: u32) -> Vec<u8> {
+fn ctl(request_code: RequestCode, control_id: u32) -> Vec<u8> {
     CtlHeader {
-        code: request_code,
-        control_id,
+        hdr: request_code.into(),
+        control_id: control_id.into(),
     }
     .as_slice()
     .to_vec()
@@ -115,29 +117,29 @@ fn virtio_requests() -> Seeds {
     vec![
         (
             "jack_info",
-            query(code::JACK_INFO, 2, size_of::<wire::JackInfo>()),
+            query(RequestCode::JackInfo, 2, size_of::<wire::JackInfo>()),
         ),
         (
             "pcm_info",
-            query(code::PCM_INFO, 2, size_of::<wire::PcmInfo>()),
+            query(RequestCode::PcmInfo, 2, size_of::<wire::PcmInfo>()),
         ),
         (
             "chmap_info",
-            query(code::CHMAP_INFO, 2, size_of::<wire::ChmapInfo>()),
+            query(RequestCode::ChmapInfo, 2, size_of::<wire::ChmapInfo>()),
         ),
         (
             "ctl_info",
-            query(code::CTL_INFO, 4, size_of::<wire::CtlInfo>()),
+            query(RequestCode::CtlInfo, 4, size_of::<wire::CtlInfo>()),
         ),
         ("set_params", set_params(0)),
-        ("prepare", pcm(code::PCM_PREPARE, 0)),
-        ("start", pcm(code::PCM_START, 0)),
-        ("stop", pcm(code::PCM_STOP, 0)),
-        ("release", pcm(code::PCM_RELEASE, 0)),
-        ("ctl_read", ctl(code::CTL_READ, 0)),
-        ("ctl_tlv_read", ctl(code::CTL_TLV_READ, 0)),
+        ("prepare", pcm(RequestCode::PcmPrepare, 0)),
+        ("start", pcm(RequestCode::PcmStart, 0)),
+        ("stop", pcm(RequestCode::PcmStop, 0)),
+        ("release", pcm(RequestCode::PcmRelease, 0)),
+        ("ctl_read", ctl(RequestCode::CtlRead, 0)),
+        ("ctl_tlv_read", ctl(RequestCode::CtlTlvRead, 0)),
         ("ctl_write", {
-            let mut bytes = ctl(code::CTL_WRITE, 0);
+            let mut bytes = ctl(RequestCode::CtlWrite, 0);
             bytes.extend_from_slice(&[0; wire::CTL_VALUE_SIZE]);
             bytes
         }),
@@ -147,17 +149,19 @@ fn virtio_requests() -> Seeds {
 /// A control request with room for the status and `answer` bytes of payload.
 fn control(builder: &mut Builder, request: &[u8], answer: usize) {
     builder.chain(
-        wire::CONTROL_QUEUE,
+        QueueIndex::Control.into(),
         &[(request, false), (&vec![0; 4 + answer], true)],
     );
 }
 
 /// A TX message: xfer header, `frames` S16 stereo frames of a ramp, status.
 fn tx(builder: &mut Builder, stream_id: u32, frames: usize) {
-    let xfer = PcmXfer { stream_id };
+    let xfer = PcmXfer {
+        stream_id: stream_id.into(),
+    };
     let audio: Vec<u8> = (0..frames * 4).map(|i| i as u8).collect();
     builder.chain(
-        wire::TX_QUEUE,
+        QueueIndex::Tx.into(),
         &[(xfer.as_slice(), false), (&audio, false), (&[0; 8], true)],
     );
 }
@@ -167,61 +171,67 @@ fn virtio_queues() -> Seeds {
     let mut probe = Builder::default();
     control(
         &mut probe,
-        &query(code::JACK_INFO, 2, size_of::<wire::JackInfo>()),
+        &query(RequestCode::JackInfo, 2, size_of::<wire::JackInfo>()),
         48,
     );
     control(
         &mut probe,
-        &query(code::PCM_INFO, 2, size_of::<wire::PcmInfo>()),
+        &query(RequestCode::PcmInfo, 2, size_of::<wire::PcmInfo>()),
         64,
     );
     control(
         &mut probe,
-        &query(code::CHMAP_INFO, 2, size_of::<wire::ChmapInfo>()),
+        &query(RequestCode::ChmapInfo, 2, size_of::<wire::ChmapInfo>()),
         48,
     );
     control(
         &mut probe,
-        &query(code::CTL_INFO, 4, size_of::<wire::CtlInfo>()),
+        &query(RequestCode::CtlInfo, 4, size_of::<wire::CtlInfo>()),
         4 * 96,
     );
-    probe.chain(wire::EVENT_QUEUE, &[(&[0; 8], true)]);
+    probe.chain(QueueIndex::Event.into(), &[(&[0; 8], true)]);
     seeds.extend(probe.build().map(|input| ("probe", input)));
 
     let mut playback = Builder::default();
     control(&mut playback, &set_params(0), 0);
-    control(&mut playback, &pcm(code::PCM_PREPARE, 0), 0);
+    control(&mut playback, &pcm(RequestCode::PcmPrepare, 0), 0);
     tx(&mut playback, 0, 256);
-    control(&mut playback, &pcm(code::PCM_START, 0), 0);
+    control(&mut playback, &pcm(RequestCode::PcmStart, 0), 0);
     tx(&mut playback, 0, 256);
-    control(&mut playback, &pcm(code::PCM_STOP, 0), 0);
-    control(&mut playback, &pcm(code::PCM_RELEASE, 0), 0);
+    control(&mut playback, &pcm(RequestCode::PcmStop, 0), 0);
+    control(&mut playback, &pcm(RequestCode::PcmRelease, 0), 0);
     seeds.extend(playback.build().map(|input| ("playback", input)));
 
     let mut capture = Builder::default();
     control(&mut capture, &set_params(1), 0);
-    control(&mut capture, &pcm(code::PCM_PREPARE, 1), 0);
-    control(&mut capture, &pcm(code::PCM_START, 1), 0);
-    let xfer = PcmXfer { stream_id: 1 };
+    control(&mut capture, &pcm(RequestCode::PcmPrepare, 1), 0);
+    control(&mut capture, &pcm(RequestCode::PcmStart, 1), 0);
+    let xfer = PcmXfer {
+        stream_id: 1.into(),
+    };
     capture.chain(
-        wire::RX_QUEUE,
+        QueueIndex::Rx.into(),
         &[
             (xfer.as_slice(), false),
             (&[0; 1024], true),
             (&[0; 8], true),
         ],
     );
-    control(&mut capture, &pcm(code::PCM_STOP, 1), 0);
-    control(&mut capture, &pcm(code::PCM_RELEASE, 1), 0);
+    control(&mut capture, &pcm(RequestCode::PcmStop, 1), 0);
+    control(&mut capture, &pcm(RequestCode::PcmRelease, 1), 0);
     seeds.extend(capture.build().map(|input| ("capture", input)));
 
     let mut controls = Builder::default();
-    control(&mut controls, &ctl(code::CTL_READ, 0), wire::CTL_VALUE_SIZE);
-    control(&mut controls, &ctl(code::CTL_TLV_READ, 0), 64);
-    let mut write = ctl(code::CTL_WRITE, 1);
+    control(
+        &mut controls,
+        &ctl(RequestCode::CtlRead, 0),
+        wire::CTL_VALUE_SIZE,
+    );
+    control(&mut controls, &ctl(RequestCode::CtlTlvRead, 0), 64);
+    let mut write = ctl(RequestCode::CtlWrite, 1);
     write.extend_from_slice(&[1; wire::CTL_VALUE_SIZE]);
     control(&mut controls, &write, 0);
-    controls.chain(wire::EVENT_QUEUE, &[(&[0; 8], true)]);
+    controls.chain(QueueIndex::Event.into(), &[(&[0; 8], true)]);
     seeds.extend(controls.build().map(|input| ("controls", input)));
     seeds
 }
