@@ -140,6 +140,9 @@ impl Client {
         if let Some(route) = &patch.route {
             body.insert("route".into(), serde_json::json!(route));
         }
+        if let Some(chain) = &patch.chain {
+            body.insert("chain".into(), serde_json::json!(chain));
+        }
         self.call(Method::Patch, &format!("/api/streams/{id}"), Some(&body))
     }
 
