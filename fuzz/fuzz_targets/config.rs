@@ -1,10 +1,10 @@
 //! The configuration file: TOML parsed and validated as `paravox serve` does, up to the
-//! virtio cards' topologies.
+//! declaration the control layer is given.
 #![no_main]
 
 use std::path::Path;
 
-use paravox::config::{Config, Source};
+use paravox::config::{Config, Overrides, Source};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -15,6 +15,6 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         text,
     };
     if let Ok(config) = Config::parse(&source, Path::new("/var/lib/paravox")) {
-        let _ = config.virtio_cards(&source);
+        let _ = config.declaration(&source, &Overrides::default());
     }
 });

@@ -1,19 +1,17 @@
-//! The state every handler shares: the engine, the token, the configuration, what the API
-//! owns, and the meter feed.
+//! The state every handler shares: the control layer (and through it the engine), the
+//! token, the configuration and the meter feed.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use paravox_control::{Control, ControlError, Owner};
 use paravox_engine::Engine;
-use tokio::sync::{MutexGuard, watch};
+use tokio::sync::watch;
 
-use crate::chain::Chains;
 use crate::error::ApiError;
+use crate::faults::{self, FaultCounter};
 use crate::meters::{self, MeterFrame};
-use crate::plugins::{self, FaultCounter, PluginLibrary};
 use crate::server::ApiConfig;
-use crate::state::{Owned, Restored};
 use crate::token::Token;
 use crate::views::Origin;
 
@@ -25,15 +23,11 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    engine: Arc<Engine>,
+    control: Arc<Control>,
     token: Token,
     config: ApiConfig,
-    /// Held across a change and its save, so saves never interleave.
-    owned: tokio::sync::Mutex<Owned>,
     meters: watch::Receiver<Arc<MeterFrame>>,
     stopping: watch::Sender<bool>,
-    plugins: Arc<PluginLibrary>,
-    chains: Arc<Chains>,
     plugin_faults: Arc<FaultCounter>,
     /// WebSocket sessions open now.
     websockets: Arc<AtomicUsize>,
@@ -53,42 +47,35 @@ impl Drop for WebSocketSlot {
 }
 
 impl AppState {
-    /// The state of a server for `engine`. Starts the meter sampler and the plugin-fault
+    /// The state of a server for `control`. Starts the meter sampler and the plugin-fault
     /// counter, so it must be called inside a tokio runtime.
-    pub fn new(config: ApiConfig, engine: Arc<Engine>, token: Token, restored: Restored) -> Self {
-        let meters = meters::spawn_sampler(Arc::downgrade(&engine));
+    pub fn new(config: ApiConfig, control: Arc<Control>, token: Token) -> Self {
+        let engine = control.engine();
+        let meters = meters::spawn_sampler(Arc::downgrade(engine));
         let (stopping, _) = watch::channel(false);
         let plugin_faults = Arc::new(FaultCounter::default());
-        plugins::spawn_fault_counter(&engine, plugin_faults.clone());
+        faults::spawn_fault_counter(engine, plugin_faults.clone());
         AppState {
             inner: Arc::new(Inner {
-                engine,
+                control,
                 token,
                 config,
-                owned: tokio::sync::Mutex::new(restored.owned),
                 meters,
                 stopping,
-                plugins: restored.plugins,
-                chains: restored.chains,
                 plugin_faults,
                 websockets: Arc::default(),
             }),
         }
     }
 
-    /// The engine.
+    /// The control layer every change goes through.
+    pub fn control(&self) -> &Arc<Control> {
+        &self.inner.control
+    }
+
+    /// The engine (read only: changes go through [`AppState::control`]).
     pub fn engine(&self) -> &Arc<Engine> {
-        &self.inner.engine
-    }
-
-    /// The plugin library.
-    pub fn plugins(&self) -> &Arc<PluginLibrary> {
-        &self.inner.plugins
-    }
-
-    /// The effect chains set over the API.
-    pub fn chains(&self) -> &Arc<Chains> {
-        &self.inner.chains
+        self.inner.control.engine()
     }
 
     /// Plugin faults by plugin name.
@@ -104,10 +91,6 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &ApiConfig {
         &self.inner.config
-    }
-
-    pub(crate) async fn owned(&self) -> MutexGuard<'_, Owned> {
-        self.inner.owned.lock().await
     }
 
     /// A receiver of meter frames, 25 a second.
@@ -144,34 +127,25 @@ impl AppState {
         .ok()?;
         Some(WebSocketSlot { open: open.clone() })
     }
+}
 
-    /// Names of the cards and endpoints the API owns.
-    pub(crate) async fn owned_names(&self) -> (BTreeSet<String>, BTreeSet<String>) {
-        let owned = self.owned().await;
-        (
-            owned.cards.keys().cloned().collect(),
-            owned.endpoints.keys().cloned().collect(),
-        )
+/// The origin shown for an object made by `owner`.
+pub(crate) fn origin(owner: Owner) -> Origin {
+    match owner {
+        Owner::Api => Origin::Api,
+        Owner::Declared => Origin::Daemon,
     }
 }
 
-/// The origin of an object named `name`, given the names the API owns.
-pub(crate) fn origin(owned: &BTreeSet<String>, name: &str) -> Origin {
-    if owned.contains(name) {
-        Origin::Api
-    } else {
-        Origin::Daemon
-    }
-}
-
-/// Runs blocking engine work (device opens, endpoint hand-overs, file syncs) off the async
-/// runtime.
+/// Runs blocking control work (device opens, endpoint hand-overs, plugin compiles, file
+/// syncs) off the async runtime.
 pub(crate) async fn blocking<T, F>(work: F) -> Result<T, ApiError>
 where
-    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce() -> Result<T, ControlError> + Send + 'static,
     T: Send + 'static,
 {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|error| ApiError::internal(format!("the worker failed: {error}")))?
+        .map_err(ApiError::from)
 }

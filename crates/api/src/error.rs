@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use paravox_control::{ControlError, ErrorKind};
 use paravox_engine::EngineError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -127,6 +128,19 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<ControlError> for ApiError {
+    fn from(error: ControlError) -> ApiError {
+        let status = match error.kind() {
+            ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.message())
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.status, self.detail)
@@ -199,14 +213,6 @@ pub enum Error {
     #[error("API token {}: {what}", path.display())]
     Token {
         /// The token file.
-        path: PathBuf,
-        /// What went wrong and what to do.
-        what: String,
-    },
-    /// The saved state could not be read or written.
-    #[error("saved state {}: {what}", path.display())]
-    State {
-        /// The state file.
         path: PathBuf,
         /// What went wrong and what to do.
         what: String,

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::model::{CardRequest, EndpointRequest, StreamPatch};
-use crate::{host_endpoint, paths, settings, virtio};
+use paravox_control::{card, endpoint, paths, stream};
 
 /// The confinement root the targets check paths against.
 const PATH_ROOT: &str = "/var/lib/paravox";
@@ -56,16 +56,16 @@ pub fn check_body(
     match kind {
         Body::Card => {
             let request: CardRequest = extract(body)?;
-            virtio::topology(engine, &request)?;
+            card::topology(&card::engine_endpoints(engine), &request)?;
             paths::resolve(Path::new(&request.socket), Some(root), "the socket path")?;
         }
         Body::Endpoint => {
             let request: EndpointRequest = extract(body)?;
-            host_endpoint::check(engine, &request, Some(root))?;
+            endpoint::check_request(engine, &request, Some(root))?;
         }
         Body::StreamPatch => {
             let patch: StreamPatch = extract(body)?;
-            settings::check(engine, stream, &patch)?;
+            stream::check(engine, stream, &patch)?;
         }
     }
     Ok(())

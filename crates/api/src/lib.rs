@@ -4,13 +4,15 @@
 //! # Wiring
 //!
 //! ```no_run
-//! # fn main() -> Result<(), paravox_api::Error> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let engine = std::sync::Arc::new(paravox_engine::Engine::new());
 //! # let state_dir = std::path::PathBuf::from("/var/lib/paravox");
-//! // 1. Build the engine and everything the configuration file names.
-//! // 2. Recreate what the API saved, then serve.
-//! let restored = paravox_api::state::restore(&engine, &state_dir)?;
-//! let api = paravox_api::ApiServer::start(paravox_api::ApiConfig::new(&state_dir), engine.clone(), restored)?;
+//! # let declaration = paravox_control::Declaration::default();
+//! // The control layer makes the engine match the configuration and restores what the
+//! // API saved; the API then speaks to it alone.
+//! let options = paravox_control::Options::new(&state_dir);
+//! let control = std::sync::Arc::new(paravox_control::Control::start(engine, options, declaration)?);
+//! let api = paravox_api::ApiServer::start(paravox_api::ApiConfig::new(&state_dir), control)?;
 //! // ... until a signal; dropping `api` stops it.
 //! # Ok(())
 //! # }
@@ -20,14 +22,11 @@
 //!
 //! # Configuration file and saved state
 //!
-//! The configuration file is read first and its endpoints and cards created; then
-//! [`state::restore`] adds what the API created and saved in `state.json`, and reapplies
-//! the volumes, mutes, routes and effect chains the API set on any stream (by card name and stream
-//! index, since ids may change across restarts). When a saved endpoint or card has the
-//! name of one from the configuration, **the configuration wins**: the saved one is
-//! logged and dropped from the state. Objects from the configuration cannot be deleted
-//! over the API (409); their stream settings can be changed, and those changes are saved.
-//! Every change over the API is saved atomically at once (see [`state`]).
+//! Every change goes through [`paravox_control::Control`], which also owns `state.json`
+//! and says who owns what (see its crate docs): objects from the configuration cannot be
+//! deleted over the API (409), their streams' settings can be changed and are saved, and
+//! a saved object whose name the configuration declares is dropped at start (the
+//! configuration wins). Every change over the API is saved atomically at once.
 //!
 //! # Security
 //!
@@ -40,7 +39,7 @@
 //! public with [`ApiConfig::metrics_public`]. No CORS headers are sent: the dashboard is
 //! served from the same origin. Request bodies are limited to 64 KiB, plugin uploads
 //! (`POST /api/plugins`) to 16 MiB, the plugin host's largest module. File paths given
-//! over the API can be confined to one directory with [`ApiConfig::path_root`].
+//! over the API can be confined to one directory with [`paravox_control::Options::path_root`].
 //!
 //! # Errors
 //!
@@ -61,29 +60,26 @@ pub mod client;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod faults;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-mod host_endpoint;
 pub mod meters;
 pub mod metrics;
-pub mod model;
 pub mod openapi;
-mod paths;
-pub mod plugins;
 pub mod routes;
 mod server;
-mod settings;
-pub mod state;
 pub mod token;
 pub mod views;
-mod virtio;
 
 pub use app::AppState;
 pub use error::{ApiError, Error, Problem};
+/// The request bodies, which are the control layer's model.
+pub use paravox_control::model;
+/// `state.json`, written by the control layer.
+pub use paravox_control::state;
 pub use routes::router;
 pub use server::{
     ApiConfig, ApiHandle, ApiServer, BODY_LIMIT_BYTES, DEFAULT_LISTEN, PLUGIN_BODY_LIMIT_BYTES,
     serve,
 };
-pub use state::{Restored, restore};

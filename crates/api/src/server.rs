@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paravox_engine::Engine;
+use paravox_control::Control;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -13,7 +13,6 @@ use tracing::{info, warn};
 
 use crate::app::AppState;
 use crate::error::Error;
-use crate::state::Restored;
 use crate::{routes, token};
 
 /// Where the API listens unless told otherwise: loopback only.
@@ -22,7 +21,7 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// The largest request body accepted.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// The largest plugin upload (`POST /api/plugins`): the plugin host's largest module.
-pub const PLUGIN_BODY_LIMIT_BYTES: usize = paravox_plugin_host::abi::MAX_MODULE_BYTES;
+pub const PLUGIN_BODY_LIMIT_BYTES: usize = paravox_control::plugins::MAX_MODULE_BYTES;
 /// How long a stop waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -37,10 +36,6 @@ pub struct ApiConfig {
     /// Serve `/metrics` without the token (default false: Prometheus sends the token
     /// with `authorization: {credentials_file: ...}`).
     pub metrics_public: bool,
-    /// When set, every file path given over the API (WAV endpoints, vhost-user sockets)
-    /// must lie inside this directory, and relative paths are taken relative to it. When
-    /// not set, such paths must be absolute and may be anywhere the daemon may write.
-    pub path_root: Option<PathBuf>,
 }
 
 impl ApiConfig {
@@ -50,7 +45,6 @@ impl ApiConfig {
             listen: DEFAULT_LISTEN,
             state_dir: state_dir.into(),
             metrics_public: false,
-            path_root: None,
         }
     }
 }
@@ -93,14 +87,9 @@ impl ApiHandle {
     }
 }
 
-/// Serves the API for `engine` on the current tokio runtime. `restored` is what
-/// [`crate::state::restore`] brought back (or [`Restored::empty`]); the token is read from
-/// (or created in) `config.state_dir`.
-pub async fn serve(
-    config: ApiConfig,
-    engine: Arc<Engine>,
-    restored: Restored,
-) -> Result<ApiHandle, Error> {
+/// Serves the API for `control` on the current tokio runtime; the token is read from (or
+/// created in) `config.state_dir`.
+pub async fn serve(config: ApiConfig, control: Arc<Control>) -> Result<ApiHandle, Error> {
     let token = token::load_or_create(&config.state_dir)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -115,7 +104,7 @@ pub async fn serve(
     if !addr.ip().is_loopback() {
         warn!(%addr, "the API listens beyond loopback: plain HTTP, protected by the token only");
     }
-    let state = AppState::new(config, engine, token, restored);
+    let state = AppState::new(config, control, token);
     let app = routes::router(state.clone());
     let (shutdown, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -146,18 +135,14 @@ pub struct ApiServer {
 
 impl ApiServer {
     /// Starts [`serve`] on a new two-thread runtime.
-    pub fn start(
-        config: ApiConfig,
-        engine: Arc<Engine>,
-        restored: Restored,
-    ) -> Result<ApiServer, Error> {
+    pub fn start(config: ApiConfig, control: Arc<Control>) -> Result<ApiServer, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("paravox-api")
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
-        let handle = runtime.block_on(serve(config, engine, restored))?;
+        let handle = runtime.block_on(serve(config, control))?;
         Ok(ApiServer {
             addr: handle.local_addr(),
             runtime: Some(runtime),

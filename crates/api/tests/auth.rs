@@ -104,7 +104,7 @@ fn the_token_in_the_query_opens_only_the_websocket() {
 fn metrics_can_be_made_public() {
     let dir = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
     let engine = support::engine_with_endpoints(dir.path());
-    let server = TestServer::start_with(engine, dir, |config| config.metrics_public = true);
+    let server = TestServer::start_with(engine, dir, |setup| setup.api.metrics_public = true);
     let answer = server.raw("GET", "/metrics", &[], None);
     assert_eq!(answer.status, 200);
     let document = server.raw("GET", "/api/openapi.json", &[], None).json();

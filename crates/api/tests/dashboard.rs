@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use paravox_engine::Direction;
-use paravox_host_audio::EndpointSpec;
 use support::TestServer;
 use support::wat_plugins::Misdeed;
 
@@ -97,11 +96,7 @@ fn the_dashboard_controls_a_playing_stream_in_chromium() {
     }
 
     let server = TestServer::start();
-    let spec: EndpointSpec = "null".parse().expect("spec");
-    server
-        .engine
-        .add_playback_endpoint("spare", "null", spec.playback_opener().expect("opener"))
-        .expect("spare endpoint");
+    support::open(&server.engine, "spare", "null", Direction::Playback);
     let (stream, _tone) = support::playing_stream(&server.engine, "dash");
     assert_eq!(stream.direction(), Direction::Playback);
 

@@ -59,17 +59,7 @@ fn a_restart_keeps_endpoints_cards_volumes_and_routes() {
     let engine = support::engine_with_endpoints(dir.path());
     support::local_stream(&engine, "unrelated", Direction::Capture);
     let vm1 = support::local_stream(&engine, "vm1", Direction::Playback);
-    engine
-        .add_capture_endpoint(
-            "clash",
-            "tone:880",
-            "tone:880"
-                .parse::<paravox_host_audio::EndpointSpec>()
-                .expect("spec")
-                .capture_opener()
-                .expect("opener"),
-        )
-        .expect("clash");
+    support::open(&engine, "clash", "tone:880", Direction::Capture);
     let server = TestServer::start_with(engine, dir, |_| {});
 
     let spare = server.get("/api/endpoints/spare").json();

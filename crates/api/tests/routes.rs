@@ -538,8 +538,8 @@ fn confined_paths_stay_in_their_directory() {
     let root = dir.path().join("files");
     std::fs::create_dir_all(&root).expect("root");
     let engine = support::engine_with_endpoints(dir.path());
-    let server = TestServer::start_with(engine, dir.clone(), |config| {
-        config.path_root = Some(root.clone())
+    let server = TestServer::start_with(engine, dir.clone(), |setup| {
+        setup.control.path_root = Some(root.clone())
     });
     let created = server.call(
         "POST",

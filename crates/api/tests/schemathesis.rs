@@ -43,9 +43,9 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     // Streams to look at and change: one running, one idle.
     let (_stream, _tone) = support::playing_stream(&engine, "local");
     support::local_stream(&engine, "idle", paravox_engine::Direction::Capture);
-    let server = TestServer::start_with(engine, dir.clone(), |config| {
+    let server = TestServer::start_with(engine, dir.clone(), |setup| {
         // Generated WAV paths and sockets land in the temp dir, nowhere else.
-        config.path_root = Some(files.clone());
+        setup.control.path_root = Some(files.clone());
     });
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis.toml");
     let report = dir.path().join("report");

@@ -1,6 +1,7 @@
-//! Creating a virtio-snd card from a [`CardRequest`]: the topology checked as the
-//! configuration file's `[[virtio]]` is, the socket path checked so the API never replaces
-//! a file that is not a stale socket, then the card served. Blocking: call it off the
+//! virtio-snd cards from a [`CardRequest`], whoever asks (a `[[virtio]]` of the
+//! configuration file, `--virtio-socket`, `POST /api/cards`): the topology checked against
+//! the endpoints streams may route to, the socket path checked so paravox never replaces
+//! a file that is not a stale socket, then the card served. Blocking: call it off an
 //! async runtime.
 
 use std::os::unix::fs::FileTypeExt;
@@ -14,17 +15,26 @@ use paravox_pcm::{Format, FormatSet, Interval, RateSet};
 use paravox_virtio_snd::topology::{self, virtio_convertible_formats};
 use paravox_virtio_snd::{CardTopology, StreamTopology, VirtioCard};
 
-use crate::error::ApiError;
+use crate::error::{ControlError, Result};
 use crate::model::{CardRequest, StreamTopologyRequest, valid_name};
 use crate::paths;
+
+/// Which endpoints streams may route to: the direction of the endpoint called `name`.
+pub type EndpointLookup<'a> = &'a dyn Fn(&str) -> Option<Direction>;
+
+/// Routes may name any endpoint the engine has.
+pub fn engine_endpoints(engine: &Engine) -> impl Fn(&str) -> Option<Direction> + '_ {
+    |name| engine.endpoint(name).map(|endpoint| endpoint.direction())
+}
 
 /// The longest socket path a Unix socket address holds (`sun_path` less its NUL).
 pub const SOCKET_PATH_MAX: usize = 107;
 
-/// The card's topology, checked against the engine's endpoints.
-pub fn topology(engine: &Engine, request: &CardRequest) -> Result<CardTopology, ApiError> {
+/// The card's topology, checked against the endpoints `endpoints` knows. An error about
+/// one stream starts with `streams[INDEX]: ` and names its field.
+pub fn topology(endpoints: EndpointLookup<'_>, request: &CardRequest) -> Result<CardTopology> {
     if request.streams.len() > topology::MAX_STREAMS {
-        return Err(ApiError::unprocessable(format!(
+        return Err(ControlError::invalid(format!(
             "a card has at most {} streams, not {}",
             topology::MAX_STREAMS,
             request.streams.len()
@@ -37,8 +47,11 @@ pub fn topology(engine: &Engine, request: &CardRequest) -> Result<CardTopology, 
             .streams
             .iter()
             .enumerate()
-            .map(|(index, stream)| stream_topology(engine, index, stream))
-            .collect::<Result<Vec<_>, _>>()?
+            .map(|(index, stream)| {
+                stream_topology(endpoints, index, stream)
+                    .map_err(|error| error.context(format_args!("streams[{index}]")))
+            })
+            .collect::<Result<Vec<_>>>()?
     };
     let topology = CardTopology {
         streams,
@@ -48,42 +61,31 @@ pub fn topology(engine: &Engine, request: &CardRequest) -> Result<CardTopology, 
     };
     topology
         .validate()
-        .map_err(|error| ApiError::unprocessable(error.to_string()))?;
+        .map_err(|error| ControlError::invalid(error.to_string()))?;
     Ok(topology)
 }
 
-fn stream_topology(
-    engine: &Engine,
+/// One stream's topology; errors name the field (see [`ControlError::field`]).
+pub fn stream_topology(
+    endpoints: EndpointLookup<'_>,
     index: usize,
     request: &StreamTopologyRequest,
-) -> Result<StreamTopology, ApiError> {
-    let invalid = |what: String| ApiError::unprocessable(format!("streams[{index}]: {what}"));
+) -> Result<StreamTopology> {
     let direction = Direction::from(request.direction);
     let name = match &request.name {
         Some(name) if !valid_name(name) => {
-            return Err(invalid(format!(
+            return Err(ControlError::invalid(format!(
                 "name '{name}' must be 1 to 64 letters, digits, '-', '_' or '.'"
-            )));
+            ))
+            .at("name"));
         }
         Some(name) => name.clone(),
         None => format!("stream{index}"),
     };
     let mut topology = StreamTopology::new(&name, direction);
     if let Some(route) = &request.route {
-        match engine.endpoint(route) {
-            None => {
-                return Err(invalid(format!(
-                    "route '{route}' names no endpoint (GET /api/endpoints lists them)"
-                )));
-            }
-            Some(endpoint) if endpoint.direction() != direction => {
-                return Err(invalid(format!(
-                    "route '{route}' is a {} endpoint; this stream needs a {direction} one",
-                    endpoint.direction()
-                )));
-            }
-            Some(_) => topology.route = Some(route.clone()),
-        }
+        check_route(endpoints, route, direction)?;
+        topology.route = Some(route.clone());
     }
     if let Some(formats) = &request.formats {
         let mut set = FormatSet::EMPTY;
@@ -91,16 +93,18 @@ fn stream_topology(
             let format = Format::parse(name)
                 .filter(|format| virtio_convertible_formats().contains(*format))
                 .ok_or_else(|| {
-                    invalid(format!(
+                    ControlError::invalid(format!(
                         "format '{name}' is not one virtio-snd can carry and paravox can convert (e.g. s16_le, s32_le, float_le)"
                     ))
+                    .at("formats")
                 })?;
             set.insert(format);
         }
         topology.formats = set;
     }
     if let Some(rates) = &request.rates {
-        topology.rates = RateSet::new(rates).map_err(|error| invalid(error.to_string()))?;
+        topology.rates = RateSet::new(rates)
+            .map_err(|error| ControlError::invalid(error.to_string()).at("rates"))?;
     }
     if let Some(channels) = &request.channels {
         match channels.as_slice() {
@@ -111,9 +115,10 @@ fn stream_topology(
                 };
             }
             _ => {
-                return Err(invalid(
-                    "channels must be [min, max] with 1 <= min <= max <= 18".into(),
-                ));
+                return Err(ControlError::invalid(
+                    "channels must be [min, max] with 1 <= min <= max <= 18",
+                )
+                .at("channels"));
             }
         }
     }
@@ -123,17 +128,28 @@ fn stream_topology(
     Ok(topology)
 }
 
+/// Checks that `route` names an endpoint of `direction`.
+pub fn check_route(endpoints: EndpointLookup<'_>, route: &str, direction: Direction) -> Result<()> {
+    match endpoints(route) {
+        None => Err(ControlError::invalid(format!(
+            "route '{route}' names no endpoint (GET /api/endpoints lists them)"
+        ))
+        .at("route")),
+        Some(other) if other != direction => Err(ControlError::invalid(format!(
+            "route '{route}' is a {other} endpoint; this stream needs a {direction} one"
+        ))
+        .at("route")),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Resolves and checks the socket path: its directory exists, nothing but a stale socket
 /// is there, no other card uses it, and a socket can be created there.
-pub fn check_socket(
-    engine: &Engine,
-    given: &str,
-    path_root: Option<&Path>,
-) -> Result<PathBuf, ApiError> {
+pub fn check_socket(engine: &Engine, given: &str, path_root: Option<&Path>) -> Result<PathBuf> {
     let path = paths::resolve(Path::new(given), path_root, "the socket path")?;
     let text = path.display().to_string();
     if text.len() > SOCKET_PATH_MAX {
-        return Err(ApiError::unprocessable(format!(
+        return Err(ControlError::invalid(format!(
             "the socket path is {} bytes long; a Unix socket path holds at most {SOCKET_PATH_MAX}",
             text.len()
         )));
@@ -142,7 +158,7 @@ pub fn check_socket(
         matches!(card.transport(), Transport::Virtio { socket } if Path::new(socket) == path)
     });
     if let Some(card) = in_use {
-        return Err(ApiError::conflict(format!(
+        return Err(ControlError::conflict(format!(
             "card '{}' (id {}) already listens on {text}",
             card.name(),
             card.id()
@@ -150,16 +166,16 @@ pub fn check_socket(
     }
     let parent = path.parent().unwrap_or(Path::new("/"));
     if !parent.is_dir() {
-        return Err(ApiError::unprocessable(format!(
+        return Err(ControlError::invalid(format!(
             "the socket's directory {} does not exist; create it first",
             parent.display()
         )));
     }
     match std::fs::symlink_metadata(&path) {
-        Ok(metadata) if !metadata.file_type().is_socket() => Err(ApiError::conflict(format!(
+        Ok(metadata) if !metadata.file_type().is_socket() => Err(ControlError::conflict(format!(
             "{text} exists and is not a socket; paravox will not replace it"
         ))),
-        Ok(_) if UnixStream::connect(&path).is_ok() => Err(ApiError::conflict(format!(
+        Ok(_) if UnixStream::connect(&path).is_ok() => Err(ControlError::conflict(format!(
             "something is already listening on {text}"
         ))),
         // A stale socket, replaced when the card starts listening.
@@ -167,7 +183,7 @@ pub fn check_socket(
         Err(_) => {
             // Try it now: the card's server thread could only log the failure.
             UnixListener::bind(&path).map_err(|error| {
-                ApiError::unprocessable(format!("cannot create a socket at {text}: {error}"))
+                ControlError::invalid(format!("cannot create a socket at {text}: {error}"))
             })?;
             let _ = std::fs::remove_file(&path);
             Ok(path)
@@ -189,34 +205,41 @@ fn wait_for_socket(path: &Path) -> bool {
     false
 }
 
+/// Checks a card's name.
+pub fn check_name(name: &str) -> Result<()> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(ControlError::invalid(format!(
+            "card name '{name}' must be 1 to 64 letters, digits, '-', '_' or '.'"
+        ))
+        .at("name"))
+    }
+}
+
 /// Creates and serves the card. Returns it and the request as it should be saved (the
 /// socket path resolved).
 pub fn spawn(
     engine: &Arc<Engine>,
     request: &CardRequest,
     path_root: Option<&Path>,
-) -> Result<(VirtioCard, CardRequest), ApiError> {
-    if !valid_name(&request.name) {
-        return Err(ApiError::unprocessable(format!(
-            "card name '{}' must be 1 to 64 letters, digits, '-', '_' or '.'",
-            request.name
-        )));
-    }
+) -> Result<(VirtioCard, CardRequest)> {
+    check_name(&request.name)?;
     if let Some(card) = engine.cards().iter().find(|c| c.name() == request.name) {
-        return Err(ApiError::conflict(format!(
+        return Err(ControlError::conflict(format!(
             "a card named '{}' exists already (id {})",
             request.name,
             card.id()
         )));
     }
-    let topology = topology(engine, request)?;
+    let topology = topology(&engine_endpoints(engine), request)?;
     let socket = check_socket(engine, &request.socket, path_root)?;
     let card =
         VirtioCard::spawn(engine.clone(), &request.name, &socket, topology).map_err(|error| {
             match error {
-                paravox_virtio_snd::Error::Topology(what) => ApiError::unprocessable(what),
-                paravox_virtio_snd::Error::Engine(error) => ApiError::from(error),
-                other => ApiError::internal(format!("cannot serve the card: {other}")),
+                paravox_virtio_snd::Error::Topology(what) => ControlError::invalid(what),
+                paravox_virtio_snd::Error::Engine(error) => ControlError::from(error),
+                other => ControlError::internal(format!("cannot serve the card: {other}")),
             }
         })?;
     // The card's thread binds the socket; answer once a VMM can connect.
@@ -224,12 +247,12 @@ pub fn spawn(
         let id = card.card();
         drop(card);
         let _ = engine.remove_card(id);
-        return Err(ApiError::internal(format!(
+        return Err(ControlError::internal(format!(
             "the card could not listen on {} (the daemon's log says why)",
             socket.display()
         )));
     }
-    tracing::info!(card = card.card(), name = request.name, socket = %socket.display(), "virtio-snd card created over the API");
+    tracing::info!(card = card.card(), name = request.name, socket = %socket.display(), "virtio-snd card serving");
     Ok((
         card,
         CardRequest {

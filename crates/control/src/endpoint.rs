@@ -1,14 +1,16 @@
-//! Opening an [`EndpointRequest`] as an engine endpoint: the name, spec and direction
-//! checked, file paths resolved, the device opened. Blocking (a device open may take a
-//! moment): call it off the async runtime.
+//! Host endpoints: an ENDPOINT spec checked for the direction it serves, file paths given
+//! over the API resolved, and the device opened as an engine endpoint (with the
+//! configuration's fallback spec when the first cannot open). Blocking (a device open may
+//! take a moment): call it off an async runtime.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use paravox_engine::{Direction, Endpoint, Engine};
-use paravox_host_audio::{EndpointKind, EndpointSpec};
+use paravox_host_audio::{EndpointKind, EndpointSpec, HostAudioError};
+use tracing::{info, warn};
 
-use crate::error::ApiError;
+use crate::error::{ControlError, ErrorKind, Result};
 use crate::model::{EndpointRequest, valid_name};
 use crate::paths;
 
@@ -17,43 +19,55 @@ pub const RESERVED_NAME: &str = "alsa";
 /// The longest spec accepted.
 pub const SPEC_MAX: usize = 1024;
 
-/// Checks `request` and resolves its paths, without opening anything; returns the spec
-/// text to open and show.
-pub fn check(
-    engine: &Engine,
-    request: &EndpointRequest,
-    path_root: Option<&Path>,
-) -> Result<(EndpointSpec, String), ApiError> {
-    if !valid_name(&request.name) || request.name == RESERVED_NAME {
-        return Err(ApiError::unprocessable(format!(
-            "endpoint name '{}' must be 1 to 64 letters, digits, '-', '_' or '.' (and not '{RESERVED_NAME}')",
-            request.name
-        )));
+/// Checks an endpoint's name.
+pub fn check_name(name: &str) -> Result<()> {
+    if valid_name(name) && name != RESERVED_NAME {
+        Ok(())
+    } else {
+        Err(ControlError::invalid(format!(
+            "endpoint name '{name}' must be 1 to 64 letters, digits, '-', '_' or '.' (and not '{RESERVED_NAME}')"
+        ))
+        .at("name"))
     }
-    if request.spec.len() > SPEC_MAX {
-        return Err(ApiError::unprocessable(format!(
-            "the spec is longer than {SPEC_MAX} bytes"
-        )));
+}
+
+/// Parses `text` as an ENDPOINT spec that can serve `direction`.
+pub fn parse_spec(text: &str, direction: Direction) -> Result<EndpointSpec> {
+    if text.len() > SPEC_MAX {
+        return Err(
+            ControlError::invalid(format!("the spec is longer than {SPEC_MAX} bytes")).at("spec"),
+        );
     }
-    let mut spec: EndpointSpec = request
-        .spec
-        .parse()
-        .map_err(|error| ApiError::unprocessable(format!("{error}")))?;
-    let direction = Direction::from(request.direction);
+    let spec: EndpointSpec = text.parse().map_err(|error| {
+        ControlError::invalid(format!("bad endpoint '{text}': {error}")).at("spec")
+    })?;
     let fits = match direction {
         Direction::Playback => spec.is_playback(),
         Direction::Capture => spec.is_capture(),
     };
     if !fits {
-        return Err(ApiError::unprocessable(format!(
-            "endpoint '{}' cannot be used for {direction}: {}",
-            request.spec,
+        return Err(ControlError::invalid(format!(
+            "endpoint '{text}' cannot be used for {direction}: {}",
             match direction {
                 Direction::Playback => "playback goes to wav:PATH, null or alsa:PCM",
                 Direction::Capture => "capture comes from tone:FREQ, wavsrc:PATH, alsa:PCM or null",
             }
-        )));
+        ))
+        .at("spec"));
     }
+    Ok(spec)
+}
+
+/// Checks `request` as the API sends it and resolves the file path in its spec against
+/// `path_root`, without opening anything; returns the request as it should be opened and
+/// saved.
+pub fn check_request(
+    engine: &Engine,
+    request: &EndpointRequest,
+    path_root: Option<&Path>,
+) -> Result<EndpointRequest> {
+    check_name(&request.name)?;
+    let mut spec = parse_spec(&request.spec, Direction::from(request.direction))?;
     let mut text = request.spec.clone();
     if let EndpointKind::Wav { path } | EndpointKind::WavSource { path, .. } = &mut spec.kind {
         let resolved = paths::resolve(path, path_root, "the WAV file path")?;
@@ -63,41 +77,77 @@ pub fn check(
         }
     }
     if engine.endpoint(&request.name).is_some() {
-        return Err(ApiError::conflict(format!(
+        return Err(ControlError::conflict(format!(
             "an endpoint named '{}' exists already",
             request.name
         )));
     }
-    Ok((spec, text))
+    Ok(EndpointRequest {
+        spec: text,
+        ..request.clone()
+    })
 }
 
-/// Opens the endpoint `request` asks for. Returns it and the request as it should be saved
-/// (paths resolved).
+/// Opens `text` (a spec [`parse_spec`] accepts) as the endpoint `name`.
 pub fn open(
     engine: &Engine,
-    request: &EndpointRequest,
-    path_root: Option<&Path>,
-) -> Result<(Arc<Endpoint>, EndpointRequest), ApiError> {
-    let (spec, text) = check(engine, request, path_root)?;
-    let cannot_open = |error: paravox_host_audio::HostAudioError| {
-        ApiError::unprocessable(format!("cannot open '{text}': {error}"))
+    name: &str,
+    text: &str,
+    direction: Direction,
+) -> Result<Arc<Endpoint>> {
+    let spec = parse_spec(text, direction)?;
+    let cannot_open = |error: HostAudioError| {
+        ControlError::invalid(format!(
+            "cannot open {direction} endpoint '{name}' ({text}): {error}"
+        ))
     };
-    let endpoint = match Direction::from(request.direction) {
+    let endpoint = match direction {
         Direction::Playback => {
             let opener = spec.playback_opener().map_err(cannot_open)?;
-            engine.add_playback_endpoint(&request.name, &text, opener)?
+            engine.add_playback_endpoint(name, text, opener)
         }
         Direction::Capture => {
             let opener = spec.capture_opener().map_err(cannot_open)?;
-            engine.add_capture_endpoint(&request.name, &text, opener)?
+            engine.add_capture_endpoint(name, text, opener)
         }
     };
-    tracing::info!(endpoint = request.name, spec = text, direction = %endpoint.direction(), "endpoint opened over the API");
-    Ok((
-        endpoint,
-        EndpointRequest {
-            spec: text,
-            ..request.clone()
+    let endpoint = endpoint.map_err(|error| {
+        ControlError::from(error).context(format_args!(
+            "cannot open {direction} endpoint '{name}' ({text})"
+        ))
+    })?;
+    info!(endpoint = name, spec = text, %direction, "endpoint opened");
+    Ok(endpoint)
+}
+
+/// Opens `primary`, or `fallback` if the primary device cannot be opened. A malformed spec
+/// is an error either way.
+pub fn open_with_fallback(
+    engine: &Engine,
+    name: &str,
+    primary: &str,
+    fallback: Option<&str>,
+    direction: Direction,
+) -> Result<Arc<Endpoint>> {
+    // A fallback that could never serve is a mistake to report now, not when needed.
+    if let Some(fallback) = fallback {
+        parse_spec(fallback, direction)?;
+    }
+    match open(engine, name, primary, direction) {
+        Ok(endpoint) => Ok(endpoint),
+        Err(error) if error.field().is_some() || error.kind() == ErrorKind::Conflict => Err(error),
+        Err(error) => match fallback {
+            Some(fallback) => {
+                warn!(endpoint = name, primary, fallback, %error, "endpoint unavailable; using its fallback");
+                let endpoint = open(engine, name, fallback, direction)?;
+                info!(
+                    endpoint = name,
+                    spec = fallback,
+                    "{direction} goes to the fallback"
+                );
+                Ok(endpoint)
+            }
+            None => Err(error),
         },
-    ))
+    }
 }

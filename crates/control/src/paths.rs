@@ -3,22 +3,22 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::ApiError;
+use crate::error::ControlError;
 
 /// The path `given` resolves to, or why it is refused. `what` names it in the message.
-pub fn resolve(given: &Path, root: Option<&Path>, what: &str) -> Result<PathBuf, ApiError> {
+pub fn resolve(given: &Path, root: Option<&Path>, what: &str) -> Result<PathBuf, ControlError> {
     if given.as_os_str().is_empty() {
-        return Err(ApiError::unprocessable(format!("{what} is empty")));
+        return Err(ControlError::invalid(format!("{what} is empty")));
     }
     match root {
         None if given.is_absolute() => Ok(given.to_owned()),
-        None => Err(ApiError::unprocessable(format!(
+        None => Err(ControlError::invalid(format!(
             "{what} '{}' must be an absolute path",
             given.display()
         ))),
         Some(root) => {
             if given.components().any(|c| c == Component::ParentDir) {
-                return Err(ApiError::unprocessable(format!(
+                return Err(ControlError::invalid(format!(
                     "{what} '{}' must not contain '..'",
                     given.display()
                 )));
@@ -27,7 +27,7 @@ pub fn resolve(given: &Path, root: Option<&Path>, what: &str) -> Result<PathBuf,
             if full.starts_with(root) {
                 Ok(full)
             } else {
-                Err(ApiError::unprocessable(format!(
+                Err(ControlError::invalid(format!(
                     "{what} '{}' must lie inside {} (this daemon confines API paths there)",
                     given.display(),
                     root.display()

@@ -4,7 +4,7 @@
 //!
 //! An installed plugin with a shipped plugin's name stands in for it everywhere. Loaded
 //! plugins are kept by file and modification time, so listing does not recompile.
-//! Everything here compiles or touches files: call it off the async runtime.
+//! Everything here compiles or touches files: call it off an async runtime.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use paravox_engine::plugin::KernelFactory;
 use paravox_engine::{Engine, Stream};
 use paravox_plugin_host::{Plugin, PluginError, PluginRuntime, shipped};
 
-use crate::error::ApiError;
+use crate::error::{ControlError, Result};
 
 /// Where a plugin comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub struct Entry {
 #[derive(Debug)]
 pub struct PluginLibrary {
     state_dir: PathBuf,
+    /// Whether compiled code is cached in `STATE_DIR/plugin-cache`.
+    cached: bool,
     runtime: OnceLock<Arc<PluginRuntime>>,
     shipped: OnceLock<Vec<Arc<Plugin>>>,
     /// Installed plugins by file, with the modification time they were loaded at.
@@ -53,9 +55,19 @@ impl PluginLibrary {
     pub fn new(state_dir: &Path) -> PluginLibrary {
         PluginLibrary {
             state_dir: state_dir.to_owned(),
+            cached: true,
             runtime: OnceLock::new(),
             shipped: OnceLock::new(),
             installed: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The same library compiling without the on-disk cache, so using it writes nothing
+    /// (`paravox check-config`).
+    pub fn without_cache(state_dir: &Path) -> PluginLibrary {
+        PluginLibrary {
+            cached: false,
+            ..PluginLibrary::new(state_dir)
         }
     }
 
@@ -64,16 +76,17 @@ impl PluginLibrary {
         self.state_dir.join("plugins")
     }
 
-    fn runtime(&self) -> Result<&Arc<PluginRuntime>, ApiError> {
+    fn runtime(&self) -> Result<&Arc<PluginRuntime>> {
         if let Some(runtime) = self.runtime.get() {
             return Ok(runtime);
         }
-        let runtime = PluginRuntime::shared(Some(self.state_dir.join("plugin-cache")))
-            .map_err(|error| ApiError::internal(error.to_string()))?;
+        let cache = self.cached.then(|| self.state_dir.join("plugin-cache"));
+        let runtime = PluginRuntime::shared(cache)
+            .map_err(|error| ControlError::internal(error.to_string()))?;
         Ok(self.runtime.get_or_init(|| runtime))
     }
 
-    fn shipped(&self) -> Result<&[Arc<Plugin>], ApiError> {
+    fn shipped(&self) -> Result<&[Arc<Plugin>]> {
         if let Some(plugins) = self.shipped.get() {
             return Ok(plugins);
         }
@@ -82,13 +95,13 @@ impl PluginLibrary {
             .iter()
             .map(|(_, module)| runtime.load(module))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| ApiError::internal(format!("a shipped plugin: {error}")))?;
+            .map_err(|error| ControlError::internal(format!("a shipped plugin: {error}")))?;
         Ok(self.shipped.get_or_init(|| plugins))
     }
 
     /// The installed plugins, loading files that are new or changed since last asked.
     /// Files the host refuses are logged and left out.
-    fn installed(&self) -> Result<Vec<Arc<Plugin>>, ApiError> {
+    fn installed(&self) -> Result<Vec<Arc<Plugin>>> {
         let runtime = self.runtime()?;
         let paths = installed_files(&self.dir());
         let mut installed = self
@@ -121,7 +134,7 @@ impl PluginLibrary {
     }
 
     /// Every plugin by name, installed ones standing in for shipped ones.
-    pub fn entries(&self) -> Result<Vec<Entry>, ApiError> {
+    pub fn entries(&self) -> Result<Vec<Entry>> {
         let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
         for plugin in self.shipped()? {
             entries.insert(
@@ -151,7 +164,7 @@ impl PluginLibrary {
     }
 
     /// The plugin called `name`, if there is one.
-    pub fn find(&self, name: &str) -> Result<Option<Entry>, ApiError> {
+    pub fn find(&self, name: &str) -> Result<Option<Entry>> {
         Ok(self
             .entries()?
             .into_iter()
@@ -161,7 +174,7 @@ impl PluginLibrary {
     /// Validates `wasm` and installs it as `NAME.wasm` (atomically: a temporary file
     /// renamed), replacing an installed plugin of the same name. Returns the plugin and
     /// whether one of its name was installed before.
-    pub fn install(&self, wasm: &[u8]) -> Result<(Arc<Plugin>, bool), ApiError> {
+    pub fn install(&self, wasm: &[u8]) -> Result<(Arc<Plugin>, bool)> {
         let plugin = self.runtime()?.load(wasm).map_err(refusal)?;
         let name = plugin.manifest().name.clone();
         let dir = self.dir();
@@ -173,7 +186,7 @@ impl PluginLibrary {
             .and_then(|()| std::fs::rename(&temporary, &target));
         if let Err(error) = written {
             let _ = std::fs::remove_file(&temporary);
-            return Err(ApiError::internal(format!(
+            return Err(ControlError::internal(format!(
                 "installing {}: {error}",
                 target.display()
             )));
@@ -190,10 +203,10 @@ impl PluginLibrary {
 
     /// Removes the installed plugin called `name`; returns the shipped plugin of that name
     /// when there is one (it serves again).
-    pub fn uninstall(&self, name: &str) -> Result<Option<Arc<Plugin>>, ApiError> {
+    pub fn uninstall(&self, name: &str) -> Result<Option<Arc<Plugin>>> {
         let target = self.dir().join(format!("{name}.wasm"));
         std::fs::remove_file(&target).map_err(|error| {
-            ApiError::internal(format!("removing {}: {error}", target.display()))
+            ControlError::internal(format!("removing {}: {error}", target.display()))
         })?;
         self.installed
             .lock()
@@ -220,9 +233,9 @@ pub fn installed_files(dir: &Path) -> Vec<PathBuf> {
     paths
 }
 
-/// A module the plugin host refused, as the 422 its uploader sees.
-fn refusal(error: PluginError) -> ApiError {
-    ApiError::unprocessable(format!("the plugin host refused this module: {error}"))
+/// A module the plugin host refused, as its uploader sees it.
+fn refusal(error: PluginError) -> ControlError {
+    ControlError::invalid(format!("the plugin host refused this module: {error}"))
 }
 
 /// The ids of the streams whose chain (their own plugin set, or the engine's default for
@@ -245,58 +258,91 @@ fn uses(engine: &Engine, stream: &Stream, name: &str) -> bool {
 
 /// Hot-swaps `plugin` into every stream and mixer using a plugin of its name (each
 /// chain swapped at a cycle boundary). Returns how many moved.
-pub fn swap_in(engine: &Engine, plugin: Arc<Plugin>) -> Result<usize, ApiError> {
+pub fn swap_in(engine: &Engine, plugin: Arc<Plugin>) -> Result<usize> {
     let factory: Arc<dyn KernelFactory> = plugin;
-    engine.replace_plugin(&factory).map_err(ApiError::from)
+    engine.replace_plugin(&factory).map_err(ControlError::from)
 }
 
-/// Counts plugin faults by plugin name from the engine's events.
-#[derive(Debug, Default)]
-pub struct FaultCounter {
-    counts: Mutex<BTreeMap<String, u64>>,
+/// The largest module the plugin host accepts, in bytes.
+pub const MAX_MODULE_BYTES: usize = paravox_plugin_host::abi::MAX_MODULE_BYTES;
+
+/// What a plugin's manifest says of one parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamInfo {
+    /// Its name.
+    pub name: String,
+    /// Lowest value.
+    pub min: f32,
+    /// Highest value.
+    pub max: f32,
+    /// Value before any is set.
+    pub default: f32,
+    /// Unit, for people.
+    pub unit: String,
 }
 
-impl FaultCounter {
-    /// Counts one fault of `plugin`.
-    pub fn count(&self, plugin: &str) {
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(plugin.to_owned())
-            .or_default() += 1;
-    }
-
-    /// Faults of `plugin` so far.
-    pub fn of(&self, plugin: &str) -> u64 {
-        self.counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(plugin)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Every plugin's count.
-    pub fn all(&self) -> BTreeMap<String, u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
+/// What the library knows of one plugin, for listings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginInfo {
+    /// Manifest name.
+    pub name: String,
+    /// Manifest version.
+    pub version: String,
+    /// `converter`, `resampler`, `mixer` or `effect`.
+    pub kind: String,
+    /// What it does.
+    pub description: String,
+    /// Sample formats it reads.
+    pub input_formats: Vec<String>,
+    /// Sample formats it writes.
+    pub output_formats: Vec<String>,
+    /// `[min, max]` rates.
+    pub rates: [u32; 2],
+    /// `[min, max]` input channels.
+    pub input_channels: [u32; 2],
+    /// `[min, max]` output channels.
+    pub output_channels: [u32; 2],
+    /// Inputs a mixer takes at most.
+    pub max_inputs: u32,
+    /// Its parameters.
+    pub params: Vec<ParamInfo>,
+    /// SHA-256 of the module, as hex.
+    pub sha256: String,
+    /// Shipped or installed.
+    pub source: Source,
+    /// An installed plugin standing in for the shipped one of its name.
+    pub shadows_shipped: bool,
 }
 
-/// Starts counting the engine's plugin-fault events into `counter`; ends with the engine.
-pub fn spawn_fault_counter(engine: &Engine, counter: Arc<FaultCounter>) {
-    let mut events = engine.subscribe();
-    tokio::spawn(async move {
-        use tokio::sync::broadcast::error::RecvError;
-        loop {
-            match events.recv().await {
-                Ok(paravox_engine::Event::PluginFault { plugin, .. }) => counter.count(&plugin),
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => break,
-            }
+impl Entry {
+    /// What listings show of it.
+    pub fn info(&self) -> PluginInfo {
+        let manifest = self.plugin.manifest();
+        PluginInfo {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            kind: manifest.kind.name().to_owned(),
+            description: manifest.description.clone(),
+            input_formats: manifest.input_formats.clone(),
+            output_formats: manifest.output_formats.clone(),
+            rates: manifest.rates,
+            input_channels: manifest.input_channels,
+            output_channels: manifest.output_channels,
+            max_inputs: manifest.max_inputs,
+            params: manifest
+                .params
+                .iter()
+                .map(|param| ParamInfo {
+                    name: param.name.clone(),
+                    min: param.min,
+                    max: param.max,
+                    default: param.default,
+                    unit: param.unit.clone(),
+                })
+                .collect(),
+            sha256: paravox_plugin_host::cache::hex(&self.plugin.sha256()),
+            source: self.source,
+            shadows_shipped: self.shadows_shipped,
         }
-    });
+    }
 }

@@ -11,31 +11,21 @@
 //! moment `state.json` is either the old or the new state, whole, even if the process is
 //! killed or the machine loses power mid-save. A leftover temp file is ignored.
 //!
-//! **At start** ([`restore`]), after the configuration file's objects exist: saved
-//! endpoints are opened and saved cards created, except where the configuration already
-//! has one of the same name (the configuration wins; the saved one is logged and dropped),
-//! then the saved stream settings are applied to whichever card has the name. An object
-//! whose device cannot be opened now is logged and kept in the file for the next start.
+//! What happens at start, and when the configuration and the API name the same thing, is
+//! the control layer's business (see the crate docs); this module only reads and writes
+//! the file.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
-use paravox_engine::Engine;
-use paravox_virtio_snd::VirtioCard;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
 
-use crate::chain::Chains;
-use crate::error::Error;
+use crate::error::{ControlError, Result};
 use crate::model::{
     CardRequest, ChainStage, DirectionName, EndpointRequest, StreamPatch, VolumeSetting,
 };
-use crate::plugins::PluginLibrary;
-use crate::{host_endpoint, settings, virtio};
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = "state.json";
@@ -142,12 +132,9 @@ impl Default for SavedState {
 
 impl SavedState {
     /// Reads `state_dir/state.json`; `None` when there is none.
-    pub fn load(state_dir: &Path) -> Result<Option<SavedState>, Error> {
+    pub fn load(state_dir: &Path) -> Result<Option<SavedState>> {
         let path = state_dir.join(STATE_FILE);
-        let error = |what: String| Error::State {
-            path: path.clone(),
-            what,
-        };
+        let error = |what: String| ControlError::internal(format!("{}: {what}", path.display()));
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -168,15 +155,11 @@ impl SavedState {
     }
 
     /// Writes `state_dir/state.json` atomically (see the module docs).
-    pub fn save(&self, state_dir: &Path) -> Result<(), Error> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::State {
-            path: state_dir.join(STATE_FILE),
-            what: format!("encoding: {e}"),
-        })?;
-        write_atomically(state_dir, STATE_FILE, &bytes).map_err(|e| Error::State {
-            path: state_dir.join(STATE_FILE),
-            what: format!("writing: {e}"),
-        })
+    pub fn save(&self, state_dir: &Path) -> Result<()> {
+        let path = state_dir.join(STATE_FILE);
+        let error = |what: String| ControlError::internal(format!("{}: {what}", path.display()));
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| error(format!("encoding: {e}")))?;
+        write_atomically(state_dir, STATE_FILE, &bytes).map_err(|e| error(format!("writing: {e}")))
     }
 }
 
@@ -201,238 +184,6 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()>
     }
     fs::rename(&temp, dir.join(name))?;
     File::open(dir)?.sync_all()
-}
-
-/// A virtio card the API created, with what it was asked for.
-#[derive(Debug)]
-pub(crate) struct OwnedCard {
-    pub request: CardRequest,
-    /// Serving the card; dropping it removes the socket.
-    pub card: VirtioCard,
-}
-
-/// Everything the API owns, live, and how to save it.
-#[derive(Debug)]
-pub(crate) struct Owned {
-    pub state_dir: PathBuf,
-    pub endpoints: BTreeMap<String, EndpointRequest>,
-    pub cards: BTreeMap<String, OwnedCard>,
-    pub streams: BTreeMap<(String, u32), SavedStream>,
-    /// Saved objects that could not be recreated at start, kept for the next one.
-    pub dormant_endpoints: Vec<EndpointRequest>,
-    pub dormant_cards: Vec<CardRequest>,
-}
-
-impl Owned {
-    fn new(state_dir: &Path) -> Owned {
-        Owned {
-            state_dir: state_dir.to_owned(),
-            endpoints: BTreeMap::new(),
-            cards: BTreeMap::new(),
-            streams: BTreeMap::new(),
-            dormant_endpoints: Vec::new(),
-            dormant_cards: Vec::new(),
-        }
-    }
-
-    /// What `state.json` should hold now.
-    pub fn snapshot(&self) -> SavedState {
-        SavedState {
-            version: STATE_VERSION,
-            endpoints: self
-                .endpoints
-                .values()
-                .chain(&self.dormant_endpoints)
-                .cloned()
-                .collect(),
-            cards: self
-                .cards
-                .values()
-                .map(|owned| &owned.request)
-                .chain(&self.dormant_cards)
-                .cloned()
-                .collect(),
-            streams: self.streams.values().cloned().collect(),
-        }
-    }
-
-    /// Saves the current state, off the async runtime.
-    pub async fn save(&self) -> Result<(), Error> {
-        let snapshot = self.snapshot();
-        let dir = self.state_dir.clone();
-        tokio::task::spawn_blocking(move || snapshot.save(&dir))
-            .await
-            .map_err(|e| Error::State {
-                path: self.state_dir.join(STATE_FILE),
-                what: format!("the save task failed: {e}"),
-            })?
-    }
-
-    /// Forgets a dormant object that a new one of the same name replaces.
-    pub fn forget_dormant(&mut self, name: &str) {
-        self.dormant_endpoints.retain(|e| e.name != name);
-        self.dormant_cards.retain(|c| c.name != name);
-    }
-}
-
-/// What [`restore`] brought back, handed to [`crate::serve`] so the API owns it.
-#[derive(Debug)]
-pub struct Restored {
-    pub(crate) owned: Owned,
-    pub(crate) plugins: Arc<PluginLibrary>,
-    pub(crate) chains: Arc<Chains>,
-}
-
-impl Restored {
-    /// Nothing restored (a first start, or tests).
-    pub fn empty(state_dir: &Path) -> Restored {
-        Restored {
-            owned: Owned::new(state_dir),
-            plugins: Arc::new(PluginLibrary::new(state_dir)),
-            chains: Arc::new(Chains::default()),
-        }
-    }
-
-    /// Names of the endpoints recreated.
-    pub fn endpoints(&self) -> Vec<String> {
-        self.owned.endpoints.keys().cloned().collect()
-    }
-
-    /// Names of the cards recreated.
-    pub fn cards(&self) -> Vec<String> {
-        self.owned.cards.keys().cloned().collect()
-    }
-}
-
-/// Recreates what `state_dir/state.json` saved: call it after the configuration's
-/// endpoints and cards exist (see the module docs for how the two combine). Fails only
-/// when the file exists and cannot be read; objects that cannot be recreated are logged.
-pub fn restore(engine: &Arc<Engine>, state_dir: &Path) -> Result<Restored, Error> {
-    let mut restored = Restored::empty(state_dir);
-    let Some(saved) = SavedState::load(state_dir)? else {
-        return Ok(restored);
-    };
-    let owned = &mut restored.owned;
-    for request in saved.endpoints {
-        if engine.endpoint(&request.name).is_some() {
-            warn!(
-                endpoint = request.name,
-                spec = request.spec,
-                "the configuration has an endpoint of this name; it wins over the one saved by the API, which is dropped"
-            );
-            continue;
-        }
-        match host_endpoint::open(engine, &request, None) {
-            Ok((_, saved)) => {
-                owned.endpoints.insert(saved.name.clone(), saved);
-            }
-            Err(error) => {
-                warn!(
-                    endpoint = request.name,
-                    spec = request.spec,
-                    error = error.detail(),
-                    "cannot reopen a saved endpoint; keeping it for the next start"
-                );
-                owned.dormant_endpoints.push(request);
-            }
-        }
-    }
-    for request in saved.cards {
-        if engine
-            .cards()
-            .iter()
-            .any(|card| card.name() == request.name)
-        {
-            warn!(
-                card = request.name,
-                "the configuration has a card of this name; it wins over the one saved by the API, which is dropped"
-            );
-            continue;
-        }
-        match virtio::spawn(engine, &request, None) {
-            Ok((card, saved)) => {
-                owned.cards.insert(
-                    saved.name.clone(),
-                    OwnedCard {
-                        request: saved,
-                        card,
-                    },
-                );
-            }
-            Err(error) => {
-                warn!(
-                    card = request.name,
-                    error = error.detail(),
-                    "cannot recreate a saved card; keeping it for the next start"
-                );
-                owned.dormant_cards.push(request);
-            }
-        }
-    }
-    for saved in saved.streams {
-        apply_saved(engine, &saved, &restored.plugins, &restored.chains);
-        owned
-            .streams
-            .insert((saved.card.clone(), saved.index), saved);
-    }
-    info!(
-        endpoints = owned.endpoints.len(),
-        cards = owned.cards.len(),
-        streams = owned.streams.len(),
-        "restored the API's saved state"
-    );
-    Ok(restored)
-}
-
-/// Applies one stream's saved settings, if its card and stream are there.
-fn apply_saved(engine: &Engine, saved: &SavedStream, plugins: &PluginLibrary, chains: &Chains) {
-    let stream = engine
-        .cards()
-        .into_iter()
-        .filter(|card| card.name() == saved.card)
-        .find_map(|card| card.streams().get(saved.index as usize).cloned());
-    let Some(stream) = stream else {
-        warn!(
-            card = saved.card,
-            index = saved.index,
-            "saved settings name a stream that does not exist now; kept for later"
-        );
-        return;
-    };
-    if DirectionName::from(stream.direction()) != saved.direction {
-        warn!(
-            card = saved.card,
-            index = saved.index,
-            "saved settings are for a stream of the other direction; not applied"
-        );
-        return;
-    }
-    let patch = saved.patch();
-    let result = settings::check(engine, &stream, &patch)
-        .and_then(|()| settings::apply(&stream, &patch))
-        .and_then(|()| match &patch.chain {
-            Some(chain) => {
-                let effects = crate::chain::resolve(plugins, &stream, chain)?;
-                crate::chain::apply(engine, &stream, effects)?;
-                chains.set(stream.id(), chain.clone());
-                Ok(())
-            }
-            None => Ok(()),
-        });
-    match result {
-        Ok(()) => info!(
-            card = saved.card,
-            stream = stream.id(),
-            index = saved.index,
-            "saved stream settings applied"
-        ),
-        Err(error) => warn!(
-            card = saved.card,
-            stream = stream.id(),
-            error = error.detail(),
-            "cannot apply saved stream settings"
-        ),
-    }
 }
 
 #[cfg(test)]

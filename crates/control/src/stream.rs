@@ -1,16 +1,17 @@
 //! A stream's operator settings (volume, mute, route): checked as a whole first, then
 //! applied live, route first, so a refused move leaves the volume untouched too.
-//! Applying may wait for an endpoint thread to hand the stream over: call it off the
+//! Applying may wait for an endpoint thread to hand the stream over: call it off an
 //! async runtime.
 
 use paravox_engine::gain::{MAX_DB, MIN_DB};
 use paravox_engine::{Direction, Engine, MAX_CHANNELS, Stream};
 
-use crate::error::ApiError;
+use crate::card::{check_route as check_named_route, engine_endpoints};
+use crate::error::{ControlError, Result};
 use crate::model::{StreamPatch, VolumeSetting};
 
 /// Checks `patch` against the stream and the engine's endpoints.
-pub fn check(engine: &Engine, stream: &Stream, patch: &StreamPatch) -> Result<(), ApiError> {
+pub fn check(engine: &Engine, stream: &Stream, patch: &StreamPatch) -> Result<()> {
     if let Some(volume) = &patch.volume_db {
         let channels = (stream.constraints().channels.max as usize).min(MAX_CHANNELS);
         check_volume(volume, channels)?;
@@ -21,12 +22,12 @@ pub fn check(engine: &Engine, stream: &Stream, patch: &StreamPatch) -> Result<()
     Ok(())
 }
 
-fn check_volume(volume: &VolumeSetting, channels: usize) -> Result<(), ApiError> {
+fn check_volume(volume: &VolumeSetting, channels: usize) -> Result<()> {
     let values = match volume {
         VolumeSetting::All(db) => std::slice::from_ref(db),
         VolumeSetting::Channels(list) => {
             if list.is_empty() || list.len() > channels {
-                return Err(ApiError::unprocessable(format!(
+                return Err(ControlError::invalid(format!(
                     "volume_db has {} values; this stream has 1 to {channels} channels",
                     list.len()
                 )));
@@ -35,36 +36,25 @@ fn check_volume(volume: &VolumeSetting, channels: usize) -> Result<(), ApiError>
         }
     };
     match values.iter().find(|db| !(MIN_DB..=MAX_DB).contains(*db)) {
-        Some(db) => Err(ApiError::unprocessable(format!(
+        Some(db) => Err(ControlError::invalid(format!(
             "volume_db {db} is outside {MIN_DB} to {MAX_DB} dB ({MIN_DB} is silence)"
         ))),
         None => Ok(()),
     }
 }
 
-fn check_route(engine: &Engine, direction: Direction, route: Option<&str>) -> Result<(), ApiError> {
+fn check_route(engine: &Engine, direction: Direction, route: Option<&str>) -> Result<()> {
     match route {
-        Some(name) => match engine.endpoint(name) {
-            None => Err(ApiError::unprocessable(format!(
-                "route '{name}' names no endpoint (GET /api/endpoints lists them)"
-            ))),
-            Some(endpoint) if endpoint.direction() != direction => {
-                Err(ApiError::unprocessable(format!(
-                    "route '{name}' is a {} endpoint; this stream needs a {direction} one",
-                    endpoint.direction()
-                )))
-            }
-            Some(_) => Ok(()),
-        },
-        None if engine.default_endpoint(direction).is_none() => Err(ApiError::conflict(format!(
-            "there is no default {direction} endpoint to route to; name an endpoint"
-        ))),
+        Some(name) => check_named_route(&engine_endpoints(engine), name, direction),
+        None if engine.default_endpoint(direction).is_none() => Err(ControlError::conflict(
+            format!("there is no default {direction} endpoint to route to; name an endpoint"),
+        )),
         None => Ok(()),
     }
 }
 
 /// Applies a checked `patch`: route, then volume, then mute.
-pub fn apply(stream: &Stream, patch: &StreamPatch) -> Result<(), ApiError> {
+pub fn apply(stream: &Stream, patch: &StreamPatch) -> Result<()> {
     if let Some(route) = &patch.route {
         stream.set_route(route.clone())?;
     }

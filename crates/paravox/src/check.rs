@@ -14,7 +14,10 @@ pub fn run(args: CheckConfigArgs) -> Result<()> {
         name: args.file.display().to_string(),
         text: "",
     })?;
-    let plugins = crate::dsp::check(&config.dsp, &state_dir)?;
+    // Compiled without the on-disk cache: checking writes nothing.
+    let library = paravox_control::plugins::PluginLibrary::without_cache(&state_dir);
+    let plugins =
+        paravox_control::dsp::check(&config.dsp, &library).map_err(crate::control_error)?;
     println!(
         "{}: valid ({} output endpoint(s), {} input endpoint(s), {} virtio card(s), \
          {} plugin entr{}; ${{state_dir}} = {})",

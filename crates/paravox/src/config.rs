@@ -21,20 +21,24 @@
 //! `[[virtio.stream]]` (their format conversion); `chain` per playback
 //! `[[virtio.stream]]`; `mixer` per `[[output]]` (`mixer = "mix:soft_clip=1"`). A chain or
 //! mixer entry is `NAME[:param=value,...]`, NAME a shipped plugin or one installed in
-//! `STATE_DIR/plugins` (`paravox plugin add`); see [`crate::dsp`].
+//! `STATE_DIR/plugins` (`paravox plugin add`); see [`paravox_control::dsp`].
 //!
 //! In `spec` and `fallback`, `${state_dir}` stands for the state directory. Unknown keys
-//! are errors, and every error names the line and what is allowed.
+//! are errors, and every error names the line and what is allowed. Values are checked by
+//! the control layer, the same checks the API's requests go through, so a bad value reads
+//! the same whichever door it came in by; the file becomes a
+//! [`Declaration`](paravox_control::Declaration) (see [`Config::declaration`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use paravox_control::dsp::{CardDsp, ChainEntry, Dsp, DspPlan, StreamDsp};
+use paravox_control::model::{CardRequest, DirectionName, StreamTopologyRequest};
+use paravox_control::{ControlError, Declaration, DeclaredEndpoint, card, endpoint};
 use paravox_engine::Direction;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::dsp::{CardDsp, ChainEntry, Dsp, DspPlan, StreamDsp};
-use crate::endpoints;
 use crate::usage;
 
 /// The configuration used when no file is given: ALSA `default` when it opens, else a WAV
@@ -151,10 +155,18 @@ impl Source<'_> {
     }
 
     fn error_at<T>(&self, value: &Spanned<T>, message: impl std::fmt::Display) -> anyhow::Error {
+        self.error_at_span(value.span(), message)
+    }
+
+    fn error_at_span(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl std::fmt::Display,
+    ) -> anyhow::Error {
         usage(format!(
             "{} line {}: {message}",
             self.name,
-            self.line_of(value.span().start)
+            self.line_of(span.start)
         ))
     }
 }
@@ -222,6 +234,10 @@ impl Config {
                 })
                 .transpose()
         };
+        if let Some(value) = &self.defaults.chain {
+            paravox_control::chain::check_shape(Direction::Playback, value.get_ref().len())
+                .map_err(|error| source.error_at(value, error))?;
+        }
         let default = dsp(&self.defaults.dsp, "defaults.dsp")?;
         let mut plan = DspPlan {
             default: default.unwrap_or_default(),
@@ -276,12 +292,13 @@ impl Config {
             };
             for (index, stream) in card.stream.iter().enumerate() {
                 let own_chain = chain(&stream.chain, "chain")?;
-                if let Some(value) = &stream.chain
-                    && stream.direction.get_ref() == "capture"
-                {
-                    return Err(
-                        source.error_at(value, "chain: effects run on playback streams only")
-                    );
+                if let Some(value) = &stream.chain {
+                    let direction = match stream.direction.get_ref().as_str() {
+                        "capture" => Direction::Capture,
+                        _ => Direction::Playback,
+                    };
+                    paravox_control::chain::check_shape(direction, value.get_ref().len())
+                        .map_err(|error| source.error_at(value, error))?;
                 }
                 let name = stream
                     .name
@@ -346,47 +363,133 @@ impl Config {
             })
     }
 
-    /// The virtio cards' topologies, checked.
-    pub fn virtio_cards(
-        &self,
-        source: &Source<'_>,
-    ) -> Result<Vec<(String, String, paravox_virtio_snd::CardTopology)>> {
-        let mut cards = Vec::new();
-        for card in &self.virtio {
-            let streams = if card.stream.is_empty() {
-                paravox_virtio_snd::CardTopology::quick_start().streams
+    /// The virtio cards as requests, checked as the API checks `POST /api/cards`.
+    pub fn virtio_cards(&self, source: &Source<'_>) -> Result<Vec<CardRequest>> {
+        let endpoints = |name: &str| {
+            let found = |list: &[EndpointConfig]| list.iter().any(|e| e.name.get_ref() == name);
+            if found(&self.output) {
+                Some(Direction::Playback)
+            } else if found(&self.input) {
+                Some(Direction::Capture)
             } else {
-                card.stream
-                    .iter()
-                    .enumerate()
-                    .map(|(index, stream)| {
-                        stream_topology(source, index, stream, &self.output, &self.input)
-                    })
-                    .collect::<Result<Vec<_>>>()?
-            };
-            let topology = paravox_virtio_snd::CardTopology {
-                streams,
-                controls: card
-                    .controls
-                    .unwrap_or(paravox_virtio_snd::CONTROLS_BY_DEFAULT),
-            };
-            topology
-                .validate()
-                .map_err(|error| source.error_at(&card.name, error))?;
+                None
+            }
+        };
+        let mut cards: Vec<CardRequest> = Vec::new();
+        for card in &self.virtio {
+            let name = card.name.get_ref();
+            card::check_name(name).map_err(|error| source.error_at(&card.name, error))?;
+            if cards.iter().any(|other| other.name == *name) {
+                return Err(
+                    source.error_at(&card.name, format!("card name '{name}' is used twice"))
+                );
+            }
             if card.socket.get_ref().is_empty() {
                 return Err(source.error_at(&card.socket, "socket must be a path"));
             }
-            cards.push((
-                card.name.get_ref().clone(),
-                card.socket.get_ref().clone(),
-                topology,
-            ));
+            let socket = std::path::absolute(card.socket.get_ref())
+                .map_err(|error| source.error_at(&card.socket, error))?;
+            let mut streams = Vec::new();
+            for (index, stream) in card.stream.iter().enumerate() {
+                let request = stream.request(source)?;
+                card::stream_topology(&endpoints, index, &request)
+                    .map_err(|error| source.error_at_span(stream.span_of(&error), error))?;
+                streams.push(request);
+            }
+            let request = CardRequest {
+                name: name.clone(),
+                socket: socket.display().to_string(),
+                streams,
+                controls: card.controls,
+            };
+            card::topology(&endpoints, &request)
+                .map_err(|error| source.error_at(&card.name, error))?;
+            cards.push(request);
         }
         Ok(cards)
     }
 
+    /// What this file and the command line's `overrides` declare, for the control layer.
+    pub fn declaration(&self, source: &Source<'_>, overrides: &Overrides) -> Result<Declaration> {
+        let mut declaration = Declaration {
+            cards: self.virtio_cards(source)?,
+            dsp: self.dsp.clone(),
+            ..Declaration::default()
+        };
+        for (direction, list) in [
+            (Direction::Playback, &self.output),
+            (Direction::Capture, &self.input),
+        ] {
+            let overridden = overrides.endpoint(direction);
+            for endpoint in list {
+                let name = endpoint.name.get_ref();
+                if self.replaced_by_command_line(name, direction, overridden) {
+                    continue;
+                }
+                declaration.endpoints.push(DeclaredEndpoint {
+                    name: name.clone(),
+                    direction,
+                    spec: endpoint.spec.get_ref().clone(),
+                    fallback: endpoint.fallback.as_ref().map(|f| f.get_ref().clone()),
+                });
+            }
+            let default = match overridden {
+                // A configured endpoint's name, or a spec opened as a new endpoint.
+                Some(value) if list.iter().any(|e| e.name.get_ref() == value) => {
+                    Some(value.to_owned())
+                }
+                Some(spec) => {
+                    let flag = overrides.flag(direction);
+                    let name = format!("cli-{flag}");
+                    endpoint::parse_spec(spec, direction)
+                        .map_err(|error| usage(format!("--{flag} {spec}: {error}")))?;
+                    declaration.endpoints.push(DeclaredEndpoint {
+                        name: name.clone(),
+                        direction,
+                        spec: spec.to_owned(),
+                        fallback: None,
+                    });
+                    Some(name)
+                }
+                None => self.defaults_name(direction).cloned(),
+            };
+            match direction {
+                Direction::Playback => declaration.default_output = default,
+                Direction::Capture => declaration.default_input = default,
+            }
+        }
+        for (index, socket) in overrides.virtio_sockets.iter().enumerate() {
+            let name = socket.file_stem().map_or_else(
+                || format!("virtio{index}"),
+                |stem| stem.to_string_lossy().into_owned(),
+            );
+            let socket = std::path::absolute(socket)
+                .map_err(|error| usage(format!("--virtio-socket {}: {error}", socket.display())))?;
+            declaration.cards.push(CardRequest {
+                name,
+                socket: socket.display().to_string(),
+                streams: Vec::new(),
+                controls: Some(overrides.virtio_controls),
+            });
+        }
+        Ok(declaration)
+    }
+
+    /// Whether `name` only served as the default of `direction` and the command line
+    /// replaced it with another endpoint: such an endpoint is not opened, as it would hold
+    /// a device and a thread for nothing.
+    fn replaced_by_command_line(
+        &self,
+        name: &str,
+        direction: Direction,
+        overridden: Option<&str>,
+    ) -> bool {
+        overridden.is_some_and(|value| value != name)
+            && self.defaults_name(direction).map(String::as_str) == Some(name)
+            && !self.is_routed_explicitly(name)
+    }
+
     fn validate(&self, source: &Source<'_>) -> Result<()> {
-        self.virtio_cards(source)?;
         let mut names: Vec<&str> = Vec::new();
         for (direction, list) in [
             (Direction::Playback, &self.output),
@@ -394,16 +497,8 @@ impl Config {
         ] {
             for endpoint in list {
                 let name = endpoint.name.get_ref();
-                if name.is_empty()
-                    || !name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                {
-                    return Err(source.error_at(
-                        &endpoint.name,
-                        format!("endpoint name '{name}' must be non-empty letters, digits, '-', '_' or '.'"),
-                    ));
-                }
+                endpoint::check_name(name)
+                    .map_err(|error| source.error_at(&endpoint.name, error))?;
                 if names.contains(&name.as_str()) {
                     return Err(source.error_at(
                         &endpoint.name,
@@ -412,12 +507,8 @@ impl Config {
                 }
                 names.push(name);
                 for spec in std::iter::once(&endpoint.spec).chain(endpoint.fallback.as_ref()) {
-                    let parsed = endpoints::parse(spec.get_ref()).and_then(|parsed| {
-                        endpoints::check_direction(spec.get_ref(), &parsed, direction)
-                    });
-                    if let Err(error) = parsed {
-                        return Err(source.error_at(spec, error));
-                    }
+                    endpoint::parse_spec(spec.get_ref(), direction)
+                        .map_err(|error| source.error_at(spec, error))?;
                 }
             }
         }
@@ -443,79 +534,82 @@ impl Config {
                 ));
             }
         }
+        self.virtio_cards(source)?;
         Ok(())
     }
 }
 
-fn stream_topology(
-    source: &Source<'_>,
-    index: usize,
-    stream: &VirtioStreamConfig,
-    outputs: &[EndpointConfig],
-    inputs: &[EndpointConfig],
-) -> Result<paravox_virtio_snd::StreamTopology> {
-    let direction = match stream.direction.get_ref().as_str() {
-        "playback" => Direction::Playback,
-        "capture" => Direction::Capture,
-        other => {
-            return Err(source.error_at(
-                &stream.direction,
-                format!("direction '{other}' must be \"playback\" or \"capture\""),
-            ));
-        }
-    };
-    let name = stream
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("stream{index}"));
-    let mut topology = paravox_virtio_snd::StreamTopology::new(&name, direction);
-    if let Some(route) = &stream.route {
-        let known = match direction {
-            Direction::Playback => outputs,
-            Direction::Capture => inputs,
-        };
-        if !known.iter().any(|e| e.name.get_ref() == route.get_ref()) {
-            return Err(source.error_at(
-                route,
-                format!("route '{}' names no {direction} endpoint", route.get_ref()),
-            ));
-        }
-        topology.route = Some(route.get_ref().clone());
-    }
-    if let Some(formats) = &stream.formats {
-        let mut set = paravox_pcm::FormatSet::EMPTY;
-        for name in formats.get_ref() {
-            let format = paravox_pcm::Format::parse(name)
-                .filter(|f| paravox_virtio_snd::topology::virtio_convertible_formats().contains(*f))
-                .ok_or_else(|| source.error_at(formats, format!("format '{name}' is not one virtio-snd can carry and paravox can convert (e.g. s16_le, s32_le, float_le)")))?;
-            set.insert(format);
-        }
-        topology.formats = set;
-    }
-    if let Some(rates) = &stream.rates {
-        topology.rates = paravox_pcm::RateSet::new(rates.get_ref())
-            .map_err(|error| source.error_at(rates, error))?;
-    }
-    if let Some(channels) = &stream.channels {
-        match channels.get_ref().as_slice() {
-            [min, max] if (1..=18).contains(min) && (min..=&18).contains(&max) => {
-                topology.channels = paravox_pcm::Interval {
-                    min: *min,
-                    max: *max,
-                };
-            }
-            _ => {
+impl VirtioStreamConfig {
+    /// This stream as the API's request type.
+    fn request(&self, source: &Source<'_>) -> Result<StreamTopologyRequest> {
+        let direction = match self.direction.get_ref().as_str() {
+            "playback" => DirectionName::Playback,
+            "capture" => DirectionName::Capture,
+            other => {
                 return Err(source.error_at(
-                    channels,
-                    "channels must be [min, max] with 1 <= min <= max <= 18",
+                    &self.direction,
+                    format!("direction '{other}' must be \"playback\" or \"capture\""),
                 ));
             }
+        };
+        Ok(StreamTopologyRequest {
+            name: self.name.clone(),
+            direction,
+            route: self.route.as_ref().map(|route| route.get_ref().clone()),
+            formats: self
+                .formats
+                .as_ref()
+                .map(|formats| formats.get_ref().clone()),
+            rates: self.rates.as_ref().map(|rates| rates.get_ref().clone()),
+            channels: self
+                .channels
+                .as_ref()
+                .map(|channels| channels.get_ref().clone()),
+            xrun_events: self.xrun_events,
+        })
+    }
+
+    /// Where in the file the field `error` is about was written.
+    fn span_of(&self, error: &ControlError) -> std::ops::Range<usize> {
+        let span = match error.field() {
+            Some("route") => self.route.as_ref().map(Spanned::span),
+            Some("formats") => self.formats.as_ref().map(Spanned::span),
+            Some("rates") => self.rates.as_ref().map(Spanned::span),
+            Some("channels") => self.channels.as_ref().map(Spanned::span),
+            _ => None,
+        };
+        span.unwrap_or_else(|| self.direction.span())
+    }
+}
+
+/// What the command line sets beside the file: `--output`, `--input` (an endpoint's name
+/// or a spec opened as `cli-output` / `cli-input`) and `--virtio-socket`.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--output`.
+    pub output: Option<String>,
+    /// `--input`.
+    pub input: Option<String>,
+    /// `--virtio-socket`, each a card with one playback and one capture stream.
+    pub virtio_sockets: Vec<PathBuf>,
+    /// `--virtio-controls`.
+    pub virtio_controls: bool,
+}
+
+impl Overrides {
+    fn endpoint(&self, direction: Direction) -> Option<&str> {
+        match direction {
+            Direction::Playback => self.output.as_deref(),
+            Direction::Capture => self.input.as_deref(),
         }
     }
-    if let Some(xruns) = stream.xrun_events {
-        topology.xrun_events = xruns;
+
+    fn flag(&self, direction: Direction) -> &'static str {
+        match direction {
+            Direction::Playback => "output",
+            Direction::Capture => "input",
+        }
     }
-    Ok(topology)
 }
 
 fn expand(value: &mut Spanned<String>, state_dir: &str) {
@@ -588,12 +682,15 @@ mod tests {
             text: "",
         };
         let cards = config.virtio_cards(&source).expect("cards");
-        assert_eq!(cards[0].1, "/state/vm.sock");
-        let streams = &cards[0].2.streams;
+        assert_eq!(cards[0].socket, "/state/vm.sock");
+        let streams = &cards[0].streams;
         assert_eq!(streams.len(), 2);
         assert_eq!(streams[0].route.as_deref(), Some("a"));
-        assert_eq!(streams[0].channels.max, 6);
-        assert_eq!(streams[0].formats.len(), 2);
+        assert_eq!(streams[0].channels, Some(vec![2, 6]));
+        assert_eq!(
+            streams[0].formats,
+            Some(vec!["s16_le".to_owned(), "float_le".to_owned()])
+        );
     }
 
     #[test]

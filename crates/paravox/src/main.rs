@@ -16,7 +16,7 @@ mod signals;
 use std::process::ExitCode;
 
 use clap::Parser;
-use paravox::{UsageError, config, dsp, endpoints, usage};
+use paravox::{UsageError, config, control_error, usage};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

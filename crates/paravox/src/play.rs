@@ -10,7 +10,7 @@ use paravox_pcm::HwParams;
 use tracing::info;
 
 use crate::cli::PlayArgs;
-use crate::{endpoints, signals, usage};
+use crate::{signals, usage};
 
 /// How much audio the stream's ring holds.
 const BUFFER_SECONDS: f64 = 0.5;
@@ -21,7 +21,8 @@ pub fn run(args: PlayArgs) -> Result<()> {
     let info = reader.info();
     let shutdown = signals::block_and_watch();
     let engine = Engine::new();
-    endpoints::open(&engine, "play", &args.to, Direction::Playback)?;
+    paravox_control::endpoint::open(&engine, "play", &args.to, Direction::Playback)
+        .map_err(crate::control_error)?;
     let stream = local_stream(&engine, Direction::Playback, "play", "play")?;
     let frame_bytes = info.frame_bytes();
     let params = stream_params(info.format, info.rate, info.channels, frame_bytes)?;

@@ -85,7 +85,7 @@ pub fn run(args: PluginArgs) -> Result<()> {
 
 /// The installed modules.
 pub fn installed(dir: &Path) -> Vec<PathBuf> {
-    paravox_api::plugins::installed_files(dir)
+    paravox_control::plugins::installed_files(dir)
 }
 
 /// Serve: watches the plugins directory (one `stat` per file per second) and hot-swaps a

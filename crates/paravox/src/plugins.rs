@@ -8,8 +8,8 @@ use anyhow::Result;
 use paravox_engine::plugin::{EffectPlugin, KernelFactory};
 use paravox_plugin_host::{Plugin, PluginRuntime, shipped};
 
-use crate::dsp::ChainEntry;
 use crate::usage;
+use paravox_control::dsp::ChainEntry;
 
 /// The directory of installed plugins.
 pub fn plugins_dir(state_dir: &Path) -> PathBuf {

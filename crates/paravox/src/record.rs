@@ -10,7 +10,7 @@ use tracing::info;
 
 use crate::cli::RecordArgs;
 use crate::play::{local_stream, stream_params};
-use crate::{endpoints, signals, usage};
+use crate::{signals, usage};
 
 pub fn run(args: RecordArgs) -> Result<()> {
     let format = Format::parse(&args.format).ok_or_else(|| {
@@ -29,7 +29,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
         .map_err(|error| usage(error.to_string()))?;
     let shutdown = signals::block_and_watch();
     let engine = Engine::new();
-    endpoints::open(&engine, "record", &args.from, Direction::Capture)?;
+    paravox_control::endpoint::open(&engine, "record", &args.from, Direction::Capture)
+        .map_err(crate::control_error)?;
     let stream = local_stream(&engine, Direction::Capture, "record", "record")?;
     let params = stream_params(format, args.rate, args.channels, frame_bytes)?;
     stream

@@ -415,7 +415,30 @@ fn serve_notifies_systemd_pings_the_watchdog_and_reloads_on_sighup() {
     let reloading = wait_for(&notify, "RELOADING=1");
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
     let reloaded = wait_for(&notify, "READY=1");
-    assert!(reloaded.contains("wait for a restart"), "{reloaded}");
+    assert!(
+        reloaded.contains("STATUS=serving; configuration reloaded\n")
+            || reloaded.ends_with("STATUS=serving; configuration reloaded"),
+        "{reloaded}"
+    );
+    // The card the reload added listens at once.
+    assert!(
+        std::os::unix::net::UnixStream::connect(dir.path().join("vm.sock")).is_ok(),
+        "the card added by the reload does not listen"
+    );
+
+    // A changed card waits for a restart: its guest must probe it again.
+    std::fs::write(
+        &config,
+        "[[output]]\nname = \"a\"\nspec = \"null\"\n[[output]]\nname = \"b\"\nspec = \"null\"\n\
+         [defaults]\noutput = \"b\"\n[[virtio]]\nname = \"vm\"\nsocket = \"${state_dir}/vm.sock\"\n\
+         [[virtio.stream]]\ndirection = \"playback\"\n",
+    )
+    .unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    wait_for(&notify, "RELOADING=1");
+    let pending = wait_for(&notify, "READY=1");
+    assert!(pending.contains("1 change(s) not applied"), "{pending}");
 
     // A broken file is refused and the daemon keeps serving.
     std::fs::write(&config, "[[output]]\nname = \"a\"\nspec = \"bogus:1\"\n").unwrap();
@@ -434,7 +457,7 @@ fn serve_notifies_systemd_pings_the_watchdog_and_reloads_on_sighup() {
     let log = text(&output.stderr);
     assert!(log.contains("configuration reloaded"), "{log}");
     assert!(
-        log.contains("not applied until paravox restarts") && log.contains("[[virtio]]"),
+        log.contains("not applied") && log.contains("card 'vm' changed"),
         "{log}"
     );
     assert!(

@@ -274,7 +274,7 @@ fn serve_refuses_unknown_chain_plugins_and_parameters() {
             &[
                 "line 5",
                 "chain entry 'nope'",
-                "no plugin 'nope'",
+                "no plugin named 'nope'",
                 "shipped",
             ],
         ),

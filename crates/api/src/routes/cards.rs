@@ -8,10 +8,8 @@ use crate::app::{AppState, blocking, origin};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath};
 use crate::model::CardRequest;
-use crate::routes::{not_saved, stream_views};
-use crate::state::OwnedCard;
+use crate::routes::stream_views;
 use crate::views::{CardView, Origin, StreamView, card_view};
-use crate::virtio;
 
 /// Every card.
 #[utoipa::path(get, path = "/api/cards", tag = "cards", operation_id = "list_cards",
@@ -20,13 +18,13 @@ use crate::virtio;
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<CardView>> {
-    let (cards, _) = state.owned_names().await;
+    let control = state.control();
     Json(
         state
             .engine()
             .cards()
             .iter()
-            .map(|card| card_view(card, origin(&cards, card.name())))
+            .map(|card| card_view(card, origin(control.card_owner(card.name()))))
             .collect(),
     )
 }
@@ -46,24 +44,9 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CardRequest>,
 ) -> Result<(StatusCode, Json<CardView>), ApiError> {
-    let mut owned = state.owned().await;
-    let engine = state.engine().clone();
-    let root = state.config().path_root.clone();
-    let (card, saved) = blocking(move || virtio::spawn(&engine, &request, root.as_deref())).await?;
-    let view = state
-        .engine()
-        .card(card.card())
-        .map(|c| card_view(&c, Origin::Api))
-        .ok_or_else(|| ApiError::internal("the card vanished as it was created"))?;
-    owned.forget_dormant(&saved.name);
-    owned.cards.insert(
-        saved.name.clone(),
-        OwnedCard {
-            request: saved,
-            card,
-        },
-    );
-    owned.save().await.map_err(not_saved)?;
+    let control = state.control().clone();
+    let card = blocking(move || control.create_card(&request)).await?;
+    let view = card_view(&card, Origin::Api);
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -81,8 +64,8 @@ pub async fn get(
     ApiPath(id): ApiPath<u32>,
 ) -> Result<Json<CardView>, ApiError> {
     let card = state.engine().card(id).ok_or_else(|| no_card(id))?;
-    let (cards, _) = state.owned_names().await;
-    Ok(Json(card_view(&card, origin(&cards, card.name()))))
+    let owner = state.control().card_owner(card.name());
+    Ok(Json(card_view(&card, origin(owner))))
 }
 
 /// Deletes a card created over the API: its socket goes away and its streams are
@@ -100,30 +83,8 @@ pub async fn delete(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<u32>,
 ) -> Result<StatusCode, ApiError> {
-    let mut owned = state.owned().await;
-    let card = state.engine().card(id).ok_or_else(|| no_card(id))?;
-    let name = card.name().to_owned();
-    let entry = match owned.cards.remove(&name) {
-        Some(entry) if entry.card.card() == id => entry,
-        other => {
-            if let Some(entry) = other {
-                owned.cards.insert(name.clone(), entry);
-            }
-            return Err(ApiError::conflict(format!(
-                "card '{name}' was not created over the API; change it where it was made (the configuration file or command line)"
-            )));
-        }
-    };
-    let engine = state.engine().clone();
-    blocking(move || {
-        // The socket goes first, so no VMM connects to a card being removed.
-        drop(entry.card);
-        engine.remove_card(id).map_err(ApiError::from)
-    })
-    .await?;
-    owned.streams.retain(|(card, _), _| *card != name);
-    owned.save().await.map_err(not_saved)?;
-    tracing::info!(card = id, name, "card deleted over the API");
+    let control = state.control().clone();
+    blocking(move || control.delete_card(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,9 +7,7 @@ use axum::http::StatusCode;
 use crate::app::{AppState, blocking, origin};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath};
-use crate::host_endpoint;
 use crate::model::EndpointRequest;
-use crate::routes::not_saved;
 use crate::views::{AlsaPcmView, EndpointView, Origin, endpoint_view};
 
 /// Every endpoint.
@@ -19,9 +17,9 @@ use crate::views::{AlsaPcmView, EndpointView, Origin, endpoint_view};
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<EndpointView>> {
-    let (_, owned) = state.owned_names().await;
     let meters = state.latest_meters();
     let engine = state.engine();
+    let control = state.control();
     Json(
         engine
             .endpoints()
@@ -30,7 +28,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<EndpointView>> {
                 endpoint_view(
                     engine,
                     endpoint,
-                    origin(&owned, endpoint.name()),
+                    origin(control.endpoint_owner(endpoint.name())),
                     meters.endpoints.get(endpoint.name()).copied(),
                 )
             })
@@ -53,14 +51,8 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<EndpointRequest>,
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
-    let mut owned = state.owned().await;
-    let engine = state.engine().clone();
-    let root = state.config().path_root.clone();
-    let (endpoint, saved) =
-        blocking(move || host_endpoint::open(&engine, &request, root.as_deref())).await?;
-    owned.forget_dormant(&saved.name);
-    owned.endpoints.insert(saved.name.clone(), saved);
-    owned.save().await.map_err(not_saved)?;
+    let control = state.control().clone();
+    let endpoint = blocking(move || control.create_endpoint(&request)).await?;
     Ok((
         StatusCode::CREATED,
         Json(endpoint_view(state.engine(), &endpoint, Origin::Api, None)),
@@ -83,12 +75,12 @@ pub async fn get(
         .engine()
         .endpoint(&name)
         .ok_or_else(|| no_endpoint(&name))?;
-    let (_, owned) = state.owned_names().await;
+    let owner = state.control().endpoint_owner(&name);
     let meter = state.latest_meters().endpoints.get(&name).copied();
     Ok(Json(endpoint_view(
         state.engine(),
         &endpoint,
-        origin(&owned, &name),
+        origin(owner),
         meter,
     )))
 }
@@ -107,35 +99,8 @@ pub async fn delete(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut owned = state.owned().await;
-    let engine = state.engine().clone();
-    if engine.endpoint(&name).is_none() {
-        return Err(no_endpoint(&name));
-    }
-    if !owned.endpoints.contains_key(&name) {
-        return Err(ApiError::conflict(format!(
-            "endpoint '{name}' was not created over the API; change it where it was made (the configuration file or command line)"
-        )));
-    }
-    let routed: Vec<String> = engine
-        .streams()
-        .iter()
-        .filter(|stream| stream.route().as_deref() == Some(name.as_str()))
-        .map(|stream| stream.id().to_string())
-        .collect();
-    if !routed.is_empty() {
-        return Err(ApiError::conflict(format!(
-            "streams {} are routed to endpoint '{name}'; route them elsewhere first",
-            routed.join(", ")
-        )));
-    }
-    {
-        let name = name.clone();
-        blocking(move || engine.remove_endpoint(&name).map_err(ApiError::from)).await?;
-    }
-    owned.endpoints.remove(&name);
-    owned.save().await.map_err(not_saved)?;
-    tracing::info!(endpoint = name, "endpoint closed over the API");
+    let control = state.control().clone();
+    blocking(move || control.delete_endpoint(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -146,11 +111,9 @@ pub async fn delete(
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "ALSA cannot list its PCMs", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn alsa() -> Result<Json<Vec<AlsaPcmView>>, ApiError> {
-    let pcms = blocking(|| {
-        paravox_host_audio::alsa_pcms().map_err(|error| ApiError::unavailable(error.to_string()))
-    })
-    .await?;
+pub async fn alsa(State(state): State<AppState>) -> Result<Json<Vec<AlsaPcmView>>, ApiError> {
+    let control = state.control().clone();
+    let pcms = blocking(move || control.alsa_pcms()).await?;
     Ok(Json(
         pcms.into_iter()
             .map(|pcm| AlsaPcmView {

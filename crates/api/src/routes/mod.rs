@@ -36,10 +36,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::error::{ApiError, Error, problem_for_bare_errors};
+use crate::error::{ApiError, problem_for_bare_errors};
 use crate::server::BODY_LIMIT_BYTES;
 use crate::views::{StreamView, stream_view as view};
-use crate::{auth, chain, events, metrics, openapi};
+use crate::{auth, events, metrics, openapi};
 
 /// The `/api` routes that need the token.
 fn protected_routes() -> OpenApiRouter<AppState> {
@@ -124,7 +124,7 @@ pub(crate) fn stream_views(
     streams
         .iter()
         .map(|stream| {
-            let chain = chain::configured(state.chains(), state.engine(), stream);
+            let chain = state.control().chain_of(stream);
             view(
                 state.engine(),
                 stream,
@@ -138,13 +138,6 @@ pub(crate) fn stream_views(
 /// The view of one stream with its latest meter reading.
 pub(crate) fn stream_view(state: &AppState, stream: &Stream) -> StreamView {
     let meter = state.latest_meters().streams.get(&stream.id()).copied();
-    let chain = chain::configured(state.chains(), state.engine(), stream);
+    let chain = state.control().chain_of(stream);
     view(state.engine(), stream, meter, &chain)
-}
-
-/// A change that was applied but could not be saved.
-pub(crate) fn not_saved(error: Error) -> ApiError {
-    ApiError::internal(format!(
-        "the change is live but could not be saved, so a restart would lose it: {error}"
-    ))
 }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::app::{AppState, blocking};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiPath;
-use crate::plugins::{Entry, Source, streams_using, swap_in};
+use paravox_control::plugins::{PluginInfo, Source};
 
 /// Media types an upload may carry.
 const WASM_TYPES: [&str; 2] = ["application/wasm", "application/octet-stream"];
@@ -97,55 +97,52 @@ pub struct PluginView {
     pub streams: Vec<u32>,
 }
 
-fn plugin_view(state: &AppState, entry: &Entry) -> PluginView {
-    let manifest = entry.plugin.manifest();
+fn plugin_view(state: &AppState, info: PluginInfo) -> PluginView {
     PluginView {
-        name: manifest.name.clone(),
-        version: manifest.version.clone(),
-        kind: manifest.kind.name().to_owned(),
-        description: manifest.description.clone(),
-        input_formats: manifest.input_formats.clone(),
-        output_formats: manifest.output_formats.clone(),
-        rates: manifest.rates,
-        input_channels: manifest.input_channels,
-        output_channels: manifest.output_channels,
-        max_inputs: manifest.max_inputs,
-        params: manifest
+        faults: state.plugin_faults().of(&info.name),
+        streams: state.control().streams_using(&info.name),
+        name: info.name,
+        version: info.version,
+        kind: info.kind,
+        description: info.description,
+        input_formats: info.input_formats,
+        output_formats: info.output_formats,
+        rates: info.rates,
+        input_channels: info.input_channels,
+        output_channels: info.output_channels,
+        max_inputs: info.max_inputs,
+        params: info
             .params
-            .iter()
+            .into_iter()
             .map(|p| PluginParamView {
-                name: p.name.clone(),
+                name: p.name,
                 min: p.min,
                 max: p.max,
                 default: p.default,
-                unit: p.unit.clone(),
+                unit: p.unit,
             })
             .collect(),
-        sha256: paravox_plugin_host::cache::hex(&entry.plugin.sha256()),
-        source: match entry.source {
+        sha256: info.sha256,
+        source: match info.source {
             Source::Shipped => PluginSource::Shipped,
             Source::Installed => PluginSource::Installed,
         },
-        shadows_shipped: entry.shadows_shipped,
-        faults: state.plugin_faults().of(&manifest.name),
-        streams: streams_using(state.engine(), &manifest.name),
+        shadows_shipped: info.shadows_shipped,
     }
 }
 
-/// Every plugin: the shipped ones and those installed (an installed plugin with a
-/// shipped plugin's name stands in for it).
 #[utoipa::path(get, path = "/api/plugins", tag = "plugins", operation_id = "list_plugins",
     responses(
         (status = 200, description = "Every plugin, by name", body = Vec<PluginView>),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<PluginView>>, ApiError> {
-    let library = state.plugins().clone();
-    let entries = blocking(move || library.entries()).await?;
+    let control = state.control().clone();
+    let plugins = blocking(move || control.plugins()).await?;
     Ok(Json(
-        entries
-            .iter()
-            .map(|entry| plugin_view(&state, entry))
+        plugins
+            .into_iter()
+            .map(|info| plugin_view(&state, info))
             .collect(),
     ))
 }
@@ -199,30 +196,14 @@ pub async fn upload(
             "the body is empty: send the .wasm module",
         ));
     }
-    // One plugin change at a time, like every other change.
-    let _changing = state.owned().await;
-    let (library, engine) = (state.plugins().clone(), state.engine().clone());
-    let (plugin, replaced, moved) = blocking(move || {
-        let (plugin, replaced) = library.install(&wasm)?;
-        let moved = swap_in(&engine, plugin.clone())?;
-        Ok((plugin, replaced, moved))
-    })
-    .await?;
-    let manifest = plugin.manifest();
-    tracing::info!(
-        plugin = manifest.name,
-        version = manifest.version,
-        replaced,
-        moved,
-        "plugin installed over the API"
-    );
-    let entry = find(&state, &manifest.name).await?;
+    let control = state.control().clone();
+    let (info, replaced, _moved) = blocking(move || control.install_plugin(&wasm)).await?;
     let status = if replaced {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(plugin_view(&state, &entry))))
+    Ok((status, Json(plugin_view(&state, info))))
 }
 
 /// One plugin.
@@ -237,8 +218,9 @@ pub async fn get(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<PluginView>, ApiError> {
-    let entry = find(&state, &name).await?;
-    Ok(Json(plugin_view(&state, &entry)))
+    let control = state.control().clone();
+    let info = blocking(move || control.plugin(&name)).await?;
+    Ok(Json(plugin_view(&state, info)))
 }
 
 /// Removes an installed plugin. Refused while a stream's chain uses it, unless a shipped
@@ -255,44 +237,7 @@ pub async fn delete(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let _changing = state.owned().await;
-    let entry = find(&state, &name).await?;
-    if entry.source == Source::Shipped {
-        return Err(ApiError::conflict(format!(
-            "'{name}' is shipped with paravox and cannot be removed"
-        )));
-    }
-    let users = streams_using(state.engine(), &name);
-    if !users.is_empty() && !entry.shadows_shipped {
-        let ids: Vec<String> = users.iter().map(u32::to_string).collect();
-        return Err(ApiError::conflict(format!(
-            "streams {} use '{name}'; take it out of their chains first",
-            ids.join(", ")
-        )));
-    }
-    let (library, engine) = (state.plugins().clone(), state.engine().clone());
-    blocking(move || {
-        if let Some(shipped) = library.uninstall(&name)? {
-            swap_in(&engine, shipped)?;
-        }
-        Ok(())
-    })
-    .await?;
-    tracing::info!(
-        plugin = entry.plugin.manifest().name,
-        "plugin removed over the API"
-    );
+    let control = state.control().clone();
+    blocking(move || control.remove_plugin(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn find(state: &AppState, name: &str) -> Result<Entry, ApiError> {
-    let library = state.plugins().clone();
-    let wanted = name.to_owned();
-    blocking(move || library.find(&wanted))
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no plugin named '{name}' (GET /api/plugins lists them)"
-            ))
-        })
 }

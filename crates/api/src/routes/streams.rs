@@ -4,14 +4,11 @@ use axum::Json;
 use axum::extract::State;
 
 use crate::app::{AppState, blocking};
-use crate::chain;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath};
 use crate::model::StreamPatch;
-use crate::routes::{not_saved, stream_view, stream_views};
-use crate::settings;
-use crate::state::SavedStream;
-use crate::views::{StreamView, stream_index};
+use crate::routes::{stream_view, stream_views};
+use crate::views::StreamView;
 
 /// Every stream.
 #[utoipa::path(get, path = "/api/streams", tag = "streams", operation_id = "list_streams",
@@ -59,48 +56,8 @@ pub async fn patch(
     ApiPath(id): ApiPath<u32>,
     ApiJson(patch): ApiJson<StreamPatch>,
 ) -> Result<Json<StreamView>, ApiError> {
-    let engine = state.engine().clone();
-    let stream = engine.stream(id).ok_or_else(|| no_stream(id))?;
-    settings::check(&engine, &stream, &patch)?;
-    let mut owned = state.owned().await;
-    {
-        let (stream, patch, engine) = (stream.clone(), patch.clone(), engine.clone());
-        let (library, chains) = (state.plugins().clone(), state.chains().clone());
-        blocking(move || {
-            // The chain is checked (plugins found, parameters in range) before anything
-            // changes, so a refused chain leaves the stream as it was.
-            let effects = match &patch.chain {
-                Some(chain) => Some(chain::resolve(&library, &stream, chain)?),
-                None => None,
-            };
-            settings::apply(&stream, &patch)?;
-            if let (Some(effects), Some(chain)) = (effects, patch.chain) {
-                chain::apply(&engine, &stream, effects)?;
-                chains.set(stream.id(), chain);
-                chains.retain(&engine);
-            }
-            Ok(())
-        })
-        .await?;
-    }
-    if let Some(card) = engine.card(stream.card()) {
-        let index = stream_index(&engine, &stream);
-        owned
-            .streams
-            .entry((card.name().to_owned(), index))
-            .or_insert_with(|| SavedStream {
-                card: card.name().to_owned(),
-                index,
-                direction: stream.direction().into(),
-                volume_db: None,
-                muted: None,
-                route: None,
-                chain: None,
-            })
-            .merge(&patch);
-        owned.save().await.map_err(not_saved)?;
-    }
-    drop(owned);
+    let control = state.control().clone();
+    let stream = blocking(move || control.patch_stream(id, &patch)).await?;
     Ok(Json(stream_view(&state, &stream)))
 }
 

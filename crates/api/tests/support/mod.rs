@@ -10,8 +10,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use paravox_api::{ApiConfig, ApiServer};
+use paravox_control::dsp::{Dsp, DspPlan};
+use paravox_control::{Control, Declaration, Options};
 use paravox_engine::{Direction, Engine, Stream, StreamSpec, Transport};
-use paravox_host_audio::EndpointSpec;
 use paravox_pcm::{Format, FormatSet, HwConstraints, HwParams, Interval, RateSet, VIRTIO_RATES};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -89,16 +90,15 @@ pub fn engine_with_endpoints(dir: &Path) -> Arc<Engine> {
     Arc::new(engine)
 }
 
-fn open(engine: &Engine, name: &str, spec: &str, direction: Direction) {
-    let parsed: EndpointSpec = spec.parse().expect("spec");
-    match direction {
-        Direction::Playback => engine
-            .add_playback_endpoint(name, spec, parsed.playback_opener().expect("opener"))
-            .expect("endpoint"),
-        Direction::Capture => engine
-            .add_capture_endpoint(name, spec, parsed.capture_opener().expect("opener"))
-            .expect("endpoint"),
-    };
+/// Opens `spec` as the endpoint `name`, as the daemon opens a configured one.
+pub fn open(engine: &Engine, name: &str, spec: &str, direction: Direction) {
+    paravox_control::endpoint::open(engine, name, spec, direction).expect("endpoint");
+}
+
+/// How a test server is set up: the API's configuration and the control layer's options.
+pub struct Setup {
+    pub api: ApiConfig,
+    pub control: Options,
 }
 
 impl TestServer {
@@ -109,18 +109,31 @@ impl TestServer {
         TestServer::start_with(engine, dir, |_| {})
     }
 
-    /// A server for `engine` with its state in `dir`, restoring what is saved there.
+    /// A server for `engine` with its state in `dir`, restoring what is saved there. The
+    /// engine's endpoints stand for the configuration's; conversion and mixing run
+    /// natively, as `dsp = "native"` asks.
     pub fn start_with(
         engine: Arc<Engine>,
         dir: Arc<TempDir>,
-        configure: impl FnOnce(&mut ApiConfig),
+        configure: impl FnOnce(&mut Setup),
     ) -> TestServer {
         let state = state_dir(&dir);
-        let mut config = ApiConfig::new(&state);
-        config.listen = "127.0.0.1:0".parse().expect("addr");
-        configure(&mut config);
-        let restored = paravox_api::state::restore(&engine, &state).expect("restore");
-        let server = ApiServer::start(config, engine.clone(), restored).expect("start");
+        let mut setup = Setup {
+            api: ApiConfig::new(&state),
+            control: Options::new(&state),
+        };
+        setup.api.listen = "127.0.0.1:0".parse().expect("addr");
+        configure(&mut setup);
+        let declaration = Declaration {
+            dsp: DspPlan {
+                default: Dsp::Native,
+                explicit: true,
+                ..DspPlan::default()
+            },
+            ..Declaration::default()
+        };
+        let control = Control::start(engine.clone(), setup.control, declaration).expect("control");
+        let server = ApiServer::start(setup.api, Arc::new(control)).expect("start");
         let token = std::fs::read_to_string(state.join("token"))
             .expect("token")
             .trim()
