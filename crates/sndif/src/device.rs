@@ -1,15 +1,19 @@
-//! One connected frontend device: its engine card, its streams and its request thread.
+//! One connected frontend device: its engine card, its streams and its event loop.
 //!
 //! Connecting maps every stream's ring and event page, binds their event channels,
-//! creates the engine card and streams, and starts one thread that sleeps in `epoll` on
-//! the device's event-channel descriptor and serves whichever stream's ring was kicked.
-//! Each stream also has its position reporter thread (the `position` module). Dropping the
-//! connection stops the threads, unmaps everything and removes the card.
+//! creates the engine card and streams, and starts one thread: the device's event loop.
+//! It sleeps in `epoll` on the device's event-channel descriptor (the frontend's kicks)
+//! and on every stream's position waker (the engine's "the position passed N"), and on
+//! each wake-up steps the streams concerned: answers their requests, finishes parked
+//! WRITEs and READs whose room or data has come, posts due `CUR_POS` events, and arms the
+//! wakers again. Nothing in it sleeps on a timer but a parked request's deadline. Dropping
+//! the connection stops the loop, unmaps everything and removes the card.
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use paravox_engine::{Card, Engine, StreamSpec, Transport};
 use tracing::{info, warn};
@@ -20,10 +24,10 @@ use crate::event::EventRing;
 use crate::evtchn::{EventChannels, Port};
 use crate::grant::DomId;
 use crate::platform::Platform;
-use crate::position::{FaultSink, PositionReporter, ReporterParts};
+use crate::position::{FaultSink, Reporter};
 use crate::ring::BackRing;
 use crate::route;
-use crate::stream::{StreamChannel, StreamParts};
+use crate::stream::{StreamChannel, StreamParts, Wake};
 use crate::sys::{Epoll, EventFd};
 
 /// Identifies a frontend device: `(frontend domain, device index)`.
@@ -43,6 +47,8 @@ impl std::fmt::Display for DeviceKey {
 
 const TOKEN_CHANNELS: u64 = 0;
 const TOKEN_STOP: u64 = 1;
+/// Stream `i`'s position waker reports `TOKEN_STREAMS + i`.
+const TOKEN_STREAMS: u64 = 2;
 
 /// A connected device.
 #[derive(Debug)]
@@ -139,15 +145,7 @@ impl Connection {
             let events = EventRing::attach(grants.map(domid, &[transport.evt_ring_ref], true)?)?;
             let req_port = channels.bind_interdomain(domid, transport.event_channel)?;
             let evt_port = channels.bind_interdomain(domid, transport.evt_event_channel)?;
-            let reporter = PositionReporter::spawn(ReporterParts {
-                label: label.clone(),
-                stream: engine_stream.clone(),
-                events,
-                channels: channels.clone(),
-                port: evt_port,
-                fault: fault.clone(),
-            })
-            .map_err(|e| Error::io("spawning a position reporter", e))?;
+            let reporter = Reporter::new(label.clone(), events, channels.clone(), evt_port);
             streams.push(StreamChannel::new(StreamParts {
                 label,
                 config: stream.clone(),
@@ -168,6 +166,12 @@ impl Connection {
         epoll
             .add(stop.as_raw_fd(), TOKEN_STOP)
             .map_err(|e| Error::io("watching the stop signal", e))?;
+        for (index, stream) in streams.iter().enumerate() {
+            let waker = stream.engine().shared().waker().event().as_raw_fd();
+            epoll
+                .add(waker, TOKEN_STREAMS + index as u64)
+                .map_err(|e| Error::io("watching a stream's position", e))?;
+        }
         let worker_stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("sndif-{}-{}", key.frontend_domid, key.devid))
@@ -177,7 +181,8 @@ impl Connection {
     }
 }
 
-/// The device's request loop: wait for a kick, serve that stream's ring, repeat.
+/// The device's event loop: step every stream something happened to, arm what each
+/// waits for, sleep until a kick, a position or a deadline, repeat.
 fn serve(
     key: DeviceKey,
     mut streams: Vec<StreamChannel>,
@@ -193,19 +198,44 @@ fn serve(
         .map(|(index, stream)| (stream.req_port(), index))
         .collect();
     // Requests may have been queued before we were listening.
-    let mut pending: Vec<usize> = (0..streams.len()).collect();
+    let mut due = vec![true; streams.len()];
+    let mut wakes = vec![Wake::default(); streams.len()];
     'serving: loop {
-        for index in pending.drain(..) {
-            let Some(stream) = streams.get_mut(index) else {
+        let mut again = false;
+        for (index, stream) in streams.iter_mut().enumerate() {
+            if !std::mem::take(&mut due[index]) {
                 continue;
+            }
+            let wake = match stream.step() {
+                Ok(wake) => wake,
+                Err(problem) => {
+                    warn!(device = %key, stream = stream.label, problem, "frontend corrupted its ring or event page; cutting the device off");
+                    fault(format!("{}: {problem}", stream.label));
+                    break 'serving;
+                }
             };
-            if let Err(error) = stream.service() {
-                warn!(device = %key, stream = stream.label, %error, "frontend corrupted its ring; cutting the device off");
-                fault(format!("{}: {error}", stream.label));
-                break 'serving;
+            wakes[index] = wake;
+            if arm(stream, wake.position) {
+                // Reached while we looked: step it again before sleeping.
+                due[index] = true;
+                again = true;
             }
         }
-        let tokens = match epoll.wait(-1) {
+        let now = Instant::now();
+        let timeout = if again {
+            0
+        } else {
+            wakes
+                .iter()
+                .filter_map(|wake| wake.deadline)
+                .min()
+                .map_or(-1, |deadline| {
+                    let left = deadline.saturating_duration_since(now);
+                    // Round up: waking a little late is fine, early would spin.
+                    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+                })
+        };
+        let tokens = match epoll.wait(timeout) {
             Ok(tokens) => tokens,
             Err(error) => {
                 fault(format!("epoll_wait: {error}"));
@@ -216,25 +246,64 @@ fn serve(
             stop.drain();
             break;
         }
-        match channels.pending() {
-            Ok(ports) => {
-                for port in ports {
-                    let _ = channels.unmask(port);
-                    if let Some(&index) = by_port.get(&port)
-                        && !pending.contains(&index)
-                    {
-                        pending.push(index);
+        for token in &tokens {
+            if let Some(index) = token.checked_sub(TOKEN_STREAMS).map(|i| i as usize)
+                && let Some(stream) = streams.get(index)
+            {
+                stream.engine().shared().waker().event().drain();
+                due[index] = true;
+            }
+        }
+        if tokens.contains(&TOKEN_CHANNELS) {
+            match channels.pending() {
+                Ok(ports) => {
+                    for port in ports {
+                        let _ = channels.unmask(port);
+                        if let Some(&index) = by_port.get(&port) {
+                            due[index] = true;
+                        }
                     }
                 }
+                Err(error) => {
+                    fault(format!("reading event channels: {error}"));
+                    break;
+                }
             }
-            Err(error) => {
-                fault(format!("reading event channels: {error}"));
-                break;
+        }
+        let now = Instant::now();
+        for (index, wake) in wakes.iter().enumerate() {
+            if wake.deadline.is_some_and(|deadline| deadline <= now) {
+                due[index] = true;
             }
         }
     }
-    // Dropping the streams stops their reporters and unmaps their pages.
+    for stream in &streams {
+        stream.engine().shared().waker().disarm();
+    }
+    // Dropping the streams releases their engine streams and unmaps their pages.
     drop(streams);
+}
+
+/// Arms `stream`'s position waker for `position` (or disarms it); returns whether the
+/// position is there already.
+fn arm(stream: &StreamChannel, position: Option<u64>) -> bool {
+    let engine = stream.engine();
+    let waker = engine.shared().waker();
+    match position {
+        Some(position) => {
+            waker.arm(position);
+            // It may have moved before the waker was armed.
+            if engine.position_bytes() >= position && engine.shared().is_running() {
+                waker.disarm();
+                return true;
+            }
+            false
+        }
+        None => {
+            waker.disarm();
+            false
+        }
+    }
 }
 
 impl Drop for Connection {

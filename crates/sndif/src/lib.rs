@@ -51,16 +51,15 @@
 //!
 //! One backend thread owns XenStore and every device's state machine (watch events are
 //! handled one at a time, so no device state is shared). Each connected device has one
-//! request thread, asleep in `epoll` on its event-channel descriptor: a kick wakes it, it
-//! serves that stream's ring to the end, re-arms `req_event`, and sleeps again. The Linux
-//! frontend has at most one request in flight per stream and every request is short
-//! (copies and engine calls that never block on audio), so one thread per device is
-//! never the bottleneck, and a device's thread dying with its device (a hostile frontend
-//! is cut off) cannot disturb another device. Each stream also has a position thread that
-//! blocks in [`paravox_engine::Stream::wait_position`] — the engine's eventfd wake-up,
-//! not polling — and posts `CUR_POS` when a period boundary is really crossed. A single
-//! epoll loop could wait on those eventfds directly, but the engine does not expose a
-//! stream's position eventfd, and a blocked thread per stream costs nothing while idle.
+//! event loop thread, asleep in `epoll` on its event-channel descriptor and on each of
+//! its streams' position wakers (the engine's eventfd: "the position passed N"). A kick
+//! wakes it to serve that stream's ring; a position wake-up to post a due `CUR_POS` or to
+//! finish a WRITE that waited for room or a READ that waited for data. Such a request is
+//! parked, not slept on, so one stream's wait never holds up the device's other streams.
+//! Every request is short (copies and engine calls that never block on audio), so one
+//! thread per device is never the bottleneck, and a device's loop ending with its device
+//! (a hostile frontend is cut off) cannot disturb another device. Threads and
+//! descriptors grow with devices, not with streams.
 //!
 //! # Protocol behaviour
 //!

@@ -12,7 +12,14 @@
 //!
 //! Every request gets a response; anything wrong with it is a negative errno, and the
 //! stream, its device and the daemon carry on. Only a corrupted ring index is fatal, and
-//! only to this device ([`StreamChannel::service`] returns the error).
+//! only to this device ([`StreamChannel::step`] returns the error).
+//!
+//! A WRITE that does not fit the stream's ring, or a READ ahead of the capture, is not
+//! waited for here: it is **parked**, with what could be copied already copied, and the
+//! device's event loop comes back when the engine's position waker says room or data has
+//! arrived, or when the wait's deadline passes. Meanwhile the loop serves the device's
+//! other streams. Responses stay in order: a stream takes no new request while one is
+//! parked (Linux's frontend never has more than one in flight per stream anyway).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +34,7 @@ use crate::config::{HwConfig, StreamConfig};
 use crate::error::Result;
 use crate::evtchn::{EventChannels, Port};
 use crate::grant::{DomId, GrantMapper};
-use crate::position::PositionReporter;
+use crate::position::{Plan, Reporter, Wish};
 use crate::ring::BackRing;
 use crate::wire::{
     Errno, HwParamBlock, OpenRequest, ParsedRequest, Request, Response, RwRequest, TriggerKind,
@@ -37,13 +44,35 @@ use crate::wire::{
 type Outcome = std::result::Result<Option<HwParamBlock>, Errno>;
 
 /// The longest a WRITE that does not fit the stream's ring, or a READ ahead of the
-/// capture, waits for the endpoint (never more than one buffer's time): well inside the
-/// 3 s Linux's frontend gives a request, and short enough not to hold a stopped stream.
+/// capture, stays parked waiting for the endpoint (never more than one buffer's time):
+/// well inside the 3 s Linux's frontend gives a request, and short enough not to hold a
+/// stopped stream. A frontend that follows the positions it is sent never waits.
 const MAX_IO_WAIT: Duration = Duration::from_millis(500);
-/// How often such a wait looks again. Only this rare path sleeps; a frontend that follows
-/// the positions it is sent never waits.
-const IO_WAIT_STEP: Duration = Duration::from_millis(2);
+/// How soon to look again at events waiting for room in a full event page.
+const EVENT_RETRY: Duration = Duration::from_millis(10);
 
+/// A WRITE or READ waiting for the endpoint.
+#[derive(Debug)]
+struct Parked {
+    id: u16,
+    operation: u8,
+    direction: Direction,
+    rw: RwRequest,
+    /// Bytes already copied into (WRITE) or out of (READ) the stream's ring.
+    done: usize,
+    /// When to give up waiting: a WRITE then fails with `-EIO`, a READ completes with
+    /// silence for what did not arrive.
+    deadline: Instant,
+}
+
+/// What the device loop should wake this stream for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Wake {
+    /// When the engine position (bytes since prepare) reaches this.
+    pub position: Option<u64>,
+    /// At this time at the latest.
+    pub deadline: Option<Instant>,
+}
 /// The state of an opened stream.
 #[derive(Debug)]
 struct Opened {
@@ -75,8 +104,10 @@ pub(crate) struct StreamChannel {
     ring: BackRing,
     req_port: Port,
     channels: Arc<dyn EventChannels>,
-    reporter: PositionReporter,
+    reporter: Reporter,
     opened: Option<Opened>,
+    /// The request waiting for the endpoint, if one.
+    parked: Option<Parked>,
     /// Per-channel volume in 0.001 dB, as the frontend set it.
     volume: [i32; MAX_CHANNELS],
     /// Per-channel mute flags.
@@ -95,7 +126,7 @@ pub(crate) struct StreamParts {
     pub ring: BackRing,
     pub req_port: Port,
     pub channels: Arc<dyn EventChannels>,
-    pub reporter: PositionReporter,
+    pub reporter: Reporter,
 }
 
 fn engine_errno(error: &EngineError) -> Errno {
@@ -128,6 +159,7 @@ impl StreamChannel {
             channels: parts.channels,
             reporter: parts.reporter,
             opened: None,
+            parked: None,
             volume: [0; MAX_CHANNELS],
             muted: [false; MAX_CHANNELS],
             scratch: Vec::new(),
@@ -140,18 +172,57 @@ impl StreamChannel {
         self.req_port
     }
 
-    /// Answers every waiting request, then re-arms the frontend's notification. An error
-    /// means the ring is corrupted and the device must be cut off.
-    pub fn service(&mut self) -> Result<()> {
+    /// The engine stream, whose position waker the device loop watches.
+    pub fn engine(&self) -> &Arc<Stream> {
+        &self.engine
+    }
+
+    /// Does everything that can be done now: finishes a parked request whose room, data
+    /// or deadline has come, answers the waiting requests, posts a due `CUR_POS`. Says
+    /// when to come back. An error means the frontend corrupted its ring or event page
+    /// and the device must be cut off.
+    pub fn step(&mut self) -> std::result::Result<Wake, String> {
+        if self.parked.is_some() {
+            self.resume_parked().map_err(|error| error.to_string())?;
+        }
+        if self.parked.is_none() {
+            self.service().map_err(|error| error.to_string())?;
+        }
+        let wish = self.reporter.poll(&self.engine)?;
+        Ok(self.wake(wish))
+    }
+
+    /// Combines the reporter's wish with the parked request's.
+    fn wake(&self, wish: Wish) -> Wake {
+        let mut wake = Wake {
+            position: wish.position,
+            deadline: wish.retry.then(|| Instant::now() + EVENT_RETRY),
+        };
+        if let Some(parked) = &self.parked {
+            // Room (playback) or data (capture) grows one for one with the position.
+            let missing = (parked.rw.length as usize - parked.done)
+                .saturating_sub(self.engine.ring_room()) as u64;
+            let wanted = self.engine.position_bytes() + missing.max(1);
+            wake.position = Some(wake.position.map_or(wanted, |p| p.min(wanted)));
+            wake.deadline = Some(
+                wake.deadline
+                    .map_or(parked.deadline, |d| d.min(parked.deadline)),
+            );
+        }
+        wake
+    }
+
+    /// Answers waiting requests until one parks or none is left, then re-arms the
+    /// frontend's notification.
+    fn service(&mut self) -> Result<()> {
         loop {
             while let Some(bytes) = self.ring.next_request()? {
                 let request = ParsedRequest::decode(&bytes);
-                let response = self.handle(&request);
-                self.ring.push_response(&response.encode())?;
-                if self.ring.publish_responses()
-                    && let Err(error) = self.channels.notify(self.req_port)
-                {
-                    debug!(stream = self.label, %error, "request channel notify failed");
+                if let Some(response) = self.handle(&request) {
+                    self.respond(&response)?;
+                }
+                if self.parked.is_some() {
+                    return Ok(());
                 }
             }
             if !self.ring.final_check_for_requests()? {
@@ -160,7 +231,45 @@ impl StreamChannel {
         }
     }
 
-    fn handle(&mut self, request: &ParsedRequest) -> Response {
+    fn respond(&mut self, response: &Response) -> Result<()> {
+        self.ring.push_response(&response.encode())?;
+        if self.ring.publish_responses()
+            && let Err(error) = self.channels.notify(self.req_port)
+        {
+            debug!(stream = self.label, %error, "request channel notify failed");
+        }
+        Ok(())
+    }
+
+    /// Moves a parked request on; answers it when it is done or its wait is over.
+    fn resume_parked(&mut self) -> Result<()> {
+        let Some(mut parked) = self.parked.take() else {
+            return Ok(());
+        };
+        let length = parked.rw.length as usize;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let moved = match parked.direction {
+            Direction::Playback => self.engine.write(&scratch[parked.done..length]),
+            Direction::Capture => self.engine.read(&mut scratch[parked.done..length]),
+        };
+        parked.done += moved;
+        let finished = parked.done == length;
+        if !finished && self.is_moving() && Instant::now() < parked.deadline {
+            self.scratch = scratch;
+            self.parked = Some(parked);
+            return Ok(());
+        }
+        let outcome = match parked.direction {
+            Direction::Playback => self.finish_write(parked.rw, parked.done),
+            Direction::Capture => self.finish_read(parked.rw, parked.done, &mut scratch),
+        };
+        self.scratch = scratch;
+        let response = self.response(parked.id, parked.operation, outcome);
+        self.respond(&response)
+    }
+
+    /// Answers `request`, or parks it (`None`).
+    fn handle(&mut self, request: &ParsedRequest) -> Option<Response> {
         self.counters.requests += 1;
         let outcome = match request.body {
             Err(bad) => {
@@ -172,16 +281,20 @@ impl StreamChannel {
                 );
                 Err(bad.errno())
             }
-            Ok(body) => self.dispatch(body),
+            Ok(body) => self.dispatch(request, body)?,
         };
+        Some(self.response(request.id, request.operation, outcome))
+    }
+
+    fn response(&mut self, id: u16, operation: u8, outcome: Outcome) -> Response {
         let (status, hw_param) = match outcome {
             Ok(block) => (0, block.unwrap_or_default()),
             Err(errno) => {
                 self.counters.errors += 1;
                 debug!(
                     stream = self.label,
-                    id = request.id,
-                    operation = request.operation,
+                    id,
+                    operation,
                     status = errno.status(),
                     "request refused"
                 );
@@ -189,27 +302,28 @@ impl StreamChannel {
             }
         };
         Response {
-            id: request.id,
-            operation: request.operation,
+            id,
+            operation,
             status,
             hw_param,
             ..Response::default()
         }
     }
 
-    fn dispatch(&mut self, request: Request) -> Outcome {
-        match request {
+    /// The outcome of `body`, or `None` when it parked.
+    fn dispatch(&mut self, request: &ParsedRequest, body: Request) -> Option<Outcome> {
+        Some(match body {
             Request::Open(open) => self.open(&open),
             Request::Close => self.close(),
-            Request::Write(rw) => self.write(rw),
-            Request::Read(rw) => self.read(rw),
+            Request::Write(rw) => return self.write(request, rw),
+            Request::Read(rw) => return self.read(request, rw),
             Request::SetVolume(rw) => self.set_volume(rw),
             Request::GetVolume(rw) => self.get_volume(rw),
             Request::Mute(rw) => self.mute(rw, true),
             Request::Unmute(rw) => self.mute(rw, false),
             Request::Trigger(kind) => self.trigger(kind),
             Request::HwParamQuery(block) => self.query(&block),
-        }
+        })
     }
 
     fn open(&mut self, open: &OpenRequest) -> Outcome {
@@ -267,13 +381,10 @@ impl StreamChannel {
             open.buffer_sz,
         )
         .map_err(|e| refuse(e.to_string()))?;
-        let engine = self.engine.clone();
-        self.reporter
-            .update(|plan| {
-                plan.open(open.period_sz);
-                engine.set_params(engine_params)?;
-                engine.prepare()
-            })
+        self.reporter.plan.open(open.period_sz);
+        self.engine
+            .set_params(engine_params)
+            .and_then(|()| self.engine.prepare())
             .map_err(|error| {
                 debug!(stream = self.label, %error, "OPEN failed in the engine");
                 engine_errno(&error)
@@ -305,11 +416,8 @@ impl StreamChannel {
     /// Releases the engine stream if it is open.
     fn close_engine(&mut self) {
         if self.opened.take().is_some() {
-            let engine = self.engine.clone();
-            if let Err(error) = self.reporter.update(|plan| {
-                plan.close();
-                engine.release()
-            }) {
+            self.reporter.plan.close();
+            if let Err(error) = self.engine.release() {
                 debug!(stream = self.label, %error, "release refused");
             }
         }
@@ -339,32 +447,39 @@ impl StreamChannel {
         Ok(opened)
     }
 
-    fn write(&mut self, rw: RwRequest) -> Outcome {
+    /// Copies what fits into the stream's ring; parks the request for the rest.
+    fn write(&mut self, request: &ParsedRequest, rw: RwRequest) -> Option<Outcome> {
+        let length = rw.length as usize;
         let mut scratch = std::mem::take(&mut self.scratch);
-        let outcome = self.write_with(rw, &mut scratch);
+        scratch.resize(length, 0);
+        let copied = self.opened(Direction::Playback, rw).and_then(|opened| {
+            opened
+                .buffer
+                .read(rw.offset, &mut scratch)
+                .map(|()| opened.io_wait)
+                .map_err(|_| Errno::Invalid)
+        });
+        let io_wait = match copied {
+            Ok(io_wait) => io_wait,
+            Err(errno) => {
+                self.scratch = scratch;
+                return Some(Err(errno));
+            }
+        };
+        let deadline = Instant::now() + io_wait;
+        let taken = self.engine.write(&scratch);
         self.scratch = scratch;
-        outcome
+        if taken < length && self.is_moving() {
+            // More than fits: the endpoint makes room as it plays.
+            trace!(stream = self.label, length, taken, "WRITE parked for room");
+            self.park(request, Direction::Playback, rw, taken, deadline);
+            return None;
+        }
+        Some(self.finish_write(rw, taken))
     }
 
-    fn write_with(&mut self, rw: RwRequest, scratch: &mut Vec<u8>) -> Outcome {
-        let opened = self.opened(Direction::Playback, rw)?;
+    fn finish_write(&mut self, rw: RwRequest, taken: usize) -> Outcome {
         let length = rw.length as usize;
-        scratch.resize(length, 0);
-        opened
-            .buffer
-            .read(rw.offset, scratch)
-            .map_err(|_| Errno::Invalid)?;
-        let io_wait = opened.io_wait;
-        let mut taken = self.engine.write(scratch);
-        if taken < length {
-            // More than fits: the endpoint makes room as it plays, so wait a little for it
-            // rather than fail the frontend's write.
-            let deadline = Instant::now() + io_wait;
-            while taken < length && self.is_moving() && Instant::now() < deadline {
-                std::thread::sleep(IO_WAIT_STEP);
-                taken += self.engine.write(&scratch[taken..]);
-            }
-        }
         trace!(
             stream = self.label,
             offset = rw.offset,
@@ -388,28 +503,35 @@ impl StreamChannel {
         Ok(None)
     }
 
-    fn read(&mut self, rw: RwRequest) -> Outcome {
+    /// Copies what was captured out of the stream's ring; parks the request for the rest.
+    fn read(&mut self, request: &ParsedRequest, rw: RwRequest) -> Option<Outcome> {
+        let opened = match self.opened(Direction::Capture, rw) {
+            Ok(opened) => opened,
+            Err(errno) => return Some(Err(errno)),
+        };
+        let length = rw.length as usize;
+        let deadline = Instant::now() + opened.io_wait;
         let mut scratch = std::mem::take(&mut self.scratch);
-        let outcome = self.read_with(rw, &mut scratch);
+        scratch.resize(length, 0);
+        let got = self.engine.read(&mut scratch);
+        if got < length && self.is_moving() {
+            // Ahead of the capture: the endpoint produces the rest as it records.
+            trace!(stream = self.label, length, got, "READ parked for data");
+            self.scratch = scratch;
+            self.park(request, Direction::Capture, rw, got, deadline);
+            return None;
+        }
+        let outcome = self.finish_read(rw, got, &mut scratch);
         self.scratch = scratch;
-        outcome
+        Some(outcome)
     }
 
-    fn read_with(&mut self, rw: RwRequest, scratch: &mut Vec<u8>) -> Outcome {
-        let opened = self.opened(Direction::Capture, rw)?;
+    fn finish_read(&mut self, rw: RwRequest, got: usize, scratch: &mut [u8]) -> Outcome {
         let length = rw.length as usize;
-        scratch.resize(length, 0);
-        let io_wait = opened.io_wait;
-        let mut got = self.engine.read(scratch);
-        if got < length {
-            // Ahead of the capture: wait a little for the endpoint to produce it.
-            let deadline = Instant::now() + io_wait;
-            while got < length && self.is_moving() && Instant::now() < deadline {
-                std::thread::sleep(IO_WAIT_STEP);
-                got += self.engine.read(&mut scratch[got..]);
-            }
-        }
         let Some(opened) = self.opened.as_ref() else {
+            return Err(Errno::Invalid);
+        };
+        let Some(scratch) = scratch.get_mut(..length) else {
             return Err(Errno::Invalid);
         };
         if got < length {
@@ -436,6 +558,24 @@ impl StreamChannel {
             );
         }
         Ok(None)
+    }
+
+    fn park(
+        &mut self,
+        request: &ParsedRequest,
+        direction: Direction,
+        rw: RwRequest,
+        done: usize,
+        deadline: Instant,
+    ) {
+        self.parked = Some(Parked {
+            id: request.id,
+            operation: request.operation,
+            direction,
+            rw,
+            done,
+            deadline,
+        });
     }
 
     /// Whether the engine stream is running, so that its ring will move.
@@ -544,27 +684,13 @@ impl StreamChannel {
         }
         let engine = self.engine.clone();
         let label = self.label.clone();
-        let result = self.reporter.update(|plan| match kind {
+        let plan = &mut self.reporter.plan;
+        let result = match kind {
             TriggerKind::Start => engine.start().map(|()| plan.moving = true),
             TriggerKind::Resume => engine.resume().map(|()| plan.moving = true),
             TriggerKind::Pause => engine.pause().map(|()| plan.moving = false),
-            TriggerKind::Stop => {
-                plan.moving = false;
-                if matches!(engine.state(), StreamState::Running | StreamState::Paused) {
-                    engine.stop()?;
-                }
-                if engine.state() != StreamState::Prepared {
-                    return Err(EngineError::IllegalTransition {
-                        state: engine.state(),
-                        operation: paravox_engine::Operation::Stop,
-                    });
-                }
-                // ALSA's stop drops what is queued; preparing again empties the ring. The
-                // position since OPEN carries on from what was really played.
-                plan.stopped(engine.position_bytes());
-                engine.prepare()
-            }
-        });
+            TriggerKind::Stop => stop_and_prepare(&engine, plan),
+        };
         match result {
             Ok(()) => {
                 debug!(stream = label, ?kind, "TRIGGER");
@@ -606,11 +732,25 @@ impl StreamChannel {
     }
 }
 
+/// TRIGGER_STOP: ALSA's stop drops what is queued; preparing again empties the ring. The
+/// position since OPEN carries on from what was really played.
+fn stop_and_prepare(engine: &Stream, plan: &mut Plan) -> std::result::Result<(), EngineError> {
+    plan.moving = false;
+    if matches!(engine.state(), StreamState::Running | StreamState::Paused) {
+        engine.stop()?;
+    }
+    if engine.state() != StreamState::Prepared {
+        return Err(EngineError::IllegalTransition {
+            state: engine.state(),
+            operation: paravox_engine::Operation::Stop,
+        });
+    }
+    plan.stopped(engine.position_bytes());
+    engine.prepare()
+}
+
 impl Drop for StreamChannel {
     fn drop(&mut self) {
-        // Stop the reporter first (releasing the engine stream wakes it from its wait),
-        // then unmap.
-        self.reporter.request_stop();
         let _ = self.engine.release();
         debug!(
             stream = self.label,

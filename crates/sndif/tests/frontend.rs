@@ -1000,3 +1000,160 @@ fn a_restart_after_an_underrun_carries_on_and_a_write_beyond_the_room_waits() {
         "{loud} loud samples of {frames_written} stereo frames written"
     );
 }
+
+/// A playback device whose writes wait for the test to open its gate: the endpoint stops
+/// consuming, so the stream's ring stays full for as long as the test wants.
+struct GatedSink {
+    format: paravox_engine::device::DeviceFormat,
+    gate: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    pacer: paravox_engine::clock::Pacer,
+}
+
+impl paravox_engine::device::PlaybackDevice for GatedSink {
+    fn format(&self) -> paravox_engine::device::DeviceFormat {
+        self.format
+    }
+    fn write(&mut self, _samples: &[f32]) -> Result<(), paravox_engine::device::DeviceError> {
+        let (open, changed) = &*self.gate;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = changed.wait(open).unwrap();
+        }
+        drop(open);
+        self.pacer.wait();
+        Ok(())
+    }
+}
+
+struct GatedSinkOpener {
+    gate: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl paravox_engine::device::PlaybackOpener for GatedSinkOpener {
+    fn open(
+        &self,
+    ) -> Result<Box<dyn paravox_engine::device::PlaybackDevice>, paravox_engine::device::DeviceError>
+    {
+        Ok(Box::new(GatedSink {
+            format: paravox_engine::device::DeviceFormat {
+                rate: 48_000,
+                channels: 2,
+                period_frames: 480,
+            },
+            gate: self.gate.clone(),
+            pacer: paravox_engine::clock::Pacer::new(48_000, 480),
+        }))
+    }
+}
+
+/// One stream's WRITE that does not fit waits for room, parked in the device's event
+/// loop, while another stream of the same device records: the recording's requests are
+/// answered while the WRITE still waits, and the recording has no gap. The playback
+/// endpoint is held still by a gate, so the WRITE cannot finish before the test opens it.
+#[test]
+fn a_write_waiting_for_room_does_not_hold_up_a_recording_on_the_same_device() {
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let engine = Engine::new();
+    engine
+        .add_playback_endpoint(
+            "out",
+            "gated",
+            Box::new(GatedSinkOpener { gate: gate.clone() }),
+        )
+        .unwrap();
+    engine
+        .set_default_endpoint(Direction::Playback, "out")
+        .unwrap();
+    add_tone(&engine);
+    let harness = Harness::new(Arc::new(engine));
+    let domain = harness.domain(12);
+    let mut device = FrontDevice::create(
+        &harness.host,
+        &domain,
+        0,
+        &[("sample-formats", "s16_le"), ("buffer-size", "262144")],
+        &[(0, 0, Direction::Playback), (1, 0, Direction::Capture)],
+    );
+    device.connect();
+    let (player, recorder) = (device.stream(0, 0), device.stream(1, 0));
+
+    // Playback: a whole buffer written, started; the endpoint takes one period and stops
+    // at the gate, so the ring has room for one period and the next WRITE of two periods
+    // must wait.
+    let params = Params::s16_stereo(125);
+    let (buffer, period) = (params.buffer_bytes as usize, params.period_bytes as usize);
+    let tone = sine_s16(440.0, 0.5, buffer / 4 * 3);
+    assert_eq!(player.open(&params), 0, "OPEN playback");
+    for chunk in 0..4 {
+        let offset = chunk * period;
+        assert_eq!(
+            player.write(offset as u32, &tone[offset..offset + period]),
+            0,
+            "WRITE before START"
+        );
+    }
+    assert_eq!(player.trigger(TriggerKind::Start), 0, "START playback");
+    let write_answered = std::sync::Mutex::new(None::<(i32, Instant)>);
+    let read_answers = std::sync::Mutex::new(Vec::<Instant>::new());
+    let captured = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let status = player.write(0, &tone[buffer..buffer + 2 * period]);
+            *write_answered.lock().unwrap() = Some((status, Instant::now()));
+        });
+        // Give the WRITE time to reach the backend and park: what is asserted below does
+        // not depend on it (a WRITE not yet parked cannot hold anything up).
+        std::thread::sleep(Duration::from_millis(20));
+
+        // Capture on the same device, five periods of 10 ms, each READ sent once the
+        // position says the audio is there.
+        let capture = Params::s16_stereo(10);
+        let (cap_buffer, cap_period) = (capture.buffer_bytes as u64, capture.period_bytes as u64);
+        assert_eq!(recorder.open(&capture), 0, "OPEN capture");
+        assert_eq!(recorder.trigger(TriggerKind::Start), 0, "START capture");
+        let mut bytes = Vec::new();
+        for index in 0..5u64 {
+            let done = index * cap_period;
+            recorder
+                .events
+                .wait_until(REQUEST_TIMEOUT, |pos| pos >= done + cap_period)
+                .expect("capture progresses");
+            let offset = (done % cap_buffer) as u32;
+            let status = recorder.status(&Request::Read(RwRequest {
+                offset,
+                length: cap_period as u32,
+            }));
+            read_answers.lock().unwrap().push(Instant::now());
+            assert_eq!(status, 0, "READ {index}");
+            let mut chunk = vec![0u8; cap_period as usize];
+            recorder.read_buffer(offset, &mut chunk);
+            bytes.extend_from_slice(&chunk);
+        }
+        let parked_meanwhile = write_answered.lock().unwrap().is_none();
+        // Now let the endpoint play: the parked WRITE gets its room.
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        (bytes, parked_meanwhile)
+    });
+    let (bytes, parked_meanwhile) = captured;
+    let (write_status, write_at) = write_answered.lock().unwrap().expect("WRITE answered");
+    let first_read = read_answers.lock().unwrap()[0];
+    assert!(
+        first_read < write_at,
+        "the recording's first READ was answered only after the WRITE"
+    );
+    assert!(
+        parked_meanwhile,
+        "the WRITE was answered before its room came (status {write_status})"
+    );
+    assert_eq!(
+        write_status, 0,
+        "the parked WRITE completes once there is room"
+    );
+    // No gap: the five periods are one clean tone.
+    let left = paravox_testkit::channel(&paravox_testkit::from_s16_bytes(&bytes), 2, 0);
+    let fit = paravox_testkit::fit_sine(&left, 48_000.0).expect("a sine");
+    assert!((fit.frequency - 880.0).abs() < 1.0, "{} Hz", fit.frequency);
+    assert!(fit.thd_n_db < -60.0, "THD+N {} dB: a gap", fit.thd_n_db);
+    assert_eq!(recorder.trigger(TriggerKind::Stop), 0, "STOP capture");
+    assert_eq!(player.trigger(TriggerKind::Stop), 0, "STOP playback");
+}
