@@ -120,6 +120,20 @@ impl Producer {
     /// Lets `fill` write `len` bytes (at most `free()`) in place, one call per contiguous
     /// region with the offset into the logical write; then publishes them.
     pub fn write_with(&mut self, len: usize, mut fill: impl FnMut(&mut [u8], usize)) -> usize {
+        self.fill_with(len, |region, offset| {
+            fill(region, offset);
+            region.len()
+        })
+    }
+
+    /// Like [`Producer::write_with`], but `fill` says how many bytes of its region it
+    /// wrote: a short region ends the write, and only the bytes filled up to there are
+    /// published. For sources that can fail part-way (guest memory).
+    pub fn fill_with(
+        &mut self,
+        len: usize,
+        mut fill: impl FnMut(&mut [u8], usize) -> usize,
+    ) -> usize {
         let len = len.min(self.free());
         let written = self.shared.written.load(Ordering::Relaxed);
         let (first, second) = self.shared.regions(written, len);
@@ -127,22 +141,26 @@ impl Producer {
         let first_len = first.len();
         // SAFETY: both regions lie in the free part of the buffer, which the consumer does
         // not touch until `written` is published below; `base` covers `capacity` bytes.
-        unsafe {
-            fill(
+        let filled = unsafe {
+            let done = fill(
                 std::slice::from_raw_parts_mut(base.add(first.start), first.len()),
                 0,
-            );
-            if !second.is_empty() {
-                fill(
+            )
+            .min(first_len);
+            if done == first_len && !second.is_empty() {
+                done + fill(
                     std::slice::from_raw_parts_mut(base.add(second.start), second.len()),
                     first_len,
-                );
+                )
+                .min(second.len())
+            } else {
+                done
             }
-        }
+        };
         self.shared
             .written
-            .store(written + len as u64, Ordering::Release);
-        len
+            .store(written + filled as u64, Ordering::Release);
+        filled
     }
 }
 
@@ -232,6 +250,37 @@ mod tests {
         got.extend_from_slice(&rest[..m]);
         assert_eq!(got, expected);
         assert_eq!(consumer.position(), expected.len() as u64);
+    }
+
+    #[test]
+    fn a_fill_that_stops_short_publishes_only_what_it_filled() {
+        let (mut producer, mut consumer) = ring(8);
+        // Move the write position to 6, so a write of 5 spans the wrap (2 + 3).
+        assert_eq!(producer.write(&[0; 6]), 6);
+        let mut out = [0u8; 8];
+        assert_eq!(consumer.read(&mut out), 6);
+        let source = [10u8, 11, 12, 13, 14];
+        // The source fails after 3 bytes: in the second region.
+        let filled = producer.fill_with(5, |region, offset| {
+            let take = region.len().min(3usize.saturating_sub(offset));
+            region[..take].copy_from_slice(&source[offset..offset + take]);
+            take
+        });
+        assert_eq!(filled, 3);
+        assert_eq!(producer.written(), 9);
+        assert_eq!(consumer.read(&mut out), 3);
+        assert_eq!(&out[..3], &[10, 11, 12]);
+        // A first region that stops short leaves the second alone: from position 5, a
+        // write of 7 is 3 + 4.
+        assert_eq!(producer.write(&[0; 4]), 4);
+        assert_eq!(consumer.read(&mut out), 4);
+        let mut calls = 0;
+        let filled = producer.fill_with(7, |region, _| {
+            calls += 1;
+            region.len() - 1
+        });
+        assert_eq!((filled, calls), (2, 1));
+        assert_eq!(consumer.available(), 2);
     }
 
     #[test]

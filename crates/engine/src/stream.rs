@@ -447,6 +447,17 @@ impl Stream {
         }
     }
 
+    /// Playback: lets `fill` write up to `len` bytes straight into the ring, one call per
+    /// contiguous region (with its offset into the write), each returning how many bytes
+    /// it filled; a short one ends the write. Returns the bytes published. Zero when the
+    /// stream is not prepared or the ring is full.
+    pub fn write_from(&self, len: usize, fill: impl FnMut(&mut [u8], usize) -> usize) -> usize {
+        match self.lock().ring.as_mut() {
+            Some(RingEnd::Producer(producer)) => producer.fill_with(len, fill),
+            _ => 0,
+        }
+    }
+
     /// Capture: copies up to `out.len()` captured bytes out; returns how many.
     pub fn read(&self, out: &mut [u8]) -> usize {
         match self.lock().ring.as_mut() {

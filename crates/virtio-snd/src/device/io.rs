@@ -19,7 +19,7 @@ const STATUS_BYTES: u64 = std::mem::size_of::<PcmStatus>() as u64;
 const XFER_BYTES: u64 = std::mem::size_of::<PcmXfer>() as u64;
 /// Messages one stream may hold before more are refused.
 const MAX_PENDING_MESSAGES: usize = 1024;
-/// Most bytes moved per copy (bounds the bounce buffer).
+/// Most bytes moved per copy (bounds the capture bounce buffer).
 const MAX_CHUNK_BYTES: u64 = 64 * 1024;
 
 /// A playback message: its payload is copied into the ring as room allows; it completes
@@ -180,22 +180,18 @@ impl Device {
                 let chunk = (tx.payload - tx.copied)
                     .min(room as u64)
                     .min(MAX_CHUNK_BYTES) as usize;
-                slot.bounce.resize(chunk, 0);
-                let got = read_at(
-                    mem,
-                    &tx.message.readable,
-                    XFER_BYTES + tx.copied,
-                    &mut slot.bounce[..chunk],
-                );
-                if got == 0 {
-                    // Guest memory went away under the message: it cannot be played.
+                // Straight from guest memory into the stream's ring, no copy between.
+                let start = XFER_BYTES + tx.copied;
+                let readable = &tx.message.readable;
+                let written = stream.write_from(chunk, |region, offset| {
+                    read_at(mem, readable, start + offset as u64, region)
+                });
+                tx.copied += written as u64;
+                if written < chunk {
+                    // The room was there (only this thread writes the ring): guest memory
+                    // went away under the message, and it cannot be played.
                     tx.payload = tx.copied;
                     tx.failed = true;
-                    break;
-                }
-                let written = stream.write(&slot.bounce[..got]);
-                tx.copied += written as u64;
-                if written < got {
                     break;
                 }
             }
@@ -279,14 +275,10 @@ impl Device {
         }
         let latency = stream.device_delay_bytes();
         for rx in done {
-            self.complete_io(
-                mem,
-                QueueIndex::Rx,
-                &rx.message,
-                Status::Ok,
-                rx.filled,
-                latency,
-            );
+            // A message whose guest memory went away while it was filled is given back
+            // as failed, with what was written, as a TX message is.
+            let status = if rx.failed { Status::IoErr } else { Status::Ok };
+            self.complete_io(mem, QueueIndex::Rx, &rx.message, status, rx.filled, latency);
         }
         if next.is_some_and(|threshold| stream.position_bytes() >= threshold) {
             stream.shared().waker().wake();
