@@ -208,9 +208,9 @@ fn serve(
             }
             let wake = match stream.step() {
                 Ok(wake) => wake,
-                Err(problem) => {
-                    warn!(device = %key, stream = stream.label, problem, "frontend corrupted its ring or event page; cutting the device off");
-                    fault(format!("{}: {problem}", stream.label));
+                Err(error) => {
+                    warn!(device = %key, stream = stream.label, %error, "frontend corrupted its ring or event page; cutting the device off");
+                    fault(format!("{}: {error}", stream.label));
                     break 'serving;
                 }
             };

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use paravox_engine::{Direction, Stream};
 use tracing::{debug, trace};
 
-use crate::event::{Event, EventRing};
+use crate::event::{Event, EventPageError, EventRing};
 use crate::evtchn::{EventChannels, Port};
 
 /// Called once when the frontend corrupts its rings or event page: the device is cut off.
@@ -100,7 +100,7 @@ impl Reporter {
 
     /// Posts a `CUR_POS` if one is due and says when to look next. An error means the
     /// frontend corrupted its event page.
-    pub fn poll(&mut self, stream: &Stream) -> Result<Wish, String> {
+    pub fn poll(&mut self, stream: &Stream) -> Result<Wish, EventPageError> {
         if self.events.waiting() > 0 {
             self.publish(None)?;
         }
@@ -145,12 +145,11 @@ impl Reporter {
         })
     }
 
-    fn publish(&mut self, event: Option<Event>) -> Result<(), String> {
+    fn publish(&mut self, event: Option<Event>) -> Result<(), EventPageError> {
         let written = match event {
             Some(event) => self.events.post(event),
             None => self.events.flush(),
-        }
-        .map_err(|error| error.to_string())?;
+        }?;
         if written > 0
             && let Err(error) = self.channels.notify(self.port)
         {

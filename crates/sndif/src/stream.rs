@@ -181,12 +181,12 @@ impl StreamChannel {
     /// or deadline has come, answers the waiting requests, posts a due `CUR_POS`. Says
     /// when to come back. An error means the frontend corrupted its ring or event page
     /// and the device must be cut off.
-    pub fn step(&mut self) -> std::result::Result<Wake, String> {
+    pub fn step(&mut self) -> Result<Wake> {
         if self.parked.is_some() {
-            self.resume_parked().map_err(|error| error.to_string())?;
+            self.resume_parked()?;
         }
         if self.parked.is_none() {
-            self.service().map_err(|error| error.to_string())?;
+            self.service()?;
         }
         let wish = self.reporter.poll(&self.engine)?;
         Ok(self.wake(wish))
