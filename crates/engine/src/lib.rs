@@ -15,6 +15,7 @@
 pub mod chain;
 mod channels;
 pub mod clock;
+mod context;
 pub mod device;
 pub mod endpoint;
 pub mod error;

@@ -14,10 +14,12 @@ use paravox_pcm::HwConstraints;
 use tokio::sync::broadcast;
 use tracing::info;
 
+use crate::context::{StreamContext, read, write};
+
 use crate::device::{CaptureOpener, PlaybackOpener};
 use crate::endpoint::Endpoint;
 use crate::error::{EngineError, Result};
-use crate::event::{EVENT_BACKLOG, Event};
+use crate::event::Event;
 use crate::plugin::{ChainPlugins, KernelFactory};
 use crate::stream::Stream;
 use crate::{CardId, Direction, StreamId};
@@ -95,15 +97,12 @@ pub struct StreamSpec {
 /// The shared state behind [`Engine`].
 #[derive(Debug)]
 pub struct Registry {
-    endpoints: RwLock<BTreeMap<String, Arc<Endpoint>>>,
-    defaults: RwLock<[Option<String>; 2]>,
+    /// What streams reach: endpoints, defaults, default plugins, the event bus.
+    context: Arc<StreamContext>,
     cards: RwLock<BTreeMap<CardId, Arc<Card>>>,
     streams: RwLock<BTreeMap<StreamId, Arc<Stream>>>,
     next_id: AtomicU32,
-    events: broadcast::Sender<Event>,
     stopping: AtomicBool,
-    /// The plugin set of streams without their own, per direction.
-    plugins: RwLock<[ChainPlugins; 2]>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,63 +111,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl Registry {
-    pub(crate) fn publish(&self, event: Event) {
-        // No subscriber is not an error.
-        let _ = self.events.send(event);
-    }
-
-    /// The plugin set streams of `direction` use unless they have their own.
-    pub(crate) fn default_plugins(&self, direction: Direction) -> ChainPlugins {
-        read(&self.plugins)[direction.index()].clone()
-    }
-
-    /// The endpoint a stream of `direction` routed to `name` (or the default) uses.
-    pub(crate) fn resolve_route(
-        &self,
-        name: Option<&str>,
-        direction: Direction,
-    ) -> Result<Arc<Endpoint>> {
-        let name = match name {
-            Some(name) => name.to_owned(),
-            None => read(&self.defaults)[direction.index()]
-                .clone()
-                .ok_or(EngineError::NoRoute(direction))?,
-        };
-        let endpoint = read(&self.endpoints)
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| EngineError::NoSuchEndpoint(name.clone()))?;
-        if endpoint.direction() != direction {
-            return Err(EngineError::WrongDirection {
-                endpoint: name,
-                wanted: direction,
-                actual: endpoint.direction(),
-            });
-        }
-        Ok(endpoint)
-    }
-
     fn housekeeping(&self) {
         let mut xruns: BTreeMap<StreamId, u64> = BTreeMap::new();
         let mut lost: BTreeMap<String, bool> = BTreeMap::new();
         while !self.stopping.load(Ordering::Relaxed) {
             std::thread::sleep(HOUSEKEEPING_PERIOD);
-            let endpoints: Vec<_> = read(&self.endpoints).values().cloned().collect();
+            let endpoints: Vec<_> = read(&self.context.endpoints).values().cloned().collect();
             for endpoint in endpoints {
                 endpoint.collect();
                 for (plugin, fault) in endpoint.new_mixer_faults() {
                     tracing::warn!(endpoint = endpoint.name(), plugin, %fault, "mixer plugin disabled; native mixing");
-                    self.publish(Event::PluginFault {
+                    self.context.publish(Event::PluginFault {
                         stream: None,
                         endpoint: Some(endpoint.name().to_owned()),
                         plugin,
@@ -181,12 +135,12 @@ impl Registry {
                     .insert(endpoint.name().to_owned(), now_lost)
                     .unwrap_or(false);
                 if now_lost && !was_lost {
-                    self.publish(Event::DeviceLost {
+                    self.context.publish(Event::DeviceLost {
                         endpoint: endpoint.name().to_owned(),
                         reason: "the device stopped responding".into(),
                     });
                 } else if was_lost && !now_lost {
-                    self.publish(Event::DeviceRecovered {
+                    self.context.publish(Event::DeviceRecovered {
                         endpoint: endpoint.name().to_owned(),
                     });
                 }
@@ -196,7 +150,7 @@ impl Registry {
             for stream in streams {
                 for (plugin, stage, fault) in stream.new_plugin_faults() {
                     tracing::warn!(card = stream.card(), stream = stream.id(), plugin, stage, %fault, "plugin disabled; the native stage serves");
-                    self.publish(Event::PluginFault {
+                    self.context.publish(Event::PluginFault {
                         stream: Some(stream.id()),
                         endpoint: stream.status().route,
                         plugin,
@@ -208,7 +162,7 @@ impl Registry {
                 let seen = xruns.insert(stream.id(), total).unwrap_or(0);
                 if total > seen {
                     tracing::debug!(card = stream.card(), stream = stream.id(), total, "xrun");
-                    self.publish(Event::Xrun {
+                    self.context.publish(Event::Xrun {
                         stream: stream.id(),
                         total,
                     });
@@ -234,16 +188,12 @@ impl Default for Engine {
 impl Engine {
     /// An engine with no endpoints.
     pub fn new() -> Engine {
-        let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let registry = Arc::new(Registry {
-            endpoints: RwLock::new(BTreeMap::new()),
-            defaults: RwLock::new([None, None]),
+            context: Arc::new(StreamContext::new()),
             cards: RwLock::new(BTreeMap::new()),
             streams: RwLock::new(BTreeMap::new()),
             next_id: AtomicU32::new(1),
-            events,
             stopping: AtomicBool::new(false),
-            plugins: RwLock::new([ChainPlugins::default(), ChainPlugins::default()]),
         });
         let worker = registry.clone();
         let housekeeper = std::thread::Builder::new()
@@ -261,7 +211,7 @@ impl Engine {
     }
 
     fn add_endpoint(&self, endpoint: Arc<Endpoint>) -> Result<Arc<Endpoint>> {
-        let mut endpoints = write(&self.registry.endpoints);
+        let mut endpoints = write(&self.registry.context.endpoints);
         if endpoints.contains_key(endpoint.name()) {
             return Err(EngineError::EndpointExists(endpoint.name().to_owned()));
         }
@@ -270,7 +220,7 @@ impl Engine {
     }
 
     fn check_new_name(&self, name: &str) -> Result<()> {
-        if read(&self.registry.endpoints).contains_key(name) {
+        if read(&self.registry.context.endpoints).contains_key(name) {
             return Err(EngineError::EndpointExists(name.to_owned()));
         }
         Ok(())
@@ -300,7 +250,7 @@ impl Engine {
 
     /// Removes an endpoint; refused while streams are attached to it.
     pub fn remove_endpoint(&self, name: &str) -> Result<()> {
-        let mut endpoints = write(&self.registry.endpoints);
+        let mut endpoints = write(&self.registry.context.endpoints);
         let endpoint = endpoints
             .get(name)
             .ok_or_else(|| EngineError::NoSuchEndpoint(name.to_owned()))?;
@@ -313,7 +263,7 @@ impl Engine {
         if let Some(endpoint) = endpoints.remove(name) {
             endpoint.shutdown();
         }
-        let mut defaults = write(&self.registry.defaults);
+        let mut defaults = write(&self.registry.context.defaults);
         for default in defaults.iter_mut() {
             if default.as_deref() == Some(name) {
                 *default = None;
@@ -324,24 +274,27 @@ impl Engine {
 
     /// Makes `name` the endpoint for streams of `direction` without an explicit route.
     pub fn set_default_endpoint(&self, direction: Direction, name: &str) -> Result<()> {
-        self.registry.resolve_route(Some(name), direction)?;
-        write(&self.registry.defaults)[direction.index()] = Some(name.to_owned());
+        self.registry.context.resolve_route(Some(name), direction)?;
+        write(&self.registry.context.defaults)[direction.index()] = Some(name.to_owned());
         Ok(())
     }
 
     /// The default endpoint name of `direction`.
     pub fn default_endpoint(&self, direction: Direction) -> Option<String> {
-        read(&self.registry.defaults)[direction.index()].clone()
+        read(&self.registry.context.defaults)[direction.index()].clone()
     }
 
     /// An endpoint by name.
     pub fn endpoint(&self, name: &str) -> Option<Arc<Endpoint>> {
-        read(&self.registry.endpoints).get(name).cloned()
+        read(&self.registry.context.endpoints).get(name).cloned()
     }
 
     /// Every endpoint, by name.
     pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
-        read(&self.registry.endpoints).values().cloned().collect()
+        read(&self.registry.context.endpoints)
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Creates a card.
@@ -358,7 +311,7 @@ impl Engine {
         });
         cards.insert(card.id, card.clone());
         info!(card = card.id, name, transport = ?card.transport, "card created");
-        self.registry.publish(Event::CardAdded {
+        self.registry.context.publish(Event::CardAdded {
             card: card.id,
             name: name.to_owned(),
         });
@@ -382,11 +335,11 @@ impl Engine {
             spec.direction,
             spec.constraints,
             spec.route,
-            Arc::downgrade(&self.registry),
+            self.registry.context.clone(),
         )?);
         streams.push(stream.clone());
         write(&self.registry.streams).insert(stream.id(), stream.clone());
-        self.registry.publish(Event::StreamAdded {
+        self.registry.context.publish(Event::StreamAdded {
             card: card.id,
             stream: stream.id(),
             direction: spec.direction,
@@ -402,12 +355,14 @@ impl Engine {
         for stream in lock(&card.streams).drain(..) {
             stream.teardown();
             write(&self.registry.streams).remove(&stream.id());
-            self.registry.publish(Event::StreamRemoved {
+            self.registry.context.publish(Event::StreamRemoved {
                 stream: stream.id(),
             });
         }
         info!(card = card.id, "card removed");
-        self.registry.publish(Event::CardRemoved { card: card.id });
+        self.registry
+            .context
+            .publish(Event::CardRemoved { card: card.id });
         Ok(())
     }
 
@@ -434,12 +389,12 @@ impl Engine {
     /// Sets the plugin set streams of `direction` use unless they have their own. Streams
     /// prepared from now on use it; call [`Engine::rebuild_chains`] to move running ones.
     pub fn set_default_plugins(&self, direction: Direction, plugins: ChainPlugins) {
-        write(&self.registry.plugins)[direction.index()] = plugins;
+        write(&self.registry.context.plugins)[direction.index()] = plugins;
     }
 
     /// The plugin set streams of `direction` use unless they have their own.
     pub fn default_plugins(&self, direction: Direction) -> ChainPlugins {
-        self.registry.default_plugins(direction)
+        self.registry.context.default_plugins(direction)
     }
 
     /// Rebuilds the chain of every prepared stream (each swapped at a cycle boundary).
@@ -456,13 +411,13 @@ impl Engine {
     /// swapped in at a cycle boundary, so audio never stops. Returns the streams and
     /// endpoints that were moved to the new version.
     pub fn replace_plugin(&self, factory: &Arc<dyn KernelFactory>) -> Result<usize> {
-        for plugins in write(&self.registry.plugins).iter_mut() {
+        for plugins in write(&self.registry.context.plugins).iter_mut() {
             plugins.replace(factory);
         }
         let mut moved = 0;
         for stream in self.streams() {
             stream.replace_plugin(factory);
-            if stream.uses_plugin(&self.registry, factory.name()) {
+            if stream.uses_plugin(&self.registry.context, factory.name()) {
                 stream.rebuild_chain()?;
                 moved += 1;
             }
@@ -478,7 +433,7 @@ impl Engine {
 
     /// A new subscription to the event bus.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.registry.events.subscribe()
+        self.registry.context.events.subscribe()
     }
 
     /// Releases every stream, stops every endpoint and finishes their devices (WAV files
@@ -488,7 +443,7 @@ impl Engine {
         for card in cards {
             let _ = self.remove_card(card);
         }
-        let endpoints: Vec<_> = std::mem::take(&mut *write(&self.registry.endpoints))
+        let endpoints: Vec<_> = std::mem::take(&mut *write(&self.registry.context.endpoints))
             .into_values()
             .collect();
         for endpoint in endpoints {

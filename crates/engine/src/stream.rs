@@ -5,13 +5,14 @@
 //! part the endpoint thread sees is [`StreamShared`]: atomics only.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use paravox_pcm::{HwConstraints, HwParams};
 use tracing::{debug, info};
 
 use crate::chain::SetupIssue;
+use crate::context::StreamContext;
 use crate::endpoint::{Endpoint, FreshChain, Slot, SlotChain};
 use crate::error::{EngineError, Result};
 use crate::event::Event;
@@ -19,7 +20,6 @@ use crate::gain::GainControl;
 use crate::meter::{Meter, MeterReading};
 use crate::notify::PositionWaker;
 use crate::plugin::{BOARD_SLOTS, ChainPlugins, FaultBoard, PluginFault};
-use crate::registry::Registry;
 use crate::ring::{self, Consumer, Producer};
 use crate::state::{Operation, StreamState, transition};
 use crate::{CardId, Direction, StreamFormat, StreamId};
@@ -140,7 +140,7 @@ pub struct Stream {
     constraints: HwConstraints,
     shared: Arc<StreamShared>,
     control: Mutex<Control>,
-    registry: Weak<Registry>,
+    context: Arc<StreamContext>,
     /// Plugin faults of the running chain (written by the endpoint thread).
     faults: Arc<FaultBoard>,
 }
@@ -195,7 +195,7 @@ impl Stream {
         direction: Direction,
         constraints: HwConstraints,
         route: Option<String>,
-        registry: Weak<Registry>,
+        context: Arc<StreamContext>,
     ) -> Result<Stream> {
         Ok(Stream {
             card,
@@ -223,7 +223,7 @@ impl Stream {
                 plugin_names: Vec::new(),
                 fault_baseline: [0; BOARD_SLOTS],
             }),
-            registry,
+            context,
             faults: Arc::new(FaultBoard::default()),
         })
     }
@@ -276,12 +276,6 @@ impl Stream {
         self.lock().params
     }
 
-    fn registry(&self) -> Result<Arc<Registry>> {
-        self.registry
-            .upgrade()
-            .ok_or_else(|| EngineError::Limit("the engine has shut down".into()))
-    }
-
     fn check(&self, control: &Control, operation: Operation) -> Result<StreamState> {
         transition(control.state, operation).ok_or(EngineError::IllegalTransition {
             state: control.state,
@@ -294,13 +288,11 @@ impl Stream {
         control.state = to;
         if from != to {
             debug!(card = self.card, stream = self.id(), %from, %to, "stream state");
-            if let Ok(registry) = self.registry() {
-                registry.publish(Event::StreamState {
-                    stream: self.id(),
-                    from,
-                    to,
-                });
-            }
+            self.context.publish(Event::StreamState {
+                stream: self.id(),
+                from,
+                to,
+            });
         }
     }
 
@@ -330,15 +322,15 @@ impl Stream {
             operation: Operation::Prepare,
         })?;
         self.detach(&mut control);
-        let registry = self.registry()?;
-        let endpoint = registry.resolve_route(control.route.as_deref(), self.direction())?;
+        let context = &self.context;
+        let endpoint = context.resolve_route(control.route.as_deref(), self.direction())?;
         let format = StreamFormat {
             format: params.format,
             rate: params.rate,
             channels: params.channels,
         };
         let (producer, consumer) = ring::ring(params.buffer_bytes as usize);
-        let (mut fresh, issues) = self.build_chain(&registry, &control, &format, &endpoint)?;
+        let (mut fresh, issues) = self.build_chain(context, &control, &format, &endpoint)?;
         fresh.settle_gain(&self.shared.gain);
         control.plugin_names = fresh.plugin_names();
         control.fault_baseline = self.faults.counts();
@@ -358,7 +350,7 @@ impl Stream {
                 },
             ),
         };
-        self.report_issues(&registry, &endpoint, &issues);
+        self.report_issues(context, &endpoint, &issues);
         self.shared.running.store(false, Ordering::Release);
         self.shared.draining.store(false, Ordering::Relaxed);
         self.shared.position_bytes.store(0, Ordering::Release);
@@ -569,20 +561,18 @@ impl Stream {
     }
 
     fn publish_volume(&self) {
-        if let Ok(registry) = self.registry() {
-            registry.publish(Event::Volume {
-                stream: self.id(),
-                volume_db: self.shared.gain.channel_volume_db(0),
-                muted: self.shared.gain.muted(),
-            });
-        }
+        self.context.publish(Event::Volume {
+            stream: self.id(),
+            volume_db: self.shared.gain.channel_volume_db(0),
+            muted: self.shared.gain.muted(),
+        });
     }
 
     /// Routes the stream to the named endpoint (`None`: the default for its direction).
     /// A prepared stream moves at once, keeping its ring, position and queued audio.
     pub fn set_route(&self, endpoint: Option<String>) -> Result<()> {
-        let registry = self.registry()?;
-        let target = registry.resolve_route(endpoint.as_deref(), self.direction())?;
+        let context = &self.context;
+        let target = context.resolve_route(endpoint.as_deref(), self.direction())?;
         let mut control = self.lock();
         if let Some(current) = control.endpoint.clone()
             && !Arc::ptr_eq(&current, &target)
@@ -597,10 +587,10 @@ impl Stream {
                 channels: params.channels,
             };
             // Build the new chain first so a refusal leaves the stream where it was.
-            let (fresh, issues) = self.build_chain(&registry, &control, &format, &target)?;
+            let (fresh, issues) = self.build_chain(context, &control, &format, &target)?;
             control.plugin_names = fresh.plugin_names();
             control.fault_baseline = self.faults.counts();
-            self.report_issues(&registry, &target, &issues);
+            self.report_issues(context, &target, &issues);
             let mut slot = current.detach(self.id()).ok_or_else(|| {
                 EngineError::Limit(format!(
                     "endpoint '{}' did not hand the stream back",
@@ -616,7 +606,7 @@ impl Stream {
         }
         control.route = endpoint;
         drop(control);
-        registry.publish(Event::Route {
+        context.publish(Event::Route {
             stream: self.id(),
             endpoint: target.name().to_owned(),
         });
@@ -627,14 +617,14 @@ impl Stream {
     /// else the engine's default for its direction).
     fn build_chain(
         &self,
-        registry: &Registry,
+        context: &StreamContext,
         control: &Control,
         format: &StreamFormat,
         endpoint: &Endpoint,
     ) -> Result<(FreshChain, Vec<SetupIssue>)> {
         let plugins = match &control.plugins {
             Some(plugins) => plugins.clone(),
-            None => registry.default_plugins(self.direction()),
+            None => context.default_plugins(self.direction()),
         };
         SlotChain::build_with(
             self.direction(),
@@ -645,7 +635,7 @@ impl Stream {
         )
     }
 
-    fn report_issues(&self, registry: &Registry, endpoint: &Endpoint, issues: &[SetupIssue]) {
+    fn report_issues(&self, context: &StreamContext, endpoint: &Endpoint, issues: &[SetupIssue]) {
         for issue in issues {
             tracing::warn!(
                 card = self.card,
@@ -655,7 +645,7 @@ impl Stream {
                 reason = issue.reason,
                 "plugin refused; the native stage serves instead"
             );
-            registry.publish(Event::PluginFault {
+            context.publish(Event::PluginFault {
                 stream: Some(self.id()),
                 endpoint: Some(endpoint.name().to_owned()),
                 plugin: issue.plugin.clone(),
@@ -690,14 +680,14 @@ impl Stream {
         let (Some(endpoint), Some(params)) = (control.endpoint.clone(), control.params) else {
             return Ok(());
         };
-        let registry = self.registry()?;
+        let context = &self.context;
         let format = StreamFormat {
             format: params.format,
             rate: params.rate,
             channels: params.channels,
         };
-        let (fresh, issues) = self.build_chain(&registry, control, &format, &endpoint)?;
-        self.report_issues(&registry, &endpoint, &issues);
+        let (fresh, issues) = self.build_chain(context, control, &format, &endpoint)?;
+        self.report_issues(context, &endpoint, &issues);
         control.plugin_names = fresh.plugin_names();
         control.fault_baseline = self.faults.counts();
         endpoint.swap_chain(self.id(), fresh)?;
@@ -707,16 +697,16 @@ impl Stream {
             endpoint = endpoint.name(),
             "chain swapped"
         );
-        registry.publish(Event::ChainSwapped { stream: self.id() });
+        context.publish(Event::ChainSwapped { stream: self.id() });
         Ok(())
     }
 
     /// Whether the stream's plugin set (own or default) uses the plugin called `name`.
-    pub(crate) fn uses_plugin(&self, registry: &Registry, name: &str) -> bool {
+    pub(crate) fn uses_plugin(&self, context: &StreamContext, name: &str) -> bool {
         let control = self.lock();
         match &control.plugins {
             Some(plugins) => plugins.uses(name),
-            None => registry.default_plugins(self.direction()).uses(name),
+            None => context.default_plugins(self.direction()).uses(name),
         }
     }
 

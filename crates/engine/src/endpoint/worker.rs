@@ -1,0 +1,338 @@
+//! Real-time: the endpoint's thread. Each cycle it takes commands from the control
+//! handle's queue, pulls (pushes) one period through every attached stream's chain, mixes,
+//! and does the device I/O; it allocates, locks and blocks on nothing but the device, and
+//! hands everything it no longer needs back to be dropped elsewhere.
+
+use super::*;
+
+/// The real-time thread's state.
+pub(super) struct Worker {
+    pub(super) name: String,
+    pub(super) format: DeviceFormat,
+    pub(super) commands: rtrb::Consumer<Command>,
+    pub(super) returned: rtrb::Producer<Returned>,
+    // Boxed on purpose: slots travel through the queues as boxes, and unboxing one here
+    // would free its allocation on the real-time thread.
+    #[allow(clippy::vec_box)]
+    pub(super) slots: Vec<Box<Slot>>,
+    pub(super) stats: Arc<EndpointStats>,
+    pub(super) mix: Box<[f32]>,
+    pub(super) scratch: Box<[f32]>,
+    pub(super) mixer: Option<Box<MixerStage>>,
+}
+
+/// A device that may be lost and is then replaced by a paced stand-in until reopened.
+struct Recovery {
+    pacer: Pacer,
+    next_attempt: Instant,
+    backoff: Duration,
+}
+
+impl Recovery {
+    fn new(format: &DeviceFormat) -> Recovery {
+        Recovery {
+            pacer: Pacer::new(format.rate, format.period_frames),
+            next_attempt: Instant::now() + REOPEN_BACKOFF.0,
+            backoff: REOPEN_BACKOFF.0,
+        }
+    }
+
+    fn due(&mut self) -> bool {
+        if Instant::now() < self.next_attempt {
+            return false;
+        }
+        self.backoff = (self.backoff * 2).min(REOPEN_BACKOFF.1);
+        self.next_attempt = Instant::now() + self.backoff;
+        true
+    }
+}
+
+impl Worker {
+    pub(super) fn run(mut self, io: Io) {
+        request_realtime(&self.name);
+        match io {
+            Io::Playback(opener, device) => self.run_playback(opener, device),
+            Io::Capture(opener, device) => self.run_capture(opener, device),
+        }
+        // Hand everything back so the streams can be dropped off this thread's clock.
+        for slot in self.slots.drain(..) {
+            let _ = self.returned.push(Returned::Slot(slot));
+        }
+        if let Some(mixer) = self.mixer.take() {
+            let _ = self.returned.push(Returned::Mixer(mixer));
+        }
+    }
+
+    /// Applies pending commands; returns false when told to stop.
+    fn apply_commands(&mut self) -> bool {
+        while let Ok(command) = self.commands.pop() {
+            match command {
+                Command::Attach(slot) => {
+                    // Capacity is reserved up front and the control plane counts
+                    // attachments, so this push never reallocates.
+                    if self.slots.len() < self.slots.capacity() {
+                        self.slots.push(slot);
+                    } else {
+                        let _ = self.returned.push(Returned::Slot(slot));
+                    }
+                }
+                Command::Detach(id) => {
+                    if let Some(index) = self.slots.iter().position(|slot| slot.shared.id() == id) {
+                        let slot = self.slots.swap_remove(index);
+                        let _ = self.returned.push(Returned::Slot(slot));
+                    }
+                }
+                Command::SwapChain(id, fresh) => {
+                    let old = match self.slots.iter_mut().find(|slot| slot.shared.id() == id) {
+                        Some(slot) => slot.swap_chain(fresh),
+                        None => fresh,
+                    };
+                    let _ = self.returned.push(Returned::Chain(old));
+                }
+                Command::SetMixer(mixer) => {
+                    if let Some(old) = std::mem::replace(&mut self.mixer, mixer) {
+                        let _ = self.returned.push(Returned::Mixer(old));
+                    }
+                }
+                Command::Stop => return false,
+            }
+        }
+        true
+    }
+
+    fn run_playback(&mut self, opener: Box<dyn PlaybackOpener>, device: Box<dyn PlaybackDevice>) {
+        let mut device = Some(device);
+        let mut recovery: Option<Recovery> = None;
+        while self.apply_commands() {
+            let started = monotonic_ns();
+            self.mix.fill(0.0);
+            let mut audible_frames = 0;
+            let mut mixer = self.mixer.as_mut().filter(|mixer| mixer.slot.active());
+            let mut handed = 0;
+            let mut overflow = false;
+            for slot in self.slots.iter_mut() {
+                if !slot.shared.is_running() {
+                    continue;
+                }
+                let SlotChain::Playback { ring, chain } = &mut slot.chain else {
+                    continue;
+                };
+                // With a mixer plugin the chain writes straight into the plugin's input
+                // buffer: no copy between the stream and the mixer.
+                let period = self.scratch.len();
+                let input = mixer
+                    .as_mut()
+                    .filter(|mixer| handed < mixer.inputs)
+                    .and_then(|mixer| {
+                        mixer
+                            .slot
+                            .raw_kernel()
+                            .input_samples(handed)
+                            .get_mut(..period)
+                    });
+                let outcome = match input {
+                    Some(input) => {
+                        let outcome = chain.pull(ring, slot.shared.gain(), input);
+                        slot.shared.meter().record(input);
+                        handed += 1;
+                        outcome
+                    }
+                    None => {
+                        let outcome = chain.pull(ring, slot.shared.gain(), &mut self.scratch);
+                        slot.shared.meter().record(&self.scratch);
+                        if mixer.is_some() {
+                            overflow = true;
+                        }
+                        for (mixed, sample) in self.mix.iter_mut().zip(self.scratch.iter()) {
+                            *mixed += *sample;
+                        }
+                        outcome
+                    }
+                };
+                if outcome.underrun && !slot.starved {
+                    slot.shared.count_xrun();
+                }
+                slot.starved = outcome.underrun;
+                audible_frames = audible_frames.max(outcome.audible_frames);
+            }
+            if let Some(mixer) = mixer.filter(|_| handed > 0) {
+                let frames = self.format.period_frames as usize;
+                if overflow {
+                    // More streams than mixer inputs: this cycle is summed natively.
+                    mixer.sum_inputs(handed, &mut self.scratch);
+                    for (mixed, sample) in self.mix.iter_mut().zip(self.scratch.iter()) {
+                        *mixed += *sample;
+                    }
+                } else if !mixer.run(handed, frames, &mut self.mix) {
+                    mixer.sum_inputs(handed, &mut self.mix);
+                }
+            }
+            self.stats.meter.record(&self.mix);
+            self.finish_cycle_accounting(started);
+            match device.as_mut() {
+                Some(live) => {
+                    if let Err(error) = live.write_cycle(&self.mix, audible_frames) {
+                        if let Some(mut lost) = device.take() {
+                            let _ = lost.finish();
+                        }
+                        self.lose_device(&error);
+                        recovery = Some(Recovery::new(&self.format));
+                    } else {
+                        let stats = live.stats();
+                        self.stats
+                            .device_xruns
+                            .store(stats.xruns, Ordering::Relaxed);
+                        self.stats
+                            .device_delay_frames
+                            .store(stats.delay_frames, Ordering::Relaxed);
+                    }
+                }
+                None => {
+                    if let Some(waiting) = recovery.as_mut() {
+                        waiting.pacer.wait();
+                        if waiting.due()
+                            && let Ok(reopened) = opener.open()
+                        {
+                            self.regain_device();
+                            device = Some(reopened);
+                            recovery = None;
+                        }
+                    }
+                }
+            }
+            self.publish_positions();
+        }
+        if let Some(mut live) = device
+            && let Err(error) = live.finish()
+        {
+            warn!(endpoint = self.name, %error, "finishing the device failed");
+        }
+    }
+
+    fn run_capture(&mut self, opener: Box<dyn CaptureOpener>, device: Box<dyn CaptureDevice>) {
+        let mut device = Some(device);
+        let mut recovery: Option<Recovery> = None;
+        while self.apply_commands() {
+            match device.as_mut() {
+                Some(live) => match live.read(&mut self.mix) {
+                    Ok(()) => {
+                        let stats = live.stats();
+                        self.stats
+                            .device_xruns
+                            .store(stats.xruns, Ordering::Relaxed);
+                        self.stats
+                            .device_delay_frames
+                            .store(stats.delay_frames, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        if let Some(mut lost) = device.take() {
+                            let _ = lost.finish();
+                        }
+                        self.lose_device(&error);
+                        recovery = Some(Recovery::new(&self.format));
+                        self.mix.fill(0.0);
+                    }
+                },
+                None => {
+                    self.mix.fill(0.0);
+                    if let Some(waiting) = recovery.as_mut() {
+                        waiting.pacer.wait();
+                        if waiting.due()
+                            && let Ok(reopened) = opener.open()
+                        {
+                            self.regain_device();
+                            device = Some(reopened);
+                            recovery = None;
+                        }
+                    }
+                }
+            }
+            let started = monotonic_ns();
+            self.stats.meter.record(&self.mix);
+            for slot in self.slots.iter_mut() {
+                if !slot.shared.is_running() {
+                    continue;
+                }
+                let SlotChain::Capture { ring, chain } = &mut slot.chain else {
+                    continue;
+                };
+                let outcome = chain.push(&self.mix, ring, slot.shared.gain());
+                if outcome.overrun && !slot.starved {
+                    slot.shared.count_xrun();
+                }
+                slot.starved = outcome.overrun;
+            }
+            self.finish_cycle_accounting(started);
+            self.publish_positions();
+        }
+        if let Some(mut live) = device {
+            let _ = live.finish();
+        }
+    }
+
+    fn finish_cycle_accounting(&self, started_ns: u64) {
+        let busy = monotonic_ns().saturating_sub(started_ns);
+        self.stats.busy_ns.store(busy, Ordering::Relaxed);
+        self.stats.busy_total_ns.fetch_add(busy, Ordering::Relaxed);
+        self.stats.cycles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Publishes positions once the device has taken (or given) the cycle, so a position
+    /// never runs ahead of what was really played.
+    fn publish_positions(&self) {
+        for slot in &self.slots {
+            let position = match &slot.chain {
+                SlotChain::Playback { ring, .. } => ring.position(),
+                SlotChain::Capture { ring, .. } => ring.written(),
+            };
+            slot.shared.publish_position(position);
+        }
+    }
+
+    fn lose_device(&self, error: &DeviceError) {
+        // Off the happy path: one log line per loss is worth the syscall.
+        warn!(endpoint = self.name, %error, "device lost; keeping time without it and retrying");
+        self.stats.device_lost.store(true, Ordering::Relaxed);
+    }
+
+    fn regain_device(&self) {
+        info!(endpoint = self.name, "device reopened");
+        self.stats.device_lost.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The SCHED_FIFO priority endpoint threads ask for. Threads that must be able to
+/// preempt them (the plugin host's epoch ticker, which stops a looping plugin running on
+/// an endpoint thread) ask for more.
+pub const REALTIME_PRIORITY: i32 = 20;
+
+/// Makes the calling thread SCHED_FIFO at `priority` (refused without CAP_SYS_NICE or an
+/// rtprio limit).
+pub fn set_realtime_priority(priority: i32) -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: `param` is a valid sched_param for the calling thread.
+    let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Asks for SCHED_FIFO; logs once if the system refuses.
+fn request_realtime(name: &str) {
+    match set_realtime_priority(REALTIME_PRIORITY) {
+        Ok(()) => info!(
+            endpoint = name,
+            priority = REALTIME_PRIORITY,
+            "endpoint thread runs SCHED_FIFO"
+        ),
+        Err(error) => info!(
+            endpoint = name,
+            %error,
+            "SCHED_FIFO refused; the endpoint thread runs at normal priority (grant CAP_SYS_NICE or an rtprio limit for real-time scheduling)"
+        ),
+    }
+}
