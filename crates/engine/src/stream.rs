@@ -566,6 +566,8 @@ impl Stream {
             volume_db: self.shared.gain.channel_volume_db(0),
             muted: self.shared.gain.muted(),
         });
+        // The transport's loop hears of it too (virtio-snd tells its guest with CTL_NOTIFY).
+        self.shared.waker.wake();
     }
 
     /// Routes the stream to the named endpoint (`None`: the default for its direction).

@@ -22,8 +22,6 @@ use vmm_sys_util::event::{
     EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
 };
 
-use paravox_engine::notify::EventFd;
-
 use crate::device::Device;
 use crate::message::Message;
 use crate::wire::{self, NUM_QUEUES, QueueIndex};
@@ -32,10 +30,10 @@ use crate::wire::{self, NUM_QUEUES, QueueIndex};
 pub const QUEUE_SIZE: usize = 256;
 /// `VHOST_USER_F_PROTOCOL_FEATURES`.
 const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
-/// Epoll token of the "a control changed on the host" eventfd.
-pub const CONTROL_CHANGED_TOKEN: u16 = NUM_QUEUES as u16 + 1;
-/// Epoll token of stream 0's position waker; stream `i` uses this plus `i`.
-pub const FIRST_STREAM_TOKEN: u16 = NUM_QUEUES as u16 + 2;
+/// Epoll token of stream 0's position waker; stream `i` uses this plus `i`. (The engine
+/// wakes it when the stream's position passes what was asked for, when its state changes
+/// and when its volume or mute changes.)
+pub const FIRST_STREAM_TOKEN: u16 = NUM_QUEUES as u16 + 1;
 
 type Memory = GuestMemoryAtomic<GuestMemoryMmap>;
 
@@ -45,7 +43,6 @@ pub struct Backend {
     device: Arc<Mutex<Device>>,
     memory: Arc<Mutex<Option<Memory>>>,
     event_idx: Arc<std::sync::atomic::AtomicBool>,
-    control_changed: Arc<EventFd>,
     exit_consumers: ExitConsumers,
     /// Whether the config-space size was already judged since the features were last
     /// asked for (the guest reads the config field by field: one log line, not four).
@@ -97,14 +94,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Backend {
-    /// A backend serving `device`; `control_changed` is signalled when a control value
-    /// changes on the host side.
-    pub fn new(device: Arc<Mutex<Device>>, control_changed: Arc<EventFd>) -> Backend {
+    /// A backend serving `device`.
+    pub fn new(device: Arc<Mutex<Device>>) -> Backend {
         Backend {
             device,
             memory: Arc::new(Mutex::new(None)),
             event_idx: Arc::default(),
-            control_changed,
             exit_consumers: ExitConsumers::default(),
             config_size_noted: Arc::default(),
         }
@@ -303,17 +298,15 @@ impl VhostUserBackend for Backend {
             return self.process_queue(queue, vrings);
         }
         match device_event {
-            CONTROL_CHANGED_TOKEN => {
-                // Drain first: the fd is level-triggered and must not stay readable.
-                self.control_changed.drain();
-                self.with_device(vrings, |device, memory| {
-                    device.notify_control_changes(memory)
-                })
-            }
             token if token >= FIRST_STREAM_TOKEN => {
                 let index = usize::from(token - FIRST_STREAM_TOKEN);
                 lock(&self.device).drain_waker(index);
-                self.with_device(vrings, |device, memory| device.stream_woken(memory, index))
+                self.with_device(vrings, |device, memory| {
+                    device.stream_woken(memory, index);
+                    // The engine also wakes a stream when its volume or mute changes on
+                    // the host side: tell the guest what really changed.
+                    device.notify_control_changes(memory);
+                })
             }
             _ => Ok(()),
         }

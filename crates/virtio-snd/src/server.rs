@@ -8,15 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use paravox_engine::notify::EventFd;
-use paravox_engine::{Engine, Event};
+use paravox_engine::Engine;
 use tracing::{error, info, warn};
 use vhost::vhost_user::Listener;
 use vhost_user_backend::VhostUserDaemon;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 
-use crate::backend::{Backend, CONTROL_CHANGED_TOKEN, FIRST_STREAM_TOKEN};
+use crate::backend::{Backend, FIRST_STREAM_TOKEN};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::topology::CardTopology;
@@ -42,30 +41,19 @@ impl VirtioCard {
         let device = Device::new(&engine, name, &socket.display().to_string(), topology)?;
         let card = device.card().id();
         let device = Arc::new(Mutex::new(device));
-        let control_changed = Arc::new(EventFd::new()?);
         let stopping = Arc::new(AtomicBool::new(false));
         // Bound here, once: the socket exists when this returns, and there is never a
         // moment without it for a restarting VMM.
         let listener = Listener::new(socket, true).map_err(|error| {
             Error::VhostUser(format!("listening on {}: {error}", socket.display()))
         })?;
-        spawn_control_watcher(&engine, card, control_changed.clone(), stopping.clone())?;
         let server = {
             let socket = socket.to_owned();
             let name = name.to_owned();
             let stopping = stopping.clone();
             std::thread::Builder::new()
                 .name(format!("paravox-vu-{card}"))
-                .spawn(move || {
-                    serve(
-                        &name,
-                        &socket,
-                        listener,
-                        &device,
-                        &control_changed,
-                        &stopping,
-                    )
-                })?
+                .spawn(move || serve(&name, &socket, listener, &device, &stopping))?
         };
         info!(card, socket = %socket.display(), "virtio-snd card listening");
         Ok(VirtioCard {
@@ -105,12 +93,11 @@ fn serve(
     socket: &Path,
     mut listener: Listener,
     device: &Arc<Mutex<Device>>,
-    control_changed: &Arc<EventFd>,
     stopping: &AtomicBool,
 ) {
     let socket_text = socket.display().to_string();
     while !stopping.load(Ordering::Relaxed) {
-        let backend = Backend::new(device.clone(), control_changed.clone());
+        let backend = Backend::new(device.clone());
         let exit_consumers = backend.exit_consumers();
         let mut daemon = match VhostUserDaemon::new(
             name.to_owned(),
@@ -123,7 +110,7 @@ fn serve(
                 return;
             }
         };
-        if let Err(error) = register_wakers(&daemon, device, control_changed) {
+        if let Err(error) = register_wakers(&daemon, device) {
             error!(socket = socket_text, %error, "cannot register stream wake-ups");
             return;
         }
@@ -147,22 +134,11 @@ fn serve(
     }
 }
 
-fn register_wakers(
-    daemon: &VhostUserDaemon<Backend>,
-    device: &Arc<Mutex<Device>>,
-    control_changed: &EventFd,
-) -> Result<()> {
+fn register_wakers(daemon: &VhostUserDaemon<Backend>, device: &Arc<Mutex<Device>>) -> Result<()> {
     let handlers = daemon.get_epoll_handlers();
     let handler = handlers
         .first()
         .ok_or_else(|| Error::VhostUser("the daemon has no epoll thread".into()))?;
-    handler
-        .register_listener(
-            control_changed.as_raw_fd(),
-            EventSet::IN,
-            u64::from(CONTROL_CHANGED_TOKEN),
-        )
-        .map_err(|e| Error::VhostUser(format!("registering the control eventfd: {e}")))?;
     let device = device.lock().unwrap_or_else(|p| p.into_inner());
     for (index, stream) in device.streams().enumerate() {
         let token = u64::from(FIRST_STREAM_TOKEN) + index as u64;
@@ -174,35 +150,5 @@ fn register_wakers(
             )
             .map_err(|e| Error::VhostUser(format!("registering stream {index}: {e}")))?;
     }
-    Ok(())
-}
-
-/// Turns host-side volume/mute changes of this card's streams into a wake-up of the
-/// device thread, which sends CTL_NOTIFY for what really changed.
-fn spawn_control_watcher(
-    engine: &Engine,
-    card: u32,
-    signal: Arc<EventFd>,
-    stopping: Arc<AtomicBool>,
-) -> Result<()> {
-    let mut events = engine.subscribe();
-    let streams: Vec<u32> = engine
-        .card(card)
-        .map(|c| c.streams().iter().map(|s| s.id()).collect())
-        .unwrap_or_default();
-    std::thread::Builder::new()
-        .name(format!("paravox-vu-ctl-{card}"))
-        .spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                match events.blocking_recv() {
-                    Ok(Event::Volume { stream, .. }) if streams.contains(&stream) => {
-                        let _ = signal.signal();
-                    }
-                    Ok(Event::CardRemoved { card: removed }) if removed == card => break,
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        })?;
     Ok(())
 }
