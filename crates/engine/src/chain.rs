@@ -18,8 +18,8 @@ use crate::device::DeviceFormat;
 use crate::error::{EngineError, Result};
 use crate::gain::{GainControl, GainStage};
 use crate::plugin::{
-    BOARD_SLOTS, ChainPlugins, FaultBoard, KernelSetup, MAX_EFFECTS, PluginSlot, StageRole,
-    board_slot, set_params,
+    BOARD_SLOTS, ChainPlugins, FaultBoard, KernelSetup, MAX_EFFECTS, PluginSlot, PluginStage,
+    StageRole, board_slot, run_plugin, set_params,
 };
 use crate::resample::Resampler;
 use crate::ring::{Consumer, Producer};
@@ -150,6 +150,12 @@ struct GainPlugin {
     sent: [f32; MAX_CHANNELS],
 }
 
+impl PluginStage for GainPlugin {
+    fn active(&self) -> bool {
+        self.slot.active()
+    }
+}
+
 impl GainPlugin {
     /// Real-time: sends changed targets, then applies the gain in place.
     fn process(&mut self, control: &GainControl, signal: &mut [f32], channels: usize) -> bool {
@@ -167,27 +173,7 @@ impl GainPlugin {
             }
         }
         let frames = signal.len() / channels.max(1);
-        let result = (|| {
-            let kernel = self
-                .slot
-                .kernel()
-                .ok_or(crate::plugin::PluginFault::Status)?;
-            kernel
-                .input_samples(0)
-                .get_mut(..signal.len())
-                .ok_or(crate::plugin::PluginFault::Status)?
-                .copy_from_slice(signal);
-            if kernel.process(frames, frames)? != frames {
-                return Err(crate::plugin::PluginFault::Status);
-            }
-            let output = kernel
-                .output_samples()
-                .get(..signal.len())
-                .ok_or(crate::plugin::PluginFault::Status)?;
-            crate::plugin::copy_checked(output, signal, crate::plugin::OUTPUT_LIMIT)?;
-            Ok(frames)
-        })();
-        self.slot.settle(result).is_some()
+        self.slot.run_in_place(signal, frames).is_some()
     }
 }
 
@@ -469,110 +455,89 @@ impl PlaybackChain {
     }
 
     /// Real-time: fills `out` (one endpoint period, endpoint channels) from the ring;
-    /// what the ring cannot supply is silence.
+    /// what the ring cannot supply is silence. The stages in order: convert, resample,
+    /// gain, channel map, effects; each runs its plugin when it has a working one and its
+    /// native stage otherwise ([`run_plugin`]).
     pub fn pull(
         &mut self,
         ring: &mut Consumer,
         control: &GainControl,
         out: &mut [f32],
     ) -> PullOutcome {
-        let channels = self.guest_channels;
-        let want = self.period_frames;
-        let needed = match (self.resampler.as_ref(), self.plugins.resample.as_mut()) {
-            (None, _) => want,
-            (Some(native), Some(slot)) if slot.active() => {
-                let asked = slot.kernel().map(|kernel| kernel.input_frames_for(want));
-                match asked {
-                    Some(Ok(frames)) if frames <= self.decoded.len() / channels => frames,
-                    Some(Err(fault)) => {
-                        slot.fail(fault);
-                        native.input_frames_for(want)
-                    }
-                    _ => {
-                        slot.fail(crate::plugin::PluginFault::Status);
-                        native.input_frames_for(want)
-                    }
-                }
-            }
-            (Some(native), _) => native.input_frames_for(want),
-        };
+        let (channels, want) = (self.guest_channels, self.period_frames);
+        let needed = self.input_frames_for(want);
         let available = ring.available() / self.frame_bytes;
         let take = needed.min(available).min(self.decoded.len() / channels);
         let bytes_consumed = self.decode(ring, take);
-        let produced = match self.resampler.as_mut() {
-            Some(resampler) => {
-                let input = &self.decoded[..take * channels];
-                let output = &mut self.resampled[..want * channels];
-                let by_plugin = self
-                    .plugins
-                    .resample
-                    .as_mut()
-                    .filter(|slot| slot.active())
-                    .and_then(|slot| slot.run_f32(input, take, output, want, channels));
-                let produced = by_plugin.unwrap_or_else(|| resampler.process(input, output).1);
-                self.resampled[produced * channels..want * channels].fill(0.0);
-                produced
-            }
-            None => {
-                self.decoded[take * channels..want * channels].fill(0.0);
-                take
-            }
-        };
+        let audible_frames = self.resample(take, want);
         let signal = match self.resampler {
             Some(_) => &mut self.resampled[..want * channels],
             None => &mut self.decoded[..want * channels],
         };
-        let audible_frames = produced;
-        let by_plugin = self
-            .plugins
-            .gain
-            .as_mut()
-            .is_some_and(|gain| gain.process(control, signal, channels));
-        if !by_plugin {
-            self.gain.process(control, signal, channels);
-        }
-        let mapped = self
-            .plugins
-            .channel_map
-            .as_mut()
-            .filter(|slot| slot.active())
-            .and_then(|slot| slot.run_f32(signal, want, out, want, self.endpoint_channels));
-        if mapped.is_none() {
+        run_plugin(self.plugins.gain.as_mut(), |gain| {
+            gain.process(control, signal, channels).then_some(())
+        })
+        .unwrap_or_else(|| self.gain.process(control, signal, channels));
+        let endpoint_channels = self.endpoint_channels;
+        run_plugin(self.plugins.channel_map.as_mut(), |slot| {
+            slot.run_f32(signal, want, out, want, endpoint_channels)
+        })
+        .unwrap_or_else(|| {
             self.mapper.apply(signal, out);
-        }
+            want
+        });
         for effect in &mut self.effects {
-            effect.process(out, self.endpoint_channels);
+            effect.process(out, endpoint_channels);
         }
-        let out = &mut out[..want * self.endpoint_channels];
-        for slot in self.plugins.effects.iter_mut().filter(|slot| slot.active()) {
-            let Some(kernel) = slot.kernel() else {
-                continue;
-            };
-            let result = (|| {
-                kernel
-                    .input_samples(0)
-                    .get_mut(..out.len())
-                    .ok_or(crate::plugin::PluginFault::Status)?
-                    .copy_from_slice(out);
-                if kernel.process(want, want)? != want {
-                    return Err(crate::plugin::PluginFault::Status);
-                }
-                let result = kernel
-                    .output_samples()
-                    .get(..out.len())
-                    .ok_or(crate::plugin::PluginFault::Status)?;
-                // Checked before it reaches `out`, so a faulting effect leaves it intact.
-                crate::plugin::check_range(result, crate::plugin::OUTPUT_LIMIT)?;
-                out.copy_from_slice(result);
-                Ok(want)
-            })();
-            slot.settle(result);
+        let out = &mut out[..want * endpoint_channels];
+        for slot in &mut self.plugins.effects {
+            slot.run_in_place(out, want);
         }
         PullOutcome {
             bytes_consumed,
             audible_frames,
             underrun: take < needed,
         }
+    }
+
+    /// Real-time: the input frames the resampling stage needs for `want` output frames.
+    fn input_frames_for(&mut self, want: usize) -> usize {
+        let Some(native) = self.resampler.as_ref() else {
+            return want;
+        };
+        let most = self.decoded.len() / self.guest_channels;
+        run_plugin(self.plugins.resample.as_mut(), |slot| {
+            match slot.kernel()?.input_frames_for(want) {
+                Ok(frames) if frames <= most => Some(frames),
+                Ok(_) => {
+                    slot.fail(crate::plugin::PluginFault::Status);
+                    None
+                }
+                Err(fault) => {
+                    slot.fail(fault);
+                    None
+                }
+            }
+        })
+        .unwrap_or_else(|| native.input_frames_for(want))
+    }
+
+    /// Real-time: resamples the `take` decoded frames into `want` frames (when rates
+    /// differ), silence after what was produced; returns the frames produced.
+    fn resample(&mut self, take: usize, want: usize) -> usize {
+        let channels = self.guest_channels;
+        let Some(resampler) = self.resampler.as_mut() else {
+            self.decoded[take * channels..want * channels].fill(0.0);
+            return take;
+        };
+        let input = &self.decoded[..take * channels];
+        let output = &mut self.resampled[..want * channels];
+        let produced = run_plugin(self.plugins.resample.as_mut(), |slot| {
+            slot.run_f32(input, take, output, want, channels)
+        })
+        .unwrap_or_else(|| resampler.process(input, output).1);
+        self.resampled[produced * channels..want * channels].fill(0.0);
+        produced
     }
 
     /// Real-time: takes `take` frames from the ring into `decoded`, through the converter
@@ -722,62 +687,49 @@ impl CaptureChain {
     ) -> PushOutcome {
         let channels = self.guest_channels;
         let period = self.period_frames;
-        let mapped = self
-            .plugins
-            .channel_map
-            .as_mut()
-            .filter(|slot| slot.active())
-            .and_then(|slot| slot.run_f32(input, period, &mut self.mapped, period, channels));
-        if mapped.is_none() {
+        run_plugin(self.plugins.channel_map.as_mut(), |slot| {
+            slot.run_f32(input, period, &mut self.mapped, period, channels)
+        })
+        .unwrap_or_else(|| {
             self.mapper.apply(input, &mut self.mapped);
-        }
+            period
+        });
         let signal = match self.resampler.as_mut() {
             Some(resampler) => {
                 let most = self.resampled.len() / channels;
-                let by_plugin = self
-                    .plugins
-                    .resample
-                    .as_mut()
-                    .filter(|slot| slot.active())
-                    .and_then(|slot| {
-                        slot.run_f32(&self.mapped, period, &mut self.resampled, most, channels)
-                    });
-                let produced = by_plugin
-                    .unwrap_or_else(|| resampler.process(&self.mapped, &mut self.resampled).1);
+                let produced = run_plugin(self.plugins.resample.as_mut(), |slot| {
+                    slot.run_f32(&self.mapped, period, &mut self.resampled, most, channels)
+                })
+                .unwrap_or_else(|| resampler.process(&self.mapped, &mut self.resampled).1);
                 &mut self.resampled[..produced * channels]
             }
             None => &mut self.mapped[..],
         };
-        let by_plugin = self
-            .plugins
-            .gain
-            .as_mut()
-            .is_some_and(|gain| gain.process(control, signal, channels));
-        if !by_plugin {
-            self.gain.process(control, signal, channels);
-        }
+        run_plugin(self.plugins.gain.as_mut(), |gain| {
+            gain.process(control, signal, channels).then_some(())
+        })
+        .unwrap_or_else(|| self.gain.process(control, signal, channels));
         let frames = signal.len() / channels;
         let fits = (ring.free() / self.frame_bytes).min(frames);
         let (format, sample_bytes, frame_bytes) =
             (self.format, self.sample_bytes, self.frame_bytes);
-        let mut bytes_produced = 0;
-        let by_plugin = match self.plugins.convert.as_mut().filter(|slot| slot.active()) {
-            Some(slot) if fits > 0 => slot
-                .run_encode(&signal[..fits * channels], fits, frame_bytes, |bytes| {
-                    bytes_produced = ring.write_with(bytes.len(), |region, offset| {
-                        region.copy_from_slice(&bytes[offset..offset + region.len()]);
-                    });
-                })
-                .is_some(),
-            _ => false,
-        };
-        if !by_plugin {
-            bytes_produced = ring.write_with(fits * frame_bytes, |region, offset| {
+        let convert = self.plugins.convert.as_mut().filter(|_| fits > 0);
+        let bytes_produced = run_plugin(convert, |slot| {
+            let mut written = 0;
+            slot.run_encode(&signal[..fits * channels], fits, frame_bytes, |bytes| {
+                written = ring.write_with(bytes.len(), |region, offset| {
+                    region.copy_from_slice(&bytes[offset..offset + region.len()]);
+                });
+            })?;
+            Some(written)
+        })
+        .unwrap_or_else(|| {
+            ring.write_with(fits * frame_bytes, |region, offset| {
                 let first = offset / sample_bytes;
                 // The format was checked convertible when the chain was built.
                 let _ = paravox_pcm::encode(format, &signal[first..], region);
-            });
-        }
+            })
+        });
         PushOutcome {
             bytes_produced,
             overrun: fits < frames,

@@ -407,6 +407,35 @@ impl PluginSlot {
         Ok(produced)
     }
 
+    /// Real-time: an in-place `f32` call (gain, effects): `signal` (`frames` whole frames,
+    /// the same layout in and out) goes in, and the result replaces it only once every
+    /// sample has passed the range check, so a plugin that faults leaves `signal` as it
+    /// was for the native stage. `None` when the plugin is disabled or just faulted.
+    pub fn run_in_place(&mut self, signal: &mut [f32], frames: usize) -> Option<usize> {
+        if self.failed {
+            return None;
+        }
+        let result = (|| {
+            let kernel = self.kernel.as_mut();
+            kernel
+                .input_samples(0)
+                .get_mut(..signal.len())
+                .ok_or(PluginFault::Status)?
+                .copy_from_slice(signal);
+            if kernel.process(frames, frames)? != frames {
+                return Err(PluginFault::Status);
+            }
+            let output = kernel
+                .output_samples()
+                .get(..signal.len())
+                .ok_or(PluginFault::Status)?;
+            check_range(output, OUTPUT_LIMIT)?;
+            signal.copy_from_slice(output);
+            Ok(frames)
+        })();
+        self.settle(result)
+    }
+
     /// Real-time: a playback converter's call. `fill` writes the guest bytes straight into
     /// the plugin's input buffer (at most `bytes`, whole frames of `frame_bytes`) and says
     /// how many it wrote; the checked `f32` samples (`channels` per frame, within [-1, 1])
@@ -499,6 +528,31 @@ impl PluginSlot {
             }
         }
     }
+}
+
+/// A plugin standing in for a native stage: it works until its first fault.
+pub trait PluginStage {
+    /// Whether it still runs.
+    fn active(&self) -> bool;
+}
+
+impl PluginStage for PluginSlot {
+    fn active(&self) -> bool {
+        PluginSlot::active(self)
+    }
+}
+
+/// Real-time: the one fallback rule of every plugin stage. `call` runs on the stage's
+/// plugin when there is one and it still works, and says what it produced; `None` (no
+/// plugin, one that faulted before, or one that faults now and so disables itself and
+/// reports the fault once) means the caller's native stage serves:
+/// `run_plugin(slot, |plugin| …).unwrap_or_else(|| native …)`. A stage never stops its
+/// stream.
+pub fn run_plugin<S: PluginStage, T>(
+    stage: Option<&mut S>,
+    call: impl FnOnce(&mut S) -> Option<T>,
+) -> Option<T> {
+    stage.filter(|stage| stage.active()).and_then(call)
 }
 
 /// Control plane: sets `(name, value)` parameters on a freshly made kernel; the error

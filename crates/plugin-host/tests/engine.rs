@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Misdeed, misbehaving};
+use common::{Misdeed, half_wat, misbehaving};
 use paravox_engine::plugin::{ChainPlugins, EffectPlugin, KernelFactory};
 use paravox_engine::{Direction, Engine, Event};
 use paravox_pcm::Format;
@@ -169,6 +169,53 @@ fn faulting_stream_keeps_playing(misdeed: Misdeed, expected_reason: &str) {
             Err(error) => panic!("no PluginFault event: {error:?}"),
         }
     }
+}
+
+/// A gain plugin whose output turns bad (a NaN) mid-stream: from that period on the
+/// native gain serves, and the bad period itself reaches the mix as the native gain made
+/// it, not as the plugin's output.
+#[test]
+fn a_gain_plugin_with_bad_output_leaves_its_period_to_the_native_gain() {
+    const GAIN_MANIFEST: &str = r#"{"name":"gain-test","version":"1.0.0","kind":"effect","input_formats":["float_le"],"output_formats":["float_le"],"rates":[8000,192000],"input_channels":[1,18],"output_channels":[1,18],"params":[{"name":"channel0","min":0,"max":16,"default":1}]}"#;
+    let engine = Engine::new();
+    let out = sink(&engine, "out");
+    let wasm = wat::parse_str(half_wat(GAIN_MANIFEST, "", Misdeed::Nan, 4)).expect("valid WAT");
+    let plugin: Arc<dyn KernelFactory> = runtime().load(&wasm).expect("loads");
+    let stream = prepared_stream(
+        &engine,
+        Direction::Playback,
+        Format::F32Le,
+        48_000,
+        1,
+        FAULT_FRAMES,
+    );
+    stream
+        .set_plugins(Some(ChainPlugins {
+            gain: Some(plugin),
+            ..ChainPlugins::default()
+        }))
+        .expect("plugins");
+    let frames = FAULT_FRAMES as usize;
+    let (signal, bytes) = ramp(frames);
+    play(&stream, &bytes);
+    // The test plugin halves (its volume starts at 0.5); the native gain is unity here.
+    let played = audible(&out, frames);
+    assert_eq!(played.len(), frames, "frames went missing");
+    assert!(
+        played.iter().all(|s| s.is_finite()),
+        "a bad sample reached the mix"
+    );
+    let switch = played
+        .iter()
+        .zip(&signal)
+        .position(|(o, s)| o == s)
+        .expect("the native gain took over");
+    assert!(switch > 0, "the plugin never ran");
+    for (n, (o, s)) in played.iter().zip(&signal).enumerate() {
+        let expected = if n < switch { s * 0.5 } else { *s };
+        assert_eq!(*o, expected, "frame {n} (switch at {switch})");
+    }
+    assert_eq!(stream.plugin_faults(), 1);
 }
 
 #[test]
