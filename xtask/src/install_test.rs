@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::e2e::{SampleFormat, ToneSpec, Wav};
-use crate::{cmd, dist, e2e};
+use paravox_e2e::{SampleFormat, ToneSpec, Wav, cmd};
+
+use crate::dist;
 
 const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
@@ -53,7 +54,7 @@ pub fn run() -> Result<()> {
     let package = dist::build()?;
     let built = started.elapsed();
 
-    let work = e2e::target_directory()?.join("install-test");
+    let work = paravox_e2e::target_directory()?.join("install-test");
     let base = work.join("bookworm-minbase");
     let bootstrap_started = Instant::now();
     let bootstrapped = ensure_base(&base)?;

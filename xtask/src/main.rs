@@ -3,16 +3,17 @@
 //! machine with only Rust installed needs two commands: `cargo xtask run` and
 //! `cargo xtask test`.
 
-mod cmd;
 mod dist;
-mod e2e;
 mod fuzz;
 mod install_test;
 mod licenses;
-mod prereqs;
 mod run;
 mod soak;
 mod test;
+
+// The suites live in tests/ (workspace members); xtask only runs them.
+use paravox_e2e as e2e;
+use paravox_e2e::{cmd, prereqs};
 
 use std::process::ExitCode;
 

@@ -1,4 +1,4 @@
-//! `cargo xtask soak --minutes M --streams N`: the `paravox-soak` program (crates/soak)
+//! `cargo xtask soak --minutes M --streams N`: the `paravox-soak` program (tests/soak)
 //! against a release build of the daemon. It prints the daemon's memory, descriptors,
 //! threads and xruns over time; `cargo xtask test` runs a short one with `--check`.
 

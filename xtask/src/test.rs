@@ -195,7 +195,7 @@ fn dashboard() -> Result<Outcome> {
     cmd::run(
         std::process::Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir("web/tests")
+            .current_dir("tests/browser/web")
             .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"),
     )?;
     cmd::run(

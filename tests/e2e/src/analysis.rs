@@ -332,7 +332,7 @@ pub fn is_sink_format(wav: &Wav, rate: u32, channels: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::e2e::audio::{REFERENCE_TONE, wav_bytes};
+    use crate::audio::{REFERENCE_TONE, wav_bytes};
 
     fn sink_with(leading_frames: usize, body: &[i16], trailing_frames: usize) -> Wav {
         let mut samples = vec![0i16; leading_frames * 2];

@@ -20,10 +20,10 @@
 //! (each natural end counts one: neither protocol has a drain signal, so the endpoint
 //! runs dry once before the guest's STOP).
 
-#[path = "../../virtio-snd/tests/support/mod.rs"]
+#[path = "../../../crates/virtio-snd/tests/support/mod.rs"]
 #[allow(clippy::all, missing_debug_implementations)]
 mod support;
-#[path = "../../sndif/tests/support/mod.rs"]
+#[path = "../../../crates/sndif/tests/support/mod.rs"]
 #[allow(clippy::all, missing_debug_implementations)]
 mod xen;
 

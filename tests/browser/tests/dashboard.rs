@@ -1,11 +1,14 @@
 //! The browser dashboard: its files are served without the token, and, in a real Chromium,
 //! it shows a playing stream's meter, mutes it, changes its volume and route, installs
 //! plugins, edits the stream's plugin chain, shows a plugin fault, re-routes in the
-//! routing view, and logs the events (`web/tests/dashboard.test.mjs` drives the browser).
+//! routing view, and logs the events (`tests/browser/web/dashboard.test.mjs` drives the
+//! browser).
 //!
-//! The browser half needs `node`, `/usr/bin/chromium` and `npm ci` in `web/tests`; without
-//! them it prints why and passes, unless `PARAVOX_REQUIRE_BROWSER` is set.
+//! The browser half needs `node`, `/usr/bin/chromium` and `npm ci` in `tests/browser/web`;
+//! without them it prints why and passes, unless `PARAVOX_REQUIRE_BROWSER` is set.
 
+// The API's own test server: a real engine behind a real API on 127.0.0.1:0.
+#[path = "../../../crates/api/tests/support/mod.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -85,7 +88,7 @@ fn missing_tools(tests_dir: &Path) -> Option<String> {
 #[test]
 fn the_dashboard_controls_a_playing_stream_in_chromium() {
     let root = workspace_root();
-    let tests_dir = root.join("web/tests");
+    let tests_dir = root.join("tests/browser/web");
     if let Some(reason) = missing_tools(&tests_dir) {
         assert!(
             std::env::var_os("PARAVOX_REQUIRE_BROWSER").is_none(),

@@ -255,7 +255,7 @@ fn dom0_base(
 /// The domU's `xl` configuration.
 fn domu_config() -> String {
     format!(
-        "# Written by xtask/src/e2e/xen/images.rs.\n\
+        "# Written by tests/e2e/src/xen/images.rs.\n\
          name = \"{DOMU_NAME}\"\n\
          type = \"pv\"\n\
          kernel = \"/domu/vmlinuz\"\n\

@@ -1,5 +1,5 @@
 #!/bin/sh
-# PID 1 of paravox's end-to-end test guest (built by xtask/src/e2e/guest.rs).
+# PID 1 of paravox's end-to-end test guest (built by tests/e2e/src/guest.rs).
 #
 # Loads the sound modules, waits for the virtio sound card, runs the scenario named on the
 # kernel command line (paravox.scenario=...) and reports on the serial console with lines

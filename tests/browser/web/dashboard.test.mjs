@@ -4,8 +4,8 @@
 // PARAVOX_PLUGIN names a well-behaved effect plugin `half` (parameter `volume`) and
 // PARAVOX_FAULTY_PLUGIN one called `crash` that traps a few calls after it starts.
 //
-//   node --test web/tests/dashboard.test.mjs            (PARAVOX_URL, PARAVOX_TOKEN set)
-//   node web/tests/dashboard.test.mjs http://127.0.0.1:PORT TOKEN
+//   node --test tests/browser/web/dashboard.test.mjs            (PARAVOX_URL, PARAVOX_TOKEN set)
+//   node tests/browser/web/dashboard.test.mjs http://127.0.0.1:PORT TOKEN
 //
 // Screenshots go to PARAVOX_SCREENSHOTS (default: target/dashboard-screenshots).
 

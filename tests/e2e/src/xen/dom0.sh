@@ -1,5 +1,5 @@
 #!/bin/sh
-# PID 1 of dom0 in paravox's Xen end-to-end test (built by xtask/src/e2e/xen/images.rs).
+# PID 1 of dom0 in paravox's Xen end-to-end test (built by tests/e2e/src/xen/images.rs).
 #
 # Starts the Xen toolstack (xenstored, xen-init-dom0, xenconsoled), runs paravox as the
 # sndif backend, creates the PV domU (/etc/xen/paravox-domu.cfg, `vsnd = [...]`), follows

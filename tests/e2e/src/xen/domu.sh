@@ -1,5 +1,5 @@
 #!/bin/sh
-# PID 1 of the PV domU in paravox's Xen end-to-end test (built by xtask/src/e2e/xen/images.rs).
+# PID 1 of the PV domU in paravox's Xen end-to-end test (built by tests/e2e/src/xen/images.rs).
 #
 # Loads snd_xen_front (its probe waits for the backend to connect), plays the test tone
 # with aplay, records with arecord, copies the recording onto /dev/xvda (a disk dom0

@@ -1,7 +1,11 @@
+//! paravox's end-to-end suites with real guests, run by `cargo xtask e2e …` (xtask only
+//! parses the command line and calls in here).
+//!
 //! `cargo xtask e2e virtio`: boots a Linux guest under QEMU with a virtio sound card,
 //! plays, records and mixes in it, and checks on the host what the device produced.
 //! `cargo xtask e2e xen` (module `xen`) does the same for the Xen sndif backend, with Xen
-//! itself under QEMU.
+//! itself under QEMU. [`prereqs`] provisions what they need (QEMU, Xen, guest kernels) on
+//! a Debian machine; [`cmd`] runs the commands.
 //!
 //! The device under test is pluggable (`--device`): paravox's vhost-user backend, or
 //! QEMU's built-in `virtio-sound-pci`, which validates the harness itself. Modules by
@@ -11,9 +15,11 @@
 
 mod analysis;
 mod audio;
+pub mod cmd;
 mod cpio;
 mod device;
 mod guest;
+pub mod prereqs;
 mod qemu;
 mod scenarios;
 pub mod xen;
@@ -30,8 +36,6 @@ pub use audio::{SampleFormat, ToneSpec, Wav};
 pub use device::{DeviceSpec, paravox_has_virtio_backend};
 use scenarios::{Context, Outcome, SCENARIOS};
 pub use xen::build_paravox_release;
-
-use crate::{cmd, prereqs};
 
 /// `cargo xtask e2e …`
 #[derive(Debug, Subcommand)]

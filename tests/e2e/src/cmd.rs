@@ -8,16 +8,19 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-/// The workspace root: the directory above `xtask/`.
+/// The workspace root: the nearest directory holding `Cargo.lock`, above the running
+/// package's manifest directory.
 ///
-/// `cargo run` sets `CARGO_MANIFEST_DIR` for the running binary; the compile-time value is
-/// the fallback for running the binary by hand.
+/// `cargo run` sets `CARGO_MANIFEST_DIR` for the running binary (xtask's); the
+/// compile-time value (this crate's, under `tests/`) is the fallback for running a binary
+/// by hand. Either lies inside the workspace.
 pub fn workspace_root() -> PathBuf {
     let manifest_dir = env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest_dir
-        .parent()
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
         .map(Path::to_path_buf)
         .unwrap_or(manifest_dir)
 }
