@@ -17,6 +17,8 @@ use paravox_control::{card, endpoint, paths, stream};
 
 /// The confinement root the targets check paths against.
 const PATH_ROOT: &str = "/var/lib/paravox";
+/// The state directory WAV paths must stay out of (inside the root, so both checks run).
+const STATE_DIR: &str = "/var/lib/paravox/state";
 
 /// Which body the bytes are sent as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +63,7 @@ pub fn check_body(
         }
         Body::Endpoint => {
             let request: EndpointRequest = extract(body)?;
-            endpoint::check_request(engine, &request, Some(root))?;
+            endpoint::check_request(engine, &request, Some(root), Some(Path::new(STATE_DIR)))?;
         }
         Body::StreamPatch => {
             let patch: StreamPatch = extract(body)?;

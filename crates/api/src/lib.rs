@@ -30,7 +30,8 @@
 //!
 //! # Security
 //!
-//! The API listens on 127.0.0.1:7860 by default. Every `/api` call, the WebSocket and
+//! The API listens on 127.0.0.1:7860 by default and answers only requests whose `Host`
+//! names it ([`host`]; 421 otherwise). Every `/api` call, the WebSocket and
 //! `/metrics` need `Authorization: Bearer <token>` with the token from the file `token`
 //! in the state directory (32 random bytes as hex, created at first start, mode 0600;
 //! [`token::load_or_create`]); the comparison takes constant time. The WebSocket also
@@ -64,6 +65,7 @@ pub mod faults;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod host;
 pub mod meters;
 pub mod metrics;
 pub mod openapi;

@@ -36,6 +36,9 @@ pub struct ApiConfig {
     /// Serve `/metrics` without the token (default false: Prometheus sends the token
     /// with `authorization: {credentials_file: ...}`).
     pub metrics_public: bool,
+    /// Host names (besides the listening address, and loopback names on loopback) that
+    /// requests may name in their `Host` header: see [`crate::host`].
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ApiConfig {
@@ -45,6 +48,7 @@ impl ApiConfig {
             listen: DEFAULT_LISTEN,
             state_dir: state_dir.into(),
             metrics_public: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -96,15 +96,37 @@ pub fn load_or_create(state_dir: &Path) -> Result<Token, Error> {
                 .map_err(|e| error(format!("creating the state directory: {e}")))?;
             let token = Token::generate()
                 .map_err(|e| error(format!("no randomness from the system: {e}")))?;
-            let mut file = OpenOptions::new()
+            // Written whole to a temporary file, flushed, then linked into place: the
+            // token file never exists half-written, and a token another process made
+            // meanwhile is never replaced.
+            let temporary = state_dir.join(format!(".{TOKEN_FILE}.tmp"));
+            let _ = fs::remove_file(&temporary);
+            let written = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)
-                .map_err(|e| error(format!("creating: {e}")))?;
-            file.write_all(format!("{}\n", token.as_str()).as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| error(format!("writing: {e}")))?;
+                .open(&temporary)
+                .and_then(|mut file| {
+                    file.write_all(format!("{}\n", token.as_str()).as_bytes())?;
+                    file.sync_all()
+                })
+                .and_then(|()| fs::hard_link(&temporary, &path));
+            let _ = fs::remove_file(&temporary);
+            match written {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    // Made meanwhile by another process (or something that is not a
+                    // readable file, such as a dangling link): read it once, no retry.
+                    let text = fs::read_to_string(&path)
+                        .map_err(|e| error(format!("exists but cannot be read: {e}")))?;
+                    return Token::parse(&text)
+                        .ok_or_else(|| error("exists but is not a token; delete it".to_owned()));
+                }
+                Err(e) => return Err(error(format!("creating: {e}"))),
+            }
+            if let Ok(dir) = fs::File::open(state_dir) {
+                let _ = dir.sync_all();
+            }
             info!(path = %path.display(), "created a new API token");
             Ok(token)
         }
@@ -161,5 +183,24 @@ mod tests {
         assert!(!token.matches(&format!("{}ac", "ab".repeat(31))));
         assert!(!token.matches(""));
         assert!(!token.matches(&"ab".repeat(33)));
+    }
+
+    #[test]
+    fn a_dangling_link_in_place_of_the_token_is_an_error_not_a_loop_or_a_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, path(dir.path())).expect("symlink");
+        let message = load_or_create(dir.path())
+            .expect_err("dangling link")
+            .to_string();
+        assert!(message.contains("cannot be read"), "{message}");
+        assert!(
+            !elsewhere.exists(),
+            "the token was written through the link"
+        );
+        assert!(
+            !dir.path().join(".token.tmp").exists(),
+            "the temporary file stayed"
+        );
     }
 }

@@ -532,6 +532,68 @@ fn bad_endpoints_are_refused_with_the_reason() {
     assert!(server.engine.endpoint("x").is_none());
 }
 
+/// Against DNS rebinding: a request naming a host this API does not answer to is refused,
+/// public routes included.
+#[test]
+fn requests_for_another_host_are_refused() {
+    let server = TestServer::start();
+    let bearer = server.bearer();
+    for (path, headers) in [
+        ("/healthz", vec![("Host", "evil.example")]),
+        ("/", vec![("Host", "evil.example:7860")]),
+        (
+            "/api/cards",
+            vec![("Host", "evil.example"), ("Authorization", bearer.as_str())],
+        ),
+    ] {
+        let answer = server.raw("GET", path, &headers, None);
+        let detail = answer.problem(421);
+        assert!(detail.contains("evil.example"), "{path}: {detail}");
+    }
+    let fine = server.raw("GET", "/healthz", &[("Host", "localhost")], None);
+    assert_eq!(fine.status, 200, "{}", fine.text);
+}
+
+/// A WAV endpoint over the API cannot write over the daemon's own files: the state
+/// directory is off limits but for its outputs/ directory, links included.
+#[test]
+fn a_wav_endpoint_cannot_write_into_the_state_directory() {
+    let server = TestServer::start();
+    let state = support::state_dir(&server.dir);
+    let token = std::fs::read(state.join("token")).expect("token");
+    let link = server.dir.path().join("innocent");
+    std::os::unix::fs::symlink(&state, &link).expect("link to the state directory");
+    for target in [
+        state.join("token"),
+        state.join("state.json"),
+        state.join("plugins/convert.wasm"),
+        state.join("outputs/../token"),
+        link.join("token"),
+    ] {
+        let spec = format!("wav:{}", target.display());
+        let detail = server
+            .call(
+                "POST",
+                "/api/endpoints",
+                Some(json!({"name": "x", "direction": "playback", "spec": spec})),
+            )
+            .problem(422);
+        assert!(detail.contains("state directory"), "{spec}: {detail}");
+    }
+    assert_eq!(std::fs::read(state.join("token")).expect("token"), token);
+    let allowed = format!("wav:{}", state.join("outputs/take.wav").display());
+    let created = server.call(
+        "POST",
+        "/api/endpoints",
+        Some(json!({"name": "take", "direction": "playback", "spec": allowed})),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    // And the daemon still starts with its token.
+    let (engine, dir) = server.stop();
+    let restarted = TestServer::start_with(engine, dir, |_| {});
+    assert_eq!(restarted.get("/api/endpoints/take").status, 200);
+}
+
 #[test]
 fn confined_paths_stay_in_their_directory() {
     let dir = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));

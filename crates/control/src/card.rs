@@ -29,6 +29,10 @@ pub fn engine_endpoints(engine: &Engine) -> impl Fn(&str) -> Option<Direction> +
 
 /// The longest socket path a Unix socket address holds (`sun_path` less its NUL).
 pub const SOCKET_PATH_MAX: usize = 107;
+/// The most entries a stream's `formats` may list (the API schema says so too).
+pub const MAX_FORMATS: usize = 64;
+/// The most entries a stream's `rates` may list: virtio-snd has 14 rate codes.
+pub const MAX_RATES: usize = 14;
 
 /// The card's topology, checked against the endpoints `endpoints` knows. An error about
 /// one stream starts with `streams[INDEX]: ` and names its field.
@@ -88,6 +92,13 @@ pub fn stream_topology(
         topology.route = Some(route.clone());
     }
     if let Some(formats) = &request.formats {
+        if formats.is_empty() || formats.len() > MAX_FORMATS {
+            return Err(ControlError::invalid(format!(
+                "formats lists 1 to {MAX_FORMATS} formats, not {}",
+                formats.len()
+            ))
+            .at("formats"));
+        }
         let mut set = FormatSet::EMPTY;
         for name in formats {
             let format = Format::parse(name)
@@ -103,6 +114,13 @@ pub fn stream_topology(
         topology.formats = set;
     }
     if let Some(rates) = &request.rates {
+        if rates.is_empty() || rates.len() > MAX_RATES {
+            return Err(ControlError::invalid(format!(
+                "rates lists 1 to {MAX_RATES} rates (each virtio-snd rate once at most), not {}",
+                rates.len()
+            ))
+            .at("rates"));
+        }
         topology.rates = RateSet::new(rates)
             .map_err(|error| ControlError::invalid(error.to_string()).at("rates"))?;
     }
@@ -260,4 +278,105 @@ pub fn spawn(
             ..request.clone()
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DirectionName;
+
+    fn playback() -> StreamTopologyRequest {
+        StreamTopologyRequest {
+            name: None,
+            direction: DirectionName::Playback,
+            route: None,
+            formats: None,
+            rates: None,
+            channels: None,
+            xrun_events: None,
+        }
+    }
+
+    fn no_endpoints(_: &str) -> Option<Direction> {
+        None
+    }
+
+    #[test]
+    fn every_limit_the_schema_states_is_enforced() {
+        let cases = [
+            (
+                StreamTopologyRequest {
+                    rates: Some(vec![48000; 1000]),
+                    ..playback()
+                },
+                "rates",
+                "1 to 14 rates",
+            ),
+            (
+                StreamTopologyRequest {
+                    rates: Some(Vec::new()),
+                    ..playback()
+                },
+                "rates",
+                "not 0",
+            ),
+            (
+                StreamTopologyRequest {
+                    formats: Some(vec!["s16_le".into(); 65]),
+                    ..playback()
+                },
+                "formats",
+                "1 to 64 formats",
+            ),
+            (
+                StreamTopologyRequest {
+                    channels: Some(vec![1, 2, 3]),
+                    ..playback()
+                },
+                "channels",
+                "[min, max]",
+            ),
+            (
+                StreamTopologyRequest {
+                    name: Some("x".repeat(65)),
+                    ..playback()
+                },
+                "name",
+                "1 to 64",
+            ),
+            (
+                StreamTopologyRequest {
+                    route: Some("nowhere".into()),
+                    ..playback()
+                },
+                "route",
+                "names no endpoint",
+            ),
+        ];
+        for (request, field, words) in cases {
+            let error = stream_topology(&no_endpoints, 0, &request).expect_err(field);
+            assert_eq!(error.field(), Some(field), "{error}");
+            assert!(error.message().contains(words), "{error}");
+        }
+        let fine = StreamTopologyRequest {
+            rates: Some(vec![44100, 48000]),
+            formats: Some(vec!["s16_le".into(), "float_le".into()]),
+            channels: Some(vec![1, 2]),
+            ..playback()
+        };
+        let topology = stream_topology(&no_endpoints, 3, &fine).expect("accepted");
+        assert_eq!(topology.name, "stream3");
+    }
+
+    #[test]
+    fn a_card_holds_at_most_its_stream_limit() {
+        let request = CardRequest {
+            name: "vm".into(),
+            socket: "/run/vm.sock".into(),
+            streams: vec![playback(); topology::MAX_STREAMS + 1],
+            controls: None,
+        };
+        let error = topology(&no_endpoints, &request).expect_err("too many streams");
+        assert!(error.message().contains("at most"), "{error}");
+    }
 }

@@ -137,6 +137,8 @@ impl Control {
         options: Options,
         declaration: Declaration,
     ) -> Result<Control> {
+        // Where WAV files named over the API may live inside the state directory.
+        let _ = std::fs::create_dir_all(options.state_dir.join(endpoint::OUTPUTS_DIR));
         let control = Control::empty(engine, options);
         {
             let mut inner = control.lock();
@@ -732,8 +734,12 @@ impl Control {
         inner: &mut Inner,
         request: &EndpointRequest,
     ) -> Result<Arc<Endpoint>> {
-        let request =
-            endpoint::check_request(&self.engine, request, self.options.path_root.as_deref())?;
+        let request = endpoint::check_request(
+            &self.engine,
+            request,
+            self.options.path_root.as_deref(),
+            Some(&self.options.state_dir),
+        )?;
         if inner.declared.endpoint(&request.name).is_some() {
             return Err(ControlError::conflict(format!(
                 "the configuration declares an endpoint named '{}'",

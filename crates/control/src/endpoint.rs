@@ -58,19 +58,27 @@ pub fn parse_spec(text: &str, direction: Direction) -> Result<EndpointSpec> {
     Ok(spec)
 }
 
+/// The one directory inside the state directory where WAV files named over the API may
+/// be: the rest holds the daemon's own files (`state.json`, `token`, plugins).
+pub const OUTPUTS_DIR: &str = "outputs";
+
 /// Checks `request` as the API sends it and resolves the file path in its spec against
 /// `path_root`, without opening anything; returns the request as it should be opened and
-/// saved.
+/// saved. A WAV path inside `state_dir` must lie in its [`OUTPUTS_DIR`].
 pub fn check_request(
     engine: &Engine,
     request: &EndpointRequest,
     path_root: Option<&Path>,
+    state_dir: Option<&Path>,
 ) -> Result<EndpointRequest> {
     check_name(&request.name)?;
     let mut spec = parse_spec(&request.spec, Direction::from(request.direction))?;
     let mut text = request.spec.clone();
     if let EndpointKind::Wav { path } | EndpointKind::WavSource { path, .. } = &mut spec.kind {
         let resolved = paths::resolve(path, path_root, "the WAV file path")?;
+        if let Some(state_dir) = state_dir {
+            check_outside_state(&resolved, state_dir)?;
+        }
         if resolved != *path {
             *path = resolved;
             text = spec.to_string();
@@ -86,6 +94,31 @@ pub fn check_request(
         spec: text,
         ..request.clone()
     })
+}
+
+/// Refuses a path in the state directory but outside its [`OUTPUTS_DIR`]. The path is
+/// compared as written and with its directory's links resolved, so neither `..` nor a
+/// link to the state directory gets around it.
+fn check_outside_state(path: &Path, state_dir: &Path) -> Result<()> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let state = canonical(state_dir);
+    let outputs = state.join(OUTPUTS_DIR);
+    let directory = path.parent().map(canonical).unwrap_or_default();
+    let resolved = match path.file_name() {
+        Some(name) => directory.join(name),
+        None => directory,
+    };
+    let inside = |p: &Path| p.starts_with(&state) && !p.starts_with(&outputs);
+    if inside(&resolved) || inside(path) {
+        return Err(ControlError::invalid(format!(
+            "the WAV file path {} lies in the state directory {}, which holds paravox's own files; use {} or another directory",
+            path.display(),
+            state_dir.display(),
+            state_dir.join(OUTPUTS_DIR).display()
+        ))
+        .at("spec"));
+    }
+    Ok(())
 }
 
 /// Opens `text` (a spec [`parse_spec`] accepts) as the endpoint `name`.

@@ -160,6 +160,10 @@ pub struct ServeArgs {
     /// Address of the REST + WebSocket API and dashboard (loopback unless you mean it).
     #[arg(long, default_value = "127.0.0.1:7860")]
     pub listen: std::net::SocketAddr,
+    /// A host name requests to the API may use besides its address (repeatable): the API
+    /// refuses other `Host` headers, against DNS rebinding.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_host: Vec<String>,
     /// Serve a virtio-snd card (one playback and one capture stream) on this vhost-user
     /// socket; repeat for more cards.
     #[arg(long, value_name = "PATH")]

@@ -53,6 +53,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     )?;
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
+    raise_descriptor_limit();
     let shutdown = signals::block_and_watch();
     let engine = Arc::new(Engine::new());
     let control = Arc::new(
@@ -91,6 +92,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let mut api_config = paravox_api::ApiConfig::new(&state_dir);
     api_config.listen = args.listen;
+    api_config.allowed_hosts = args.allow_host;
     let api = paravox_api::ApiServer::start(api_config, control.clone())
         .with_context(|| format!("starting the API on {}", args.listen))?;
     info!(url = %format!("http://{}/", api.local_addr()), token = %paravox_api::token::path(&state_dir).display(), "API listening");
@@ -164,4 +166,36 @@ fn virtio_cards(engine: &Engine) -> usize {
         .iter()
         .filter(|card| matches!(card.transport(), Transport::Virtio { .. }))
         .count()
+}
+
+/// Raises the soft limit of open descriptors to the hard one. Every VM's socket, eventfds
+/// and event channels are descriptors, and the usual soft limit (1,024) runs out long
+/// before the hard one; running out would break every guest at once, not just the one
+/// that asked for more.
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for the kernel to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the descriptor limit");
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    let from = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: `limit` is a valid rlimit; raising the soft limit up to the hard one needs
+    // no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        info!(
+            from,
+            to = limit.rlim_cur,
+            "raised the open-descriptor limit"
+        );
+    } else {
+        tracing::warn!(error = %std::io::Error::last_os_error(), from, "cannot raise the open-descriptor limit");
+    }
 }

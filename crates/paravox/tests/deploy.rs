@@ -465,3 +465,56 @@ fn serve_notifies_systemd_pings_the_watchdog_and_reloads_on_sighup() {
         "{log}"
     );
 }
+
+/// The soft limit of open descriptors is raised to the hard one at start: a daemon
+/// started with 512 of 2,048 serves with 2,048.
+#[test]
+fn serve_raises_its_descriptor_limit_to_the_hard_one() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let config = dir.path().join("paravox.toml");
+    std::fs::write(
+        &config,
+        "[[output]]\nname = \"a\"\nspec = \"null\"\n[defaults]\noutput = \"a\"\n",
+    )
+    .unwrap();
+    let mut command = paravox();
+    command
+        .env("NOTIFY_SOCKET", &notify_path)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 512,
+                rlim_max: 2048,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    wait_for(&notify, "READY=1");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let values: Vec<&str> = open_files.split_whitespace().collect();
+    // "Max open files <soft> <hard> files"
+    assert_eq!(&values[3..5], ["2048", "2048"], "{open_files}");
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}

@@ -39,7 +39,7 @@ use crate::app::AppState;
 use crate::error::{ApiError, problem_for_bare_errors};
 use crate::server::BODY_LIMIT_BYTES;
 use crate::views::{StreamView, stream_view as view};
-use crate::{auth, events, metrics, openapi};
+use crate::{auth, events, host, metrics, openapi};
 
 /// The `/api` routes that need the token.
 fn protected_routes() -> OpenApiRouter<AppState> {
@@ -108,6 +108,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::map_response(problem_for_bare_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            host::require_known_host,
+        ))
         .with_state(state)
 }
 

@@ -526,3 +526,30 @@ fn the_writer_refuses_what_a_wav_header_cannot_say() {
         "{error}"
     );
 }
+
+#[test]
+fn a_wav_output_is_private_and_never_written_through_a_link_or_into_a_fifo() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A new file: mode 0600 (under any umask that does not remove owner bits).
+    let fresh = dir.path().join("out.wav");
+    WavWriter::create(&fresh, Format::S16Le, 48_000, 2).expect("create");
+    let mode = std::fs::metadata(&fresh)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+    // A link to another file: refused, and the file it points to is untouched.
+    let precious = dir.path().join("token");
+    std::fs::write(&precious, b"secret\n").expect("precious");
+    let link = dir.path().join("link.wav");
+    std::os::unix::fs::symlink(&precious, &link).expect("symlink");
+    assert!(WavWriter::create(&link, Format::S16Le, 48_000, 2).is_err());
+    assert_eq!(std::fs::read(&precious).expect("read"), b"secret\n");
+    // A FIFO: refused without blocking.
+    let fifo = dir.path().join("fifo.wav");
+    let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
+    assert!(WavWriter::create(&fifo, Format::S16Le, 48_000, 2).is_err());
+}

@@ -13,6 +13,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use paravox_pcm::Format;
@@ -48,7 +49,9 @@ pub struct WavWriter {
 }
 
 impl WavWriter {
-    /// Creates (or truncates) `path` and writes a header for an empty data chunk.
+    /// Creates (or truncates) `path`, mode 0600, and writes a header for an empty data
+    /// chunk. A symbolic link at `path` is not followed, and anything there but a regular
+    /// file (a FIFO, a device) is refused rather than written to.
     pub fn create(
         path: impl AsRef<Path>,
         format: Format,
@@ -57,7 +60,7 @@ impl WavWriter {
     ) -> Result<WavWriter, HostAudioError> {
         let path = path.as_ref();
         let body = checked_fmt_body(format, rate, channels)?;
-        let file = File::create(path).map_err(|source| HostAudioError::Io {
+        let file = open_regular(path, true).map_err(|source| HostAudioError::Io {
             path: path.to_path_buf(),
             what: "cannot create the WAV file",
             source,
@@ -115,14 +118,11 @@ impl WavWriter {
                 ),
             });
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|source| HostAudioError::Io {
-                path: path.to_path_buf(),
-                what: "cannot open the WAV file for appending",
-                source,
-            })?;
+        let file = open_regular(path, false).map_err(|source| HostAudioError::Io {
+            path: path.to_path_buf(),
+            what: "cannot open the WAV file for appending",
+            source,
+        })?;
         let data_bytes = match info.data_bytes {
             Some(bytes) => bytes,
             None => file_len(&file, path)?.saturating_sub(data_offset),
@@ -254,4 +254,25 @@ fn file_len(file: &File, path: &Path) -> Result<u64, HostAudioError> {
             what: "cannot read the file's size",
             source,
         })
+}
+/// Opens `path` for writing without following a symbolic link in its last component,
+/// creating it (mode 0600) when `create` is set; refuses anything but a regular file, and
+/// only then truncates it (when `create` is set).
+fn open_regular(path: &Path, create: bool) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(create)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file: paravox writes WAV output only into regular files",
+        ));
+    }
+    if create {
+        file.set_len(0)?;
+    }
+    Ok(file)
 }
