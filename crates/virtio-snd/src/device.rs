@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use paravox_engine::{Card, Direction, Engine, Stream, StreamSpec, StreamState};
-use tracing::debug;
+use tracing::{debug, warn};
 use vm_memory::GuestMemory;
 
 use crate::error::Result;
@@ -64,6 +64,8 @@ pub struct Device {
     completions: Vec<Completion>,
     /// Control values last told to the guest (to notify only real changes).
     reported_controls: Vec<u32>,
+    /// Descriptors the driver made available again while held (ignored).
+    reposted_heads: u64,
 }
 
 impl Device {
@@ -108,6 +110,7 @@ impl Device {
             topology,
             streams,
             event_buffers: VecDeque::new(),
+            reposted_heads: 0,
             events: VecDeque::new(),
             completions: Vec::new(),
             reported_controls,
@@ -141,11 +144,37 @@ impl Device {
     /// Hands one message the driver made available on `queue` to the code serving that
     /// queue.
     pub fn handle_message<M: GuestMemory>(&mut self, mem: &M, queue: QueueIndex, message: Message) {
+        if self.holds(queue, message.head) {
+            // The driver made a descriptor available again while the device still holds
+            // it: holding it twice would complete it twice and let a guest grow the
+            // device's memory without bound. Ignored, and said (not for every one).
+            self.reposted_heads += 1;
+            if self.reposted_heads.is_power_of_two() {
+                warn!(
+                    card = self.card.id(),
+                    ?queue,
+                    head = message.head,
+                    total = self.reposted_heads,
+                    "the driver re-posted a descriptor the device holds; ignored"
+                );
+            }
+            return;
+        }
         match queue {
             QueueIndex::Control => self.handle_control(mem, message),
             QueueIndex::Event => self.add_event_buffer(mem, message),
             QueueIndex::Tx => self.handle_io(mem, Direction::Playback, message),
             QueueIndex::Rx => self.handle_io(mem, Direction::Capture, message),
+        }
+    }
+
+    /// Whether the device holds the descriptor chain `head` of `queue` (control messages
+    /// are answered at once and never held).
+    fn holds(&self, queue: QueueIndex, head: u16) -> bool {
+        match queue {
+            QueueIndex::Control => false,
+            QueueIndex::Event => self.holds_event_buffer(head),
+            QueueIndex::Tx | QueueIndex::Rx => self.holds_io(queue, head),
         }
     }
 

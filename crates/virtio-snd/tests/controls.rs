@@ -197,3 +197,33 @@ fn a_card_without_controls_refuses_control_requests() {
     assert_eq!(driver.stop(0), status::OK);
     assert_eq!(driver.release(0), status::OK);
 }
+
+/// A hostile driver makes its one event buffer available 200 times more (within the
+/// ring's size, so the ring itself stays valid): the
+/// device holds it once, so three host-side changes return it once (a second return of
+/// the same descriptor would be the device using it twice), and the rest wait.
+#[test]
+fn an_event_buffer_made_available_again_is_held_once() {
+    let host = Host::new().null_output().serve(with_controls());
+    let mut driver = Driver::connect(host.socket());
+    let buffer = driver.ram().alloc(8, 8);
+    let head = driver.post_raw(
+        queue::EVENT,
+        &[support::virtqueue::Segment::writable(buffer, 8)],
+    );
+    driver.repost(queue::EVENT, head, 200);
+    host.stream(0).set_volume_db(-10.0);
+    host.stream(0).set_muted(true);
+    host.stream(0).set_volume_db(-20.0);
+    let first = driver
+        .wait_raw(queue::EVENT, Duration::from_secs(2))
+        .expect("the event buffer comes back with the first change");
+    assert_eq!((first.head, first.len), (head, 8));
+    // pop_used panics on a head returned twice; nothing more may come.
+    assert!(
+        driver
+            .wait_raw(queue::EVENT, Duration::from_millis(500))
+            .is_none(),
+        "the device returned the buffer again"
+    );
+}

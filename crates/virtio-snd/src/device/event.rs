@@ -53,6 +53,11 @@ impl PendingEvent {
 }
 
 impl Device {
+    /// Whether the event buffer `head` is held.
+    pub(super) fn holds_event_buffer(&self, head: u16) -> bool {
+        self.event_buffers.iter().any(|buffer| buffer.head == head)
+    }
+
     /// Keeps a buffer the driver posted on the event queue.
     pub fn add_event_buffer<M: GuestMemory>(&mut self, mem: &M, message: Message) {
         if message.writable_len() < std::mem::size_of::<wire::Event>() as u64 {

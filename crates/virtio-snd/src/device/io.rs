@@ -17,8 +17,9 @@ use crate::wire::{PcmStatus, PcmXfer, QueueIndex, Status};
 const STATUS_BYTES: u64 = std::mem::size_of::<PcmStatus>() as u64;
 /// Size of the xfer header at the start of every I/O message.
 const XFER_BYTES: u64 = std::mem::size_of::<PcmXfer>() as u64;
-/// Messages one stream may hold before more are refused.
-const MAX_PENDING_MESSAGES: usize = 1024;
+/// Messages one stream may hold before more are refused: a queue's worth (a driver has
+/// no more descriptor chains, and a head already held is never held twice).
+const MAX_PENDING_MESSAGES: usize = crate::backend::QUEUE_SIZE;
 /// Most bytes moved per copy (bounds the capture bounce buffer).
 const MAX_CHUNK_BYTES: u64 = 64 * 1024;
 
@@ -54,6 +55,15 @@ fn data_queue(direction: Direction) -> QueueIndex {
 }
 
 impl Device {
+    /// Whether a message of `queue` (TX or RX) with descriptor chain `head` is held.
+    pub(super) fn holds_io(&self, queue: QueueIndex, head: u16) -> bool {
+        self.streams.iter().any(|slot| match queue {
+            QueueIndex::Tx => slot.tx.iter().any(|tx| tx.message.head == head),
+            QueueIndex::Rx => slot.rx.iter().any(|rx| rx.message.head == head),
+            QueueIndex::Control | QueueIndex::Event => false,
+        })
+    }
+
     /// Queues a TX (playback) or RX (capture) message for its stream, or answers it at
     /// once when it cannot be served.
     pub fn handle_io<M: GuestMemory>(&mut self, mem: &M, wanted: Direction, message: Message) {

@@ -151,6 +151,15 @@ impl Driver {
         head
     }
 
+    /// A hostile driver: puts `head`, already in flight, on `queue`'s available ring
+    /// again, `times` times, and kicks.
+    pub fn repost(&mut self, queue: u16, head: u16, times: usize) {
+        for _ in 0..times {
+            self.queues[usize::from(queue)].repost(&mut self.ram, head);
+        }
+        self.kick(queue);
+    }
+
     /// The next used entry of `queue` (for hand-made chains).
     pub fn wait_raw(&mut self, queue: u16, timeout: Duration) -> Option<Used> {
         self.queues[usize::from(queue)].wait_used(&mut self.ram, Instant::now() + timeout)

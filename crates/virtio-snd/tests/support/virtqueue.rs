@@ -271,6 +271,22 @@ impl SplitQueue {
         head
     }
 
+    /// A hostile driver: puts `head`, already in flight, on the available ring again.
+    pub fn repost(&mut self, ram: &mut GuestRam, head: u16) {
+        let memory = ram.memory();
+        let slot = GuestAddress(self.avail.0 + 4 + 2 * u64::from(self.avail_idx % self.size));
+        memory.write_obj(head.to_le(), slot).expect("avail ring");
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        fence(Ordering::Release);
+        memory
+            .store(
+                self.avail_idx.to_le(),
+                GuestAddress(self.avail.0 + 2),
+                Ordering::Release,
+            )
+            .expect("avail idx");
+    }
+
     /// Notifies the device if it asked to be: returns whether the kick was sent.
     pub fn kick_if_needed(&mut self, ram: &GuestRam) -> bool {
         // The published index must be visible before the device's wishes are read.
