@@ -223,8 +223,22 @@ fn wait_for_socket(path: &Path) -> bool {
     false
 }
 
+/// Whether `name` has the `dom<N>-` form reserved for Xen guests' cards (see
+/// `paravox_sndif`), which no card made here may take.
+fn in_guest_namespace(name: &str) -> bool {
+    name.strip_prefix("dom")
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(domid, _)| !domid.is_empty() && domid.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Checks a card's name.
 pub fn check_name(name: &str) -> Result<()> {
+    if in_guest_namespace(name) {
+        return Err(ControlError::invalid(format!(
+            "card name '{name}' has the form domN-…, which names Xen guests' cards; choose another"
+        ))
+        .at("name"));
+    }
     if valid_name(name) {
         Ok(())
     } else {
@@ -366,6 +380,17 @@ mod tests {
         };
         let topology = stream_topology(&no_endpoints, 3, &fine).expect("accepted");
         assert_eq!(topology.name, "stream3");
+    }
+
+    #[test]
+    fn card_names_of_the_xen_guests_namespace_are_refused() {
+        for name in ["dom0-x", "dom12-Guest", "dom7-vsnd1"] {
+            let error = check_name(name).expect_err(name);
+            assert!(error.message().contains("Xen guests"), "{error}");
+        }
+        for name in ["dom", "domain-1", "dom-1", "vm2", "dom1x-a"] {
+            assert!(check_name(name).is_ok(), "{name}");
+        }
     }
 
     #[test]

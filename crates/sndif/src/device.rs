@@ -69,10 +69,7 @@ impl Connection {
         platform: &dyn Platform,
         fault: FaultSink,
     ) -> Result<Connection> {
-        let card_name = config
-            .short_name
-            .clone()
-            .unwrap_or_else(|| format!("vsnd-{}-{}", key.frontend_domid, key.devid));
+        let card_name = card_name(key, config.short_name.as_deref());
         let card = engine.create_card(
             &card_name,
             Transport::Sndif {
@@ -179,6 +176,30 @@ impl Connection {
             .map_err(|e| Error::io("spawning the device thread", e))?;
         Ok((stop, thread))
     }
+}
+
+/// The engine card's name for device `key`: `dom<domid>-<short-name>`, or
+/// `dom<domid>-vsnd<devid>` without one. The guest chooses `short-name`, so it is kept
+/// inside its domain's namespace (no guest can take the name of another domain's card, or
+/// of a card made over the API or in the configuration, which may not use the `domN-`
+/// form) and reduced to the characters card names allow, at most 64 in all.
+pub fn card_name(key: DeviceKey, short_name: Option<&str>) -> String {
+    let prefix = format!("dom{}-", key.frontend_domid);
+    let own: String = match short_name {
+        Some(name) if !name.is_empty() => name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect(),
+        _ => format!("vsnd{}", key.devid),
+    };
+    let room = 64usize.saturating_sub(prefix.len());
+    prefix + &own.chars().take(room).collect::<String>()
 }
 
 /// The device's event loop: step every stream something happened to, arm what each
@@ -316,5 +337,25 @@ impl Drop for Connection {
             warn!(device = %self.key, %error, "removing the card failed");
         }
         info!(device = %self.key, "device disconnected");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_names_stay_in_their_domain_and_in_the_name_charset() {
+        let key = DeviceKey {
+            frontend_domid: 7,
+            devid: 1,
+        };
+        assert_eq!(card_name(key, Some("Guest")), "dom7-Guest");
+        assert_eq!(card_name(key, None), "dom7-vsnd1");
+        assert_eq!(card_name(key, Some("")), "dom7-vsnd1");
+        assert_eq!(card_name(key, Some("my card/é")), "dom7-my_card__");
+        let long = card_name(key, Some(&"x".repeat(200)));
+        assert_eq!(long.len(), 64);
+        assert!(long.starts_with("dom7-"));
     }
 }

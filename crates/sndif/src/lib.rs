@@ -25,7 +25,7 @@
 //! ```
 //!
 //! Every connected frontend device becomes one engine card
-//! (`Transport::Sndif { frontend_domid, devid }`, named after `short-name`), and each of its
+//! (`Transport::Sndif { frontend_domid, devid }`, named `dom<domid>-<short-name>`, kept in the guest's own namespace), and each of its
 //! streams one engine stream, routed to the default endpoint of its direction — or, when
 //! its `unique-id` follows `snd_be`'s `alsa<PCM>` / `pulse<sink>` convention and such an
 //! endpoint exists, to that endpoint ([`route`]).

@@ -609,7 +609,7 @@ fn a_frontend_that_closes_can_connect_again() {
         &[(0, 0, Direction::Playback), (0, 1, Direction::Capture)],
     );
     device.connect();
-    assert_eq!(engine.cards()[0].name(), "Guest");
+    assert_eq!(engine.cards()[0].name(), "dom9-Guest");
     // Watch events repeat and a frontend may rewrite its state: a connected device stays
     // connected, with the same card, until the frontend starts over.
     let card = engine.cards()[0].id();
