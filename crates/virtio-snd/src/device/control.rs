@@ -56,7 +56,14 @@ impl Device {
                 self.dispatch(mem, parsed, message.writable_len())
             }
             Err(error) => {
-                warn!(card = self.card.id(), ?error, "malformed control request");
+                if let Some(suppressed) = self.guest_warnings.allow() {
+                    warn!(
+                        suppressed,
+                        card = self.card.id(),
+                        ?error,
+                        "malformed control request"
+                    );
+                }
                 (
                     match error {
                         ParseError::UnknownCode(_) => Status::NotSupp,
@@ -238,7 +245,9 @@ impl Device {
                 Status::Ok
             }
             Err(error) => {
-                warn!(card = self.card.id(), stream = slot.stream.id(), %error, "set-params refused");
+                if let Some(suppressed) = self.guest_warnings.allow() {
+                    warn!(suppressed, card = self.card.id(), stream = slot.stream.id(), %error, "set-params refused");
+                }
                 status_code(&error)
             }
         }
@@ -285,7 +294,9 @@ impl Device {
                 Status::Ok
             }
             Err(error) => {
-                warn!(card = self.card.id(), stream = stream.id(), ?operation, %error, "stream operation refused");
+                if let Some(suppressed) = self.guest_warnings.allow() {
+                    warn!(suppressed, card = self.card.id(), stream = stream.id(), ?operation, %error, "stream operation refused");
+                }
                 status_code(&error)
             }
         }

@@ -107,11 +107,14 @@ impl Device {
 
     fn queue_event(&mut self, event: PendingEvent) {
         if self.events.len() >= MAX_PENDING_EVENTS {
-            warn!(
-                card = self.card.id(),
-                ?event,
-                "event queue full; dropping the oldest event"
-            );
+            if let Some(suppressed) = self.guest_warnings.allow() {
+                warn!(
+                    card = self.card.id(),
+                    ?event,
+                    suppressed,
+                    "event queue full; dropping the oldest event"
+                );
+            }
             self.events.pop_front();
         }
         self.events.push_back(event);

@@ -74,12 +74,15 @@ impl Device {
             .then(|| xfer.stream_id.to_native());
         let index = stream_id.and_then(|id| self.slot(id));
         if !message.fits_in(mem) {
-            warn!(
-                card = self.card.id(),
-                ?stream_id,
-                ?queue,
-                "I/O message points outside guest memory"
-            );
+            if let Some(suppressed) = self.guest_warnings.allow() {
+                warn!(
+                    card = self.card.id(),
+                    ?stream_id,
+                    ?queue,
+                    suppressed,
+                    "I/O message points outside guest memory"
+                );
+            }
             self.complete_io(mem, queue, &message, Status::BadMsg, 0, 0);
             return;
         }
@@ -91,12 +94,15 @@ impl Device {
                 && slot.tx.len() + slot.rx.len() < MAX_PENDING_MESSAGES
         });
         let Some(index) = usable else {
-            warn!(
-                card = self.card.id(),
-                ?stream_id,
-                ?queue,
-                "I/O message for no usable stream"
-            );
+            if let Some(suppressed) = self.guest_warnings.allow() {
+                warn!(
+                    card = self.card.id(),
+                    ?stream_id,
+                    ?queue,
+                    suppressed,
+                    "I/O message for no usable stream"
+                );
+            }
             let status = if index.is_none() {
                 Status::BadMsg
             } else {
