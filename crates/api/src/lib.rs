@@ -58,6 +58,7 @@ mod app;
 pub mod auth;
 pub mod chain;
 pub mod client;
+pub mod connections;
 pub mod error;
 pub mod events;
 pub mod extract;

@@ -22,8 +22,8 @@ pub const DEFAULT_LISTEN: SocketAddr =
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// The largest plugin upload (`POST /api/plugins`): the plugin host's largest module.
 pub const PLUGIN_BODY_LIMIT_BYTES: usize = paravox_control::plugins::MAX_MODULE_BYTES;
-/// How long a stop waits for requests in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long a stop waits for the accept loop (which gives requests in flight 3 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How the API is served.
 #[derive(Debug, Clone)]
@@ -111,14 +111,7 @@ pub async fn serve(config: ApiConfig, control: Arc<Control>) -> Result<ApiHandle
     let state = AppState::new(config, control, token);
     let app = routes::router(state.clone());
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
-        if let Err(error) = server.await {
-            warn!(%error, "the API server failed");
-        }
-    });
+    let task = tokio::spawn(crate::connections::serve(listener, app, stopped));
     info!(%addr, "API listening");
     Ok(ApiHandle {
         addr,
