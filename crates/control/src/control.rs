@@ -139,6 +139,9 @@ impl Control {
     ) -> Result<Control> {
         // Where WAV files named over the API may live inside the state directory.
         let _ = std::fs::create_dir_all(options.state_dir.join(endpoint::OUTPUTS_DIR));
+        if let Err(error) = plugins::private_dir(&options.state_dir.join("plugins")) {
+            warn!(%error, "cannot make the plugins directory private");
+        }
         let control = Control::empty(engine, options);
         {
             let mut inner = control.lock();

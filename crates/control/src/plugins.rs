@@ -47,6 +47,8 @@ pub struct PluginLibrary {
     shipped: OnceLock<Vec<Arc<Plugin>>>,
     /// Installed plugins by file, with the modification time they were loaded at.
     installed: Mutex<BTreeMap<PathBuf, (SystemTime, Arc<Plugin>)>>,
+    /// Shipped plugins an installed one was seen standing in for (said once each).
+    shadowing: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl PluginLibrary {
@@ -59,6 +61,7 @@ impl PluginLibrary {
             runtime: OnceLock::new(),
             shipped: OnceLock::new(),
             installed: Mutex::new(BTreeMap::new()),
+            shadowing: Mutex::default(),
         }
     }
 
@@ -151,6 +154,20 @@ impl PluginLibrary {
             let shadows_shipped = entries
                 .get(&name)
                 .is_some_and(|e| e.source == Source::Shipped);
+            if shadows_shipped
+                && self
+                    .shadowing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(name.clone())
+            {
+                // Not silently: every stream converting or mixing with the shipped one now
+                // runs this one.
+                tracing::warn!(
+                    plugin = name,
+                    "an installed plugin stands in for the shipped one of its name"
+                );
+            }
             entries.insert(
                 name,
                 Entry {
@@ -181,7 +198,7 @@ impl PluginLibrary {
         let target = dir.join(format!("{name}.wasm"));
         let temporary = dir.join(format!(".{name}.wasm.tmp"));
         let replaced = target.exists();
-        let written = std::fs::create_dir_all(&dir)
+        let written = private_dir(&dir)
             .and_then(|()| std::fs::write(&temporary, wasm))
             .and_then(|()| std::fs::rename(&temporary, &target));
         if let Err(error) = written {
@@ -218,6 +235,27 @@ impl PluginLibrary {
             .find(|plugin| plugin.manifest().name == name)
             .cloned())
     }
+}
+
+/// Makes `dir` (the plugins directory) exist, readable and writable by the daemon's user
+/// alone (0700): whoever can write there decides what runs in every VM's audio path, so
+/// a group-writable one is tightened, and said.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            "the plugins directory was open to others; setting mode 0700"
+        );
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// The `.wasm` files in the plugins directory `dir`, sorted.
@@ -344,5 +382,32 @@ impl Entry {
             source: self.source,
             shadows_shipped: self.shadows_shipped,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn the_plugins_directory_is_the_daemons_alone() {
+        let state = tempfile::tempdir().expect("tempdir");
+        let fresh = state.path().join("plugins");
+        private_dir(&fresh).expect("created");
+        assert_eq!(mode(&fresh), 0o700);
+        // A group-writable one (what the unit's umask made before) is tightened.
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o770)).expect("chmod");
+        private_dir(&fresh).expect("tightened");
+        assert_eq!(mode(&fresh), 0o700);
     }
 }

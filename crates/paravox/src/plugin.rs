@@ -21,7 +21,8 @@ pub fn run(args: PluginArgs) -> Result<()> {
     let dir = plugins_dir(&state_dir);
     match args.command {
         PluginCommand::Add { file } => {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            paravox_control::plugins::private_dir(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
             let wasm =
                 std::fs::read(&file).map_err(|e| usage(format!("{}: {e}", file.display())))?;
             let plugin = runtime(Some(&state_dir))?
