@@ -40,6 +40,10 @@ pub struct RunSummary {
     pub executions: u64,
     pub seconds: f64,
     pub corpus_units: u64,
+    /// Coverage points (libFuzzer's `cov:`: edges reached) at the end.
+    pub coverage: u64,
+    /// Features (`ft:`: edges with hit counts and comparisons) at the end.
+    pub features: u64,
 }
 
 /// Installs the pinned cargo-fuzz unless it is there already.
@@ -96,8 +100,9 @@ pub fn build() -> Result<()> {
     cmd::run(&mut cargo_fuzz(["build"].into_iter().chain(BUILD_FLAGS)))
 }
 
-/// Runs `target` for `seconds`; fails on a crash, a leak, a timeout or an out-of-memory.
-pub fn run_one(target: &'static str, seconds: u64) -> Result<RunSummary> {
+/// Runs `target` for `seconds`, or until `runs` executions when given (whichever comes
+/// first); fails on a crash, a leak, a timeout or an out-of-memory.
+pub fn run_one(target: &'static str, seconds: u64, runs: Option<u64>) -> Result<RunSummary> {
     let root = cmd::workspace_root();
     let seeds = root.join("fuzz/corpus").join(target);
     let work = target_dir().join("corpus").join(target);
@@ -109,6 +114,7 @@ pub fn run_one(target: &'static str, seconds: u64) -> Result<RunSummary> {
         .arg(&seeds)
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
+        .args(runs.map(|runs| format!("-runs={runs}")))
         // One input taking this long is a hang.
         .arg("-timeout=20")
         .arg("-print_final_stats=1");
@@ -121,6 +127,8 @@ pub fn run_one(target: &'static str, seconds: u64) -> Result<RunSummary> {
         .with_context(|| format!("starting the fuzz target {target}"))?;
     let mut executions = 0;
     let mut corpus_units = 0;
+    let mut coverage = 0;
+    let mut features = 0;
     let mut tail: Vec<String> = Vec::new();
     if let Some(stderr) = child.stderr.take() {
         for line in BufReader::new(stderr).lines() {
@@ -133,6 +141,12 @@ pub fn run_one(target: &'static str, seconds: u64) -> Result<RunSummary> {
             }
             if let Some(units) = corpus_size(&line) {
                 corpus_units = units;
+            }
+            if let Some(value) = field(&line, " cov: ") {
+                coverage = value;
+            }
+            if let Some(value) = field(&line, " ft: ") {
+                features = value;
             }
             // Progress lines are many; keep what explains an ending.
             if !line.starts_with('#') {
@@ -159,10 +173,16 @@ pub fn run_one(target: &'static str, seconds: u64) -> Result<RunSummary> {
         executions,
         seconds: seconds_run,
         corpus_units,
+        coverage,
+        features,
     };
     println!(
-        "fuzz {target}: {} executions in {:.0} s, corpus {} inputs, no crash",
-        summary.executions, summary.seconds, summary.corpus_units
+        "fuzz {target}: {} executions in {:.0} s, coverage {} edges ({} features), corpus {} inputs, no crash",
+        summary.executions,
+        summary.seconds,
+        summary.coverage,
+        summary.features,
+        summary.corpus_units
     );
     Ok(summary)
 }
@@ -175,27 +195,39 @@ fn stat(line: &str, name: &str) -> Option<u64> {
     line.strip_prefix(name).and_then(first_number)
 }
 
+/// The number after `name` in a libFuzzer status line (`#5 NEW cov: 12 ft: 34 …`).
+fn field(line: &str, name: &str) -> Option<u64> {
+    line.split(name).nth(1).and_then(first_number)
+}
+
 /// `corp: 12/3456b` in a libFuzzer status line.
 fn corpus_size(line: &str) -> Option<u64> {
     let rest = line.split(" corp: ").nth(1)?;
     rest.split('/').next()?.parse().ok()
 }
 
-/// Builds, then runs each of `targets` for `seconds`; prints a table at the end.
-pub fn run(targets: &[&'static str], seconds: u64) -> Result<()> {
+/// Builds, then runs each of `targets` for `seconds` (or `runs` executions, if sooner);
+/// prints a table at the end: executions, time, coverage (edges and features) and corpus.
+pub fn run(targets: &[&'static str], seconds: u64, runs: Option<u64>) -> Result<()> {
     build()?;
     let mut summaries = Vec::new();
     for target in targets {
-        summaries.push(run_one(target, seconds)?);
+        summaries.push(run_one(target, seconds, runs)?);
     }
     println!(
-        "\n{:<18} {:>12} {:>8} {:>8}",
-        "target", "executions", "seconds", "corpus"
+        "\n{:<18} {:>12} {:>8} {:>10} {:>9} {:>8} {:>8}",
+        "target", "executions", "seconds", "exec/s", "coverage", "features", "corpus"
     );
     for summary in &summaries {
         println!(
-            "{:<18} {:>12} {:>8.0} {:>8}",
-            summary.target, summary.executions, summary.seconds, summary.corpus_units
+            "{:<18} {:>12} {:>8.0} {:>10.0} {:>9} {:>8} {:>8}",
+            summary.target,
+            summary.executions,
+            summary.seconds,
+            summary.executions as f64 / summary.seconds.max(0.001),
+            summary.coverage,
+            summary.features,
+            summary.corpus_units
         );
     }
     Ok(())
@@ -332,10 +364,11 @@ mod tests {
             ),
             Some(123_456)
         );
-        assert_eq!(
-            corpus_size("#4096\tpulse  cov: 321 ft: 654 corp: 42/7890b lim: 4096 exec/s: 1365"),
-            Some(42)
-        );
+        let pulse = "#4096\tpulse  cov: 321 ft: 654 corp: 42/7890b lim: 4096 exec/s: 1365";
+        assert_eq!(corpus_size(pulse), Some(42));
+        assert_eq!(field(pulse, " cov: "), Some(321));
+        assert_eq!(field(pulse, " ft: "), Some(654));
+        assert_eq!(field("INFO: Loaded 1 modules", " cov: "), None);
         assert_eq!(
             "Done 98765 runs in 21 second(s)"
                 .strip_prefix("Done ")

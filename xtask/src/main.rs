@@ -79,9 +79,13 @@ enum Command {
         /// Every target, one after the other.
         #[arg(long)]
         all: bool,
-        /// How long each target runs.
+        /// How long each target runs (at most, with --runs).
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// Stop each target after this many executions (`--runs 10000000`), if that
+        /// comes before --seconds.
+        #[arg(long)]
+        runs: Option<u64>,
         /// Replay every committed seed and crash input through a plain build of every
         /// target, then mutate blindly for --seconds each (what `cargo xtask test` does,
         /// with 5 s).
@@ -118,8 +122,12 @@ fn dispatch(command: Command) -> Result<()> {
             ..
         } => fuzz::replay(seconds),
         Command::Fuzz {
-            name, all, seconds, ..
-        } => fuzz::run(&fuzz::select(name.as_deref(), all)?, seconds),
+            name,
+            all,
+            seconds,
+            runs,
+            ..
+        } => fuzz::run(&fuzz::select(name.as_deref(), all)?, seconds, runs),
     }
 }
 
