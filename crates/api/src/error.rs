@@ -112,7 +112,8 @@ impl ApiError {
             EngineError::EndpointExists(_)
             | EngineError::IllegalTransition { .. }
             | EngineError::NoRoute(_)
-            | EngineError::Limit(_) => ApiError::conflict(detail),
+            | EngineError::Limit(_)
+            | EngineError::Budget { .. } => ApiError::conflict(detail),
             EngineError::WrongDirection { .. }
             | EngineError::Params(_)
             | EngineError::Resample { .. }

@@ -144,6 +144,19 @@ pub enum ServerMessage {
         /// What went wrong.
         reason: String,
     },
+    /// A guest asked for more than its card's budget allows and was refused.
+    BudgetExceeded {
+        /// The card.
+        card: u32,
+        /// The stream that asked (`null` when the card itself grew).
+        stream: Option<u32>,
+        /// The budget field it went past (`stream_buffer_bytes`, …).
+        limit: String,
+        /// What the request would have made it.
+        asked: u64,
+        /// What the budget allows.
+        allowed: u64,
+    },
     /// Levels of the subscribed streams, 25 times a second.
     Meters {
         /// One entry per subscribed stream that exists.
@@ -215,6 +228,19 @@ impl From<&Event> for ServerMessage {
                 plugin,
                 stage,
                 reason,
+            },
+            Event::BudgetExceeded {
+                card,
+                stream,
+                limit,
+                asked,
+                allowed,
+            } => ServerMessage::BudgetExceeded {
+                card,
+                stream,
+                limit,
+                asked,
+                allowed,
             },
         }
     }

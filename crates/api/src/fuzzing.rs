@@ -58,7 +58,11 @@ pub fn check_body(
     match kind {
         Body::Card => {
             let request: CardRequest = extract(body)?;
-            card::topology(&card::engine_endpoints(engine), &request)?;
+            card::topology(
+                &card::engine_endpoints(engine),
+                &request,
+                engine.default_budget(),
+            )?;
             paths::resolve(Path::new(&request.socket), Some(root), "the socket path")?;
         }
         Body::Endpoint => {

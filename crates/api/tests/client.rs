@@ -54,6 +54,7 @@ fn the_client_lists_and_changes_what_ctl_needs() {
             socket: server.dir.path().join("vm2.sock").display().to_string(),
             streams: vec![],
             controls: None,
+            budget: None,
         })
         .expect("create card");
     client.delete_card(card.id).expect("delete card");

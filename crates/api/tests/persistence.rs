@@ -337,3 +337,99 @@ fn a_full_disk_fails_the_save_clearly_and_keeps_the_saved_state() {
     let names: Vec<&str> = saved.endpoints.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["extra", "spare", "third"]);
 }
+
+/// A card's budget over the API: set live, shown with what the card holds, refused out
+/// of range, kept across a restart for a card the API made, and cleared back to the
+/// default.
+#[test]
+fn a_card_budget_is_set_live_checked_and_kept() {
+    let server = TestServer::start();
+    let socket = server.dir.path().join("vm3.sock");
+    let card = server.call(
+        "POST",
+        "/api/cards",
+        Some(json!({
+            "name": "vm3",
+            "socket": socket.display().to_string(),
+            "budget": {"streams": 4, "stream_buffer_bytes": 65536}
+        })),
+    );
+    assert_eq!(card.status, 201, "{}", card.text);
+    let id = card.json()["id"].as_u64().expect("id");
+    let path = format!("/api/cards/{id}/budget");
+    let budget = server.get(&path).json();
+    assert_eq!(budget["streams"], 4);
+    assert_eq!(budget["stream_buffer_bytes"], 65536);
+    assert_eq!(budget["own"], true);
+    assert_eq!(budget["used_buffer_bytes"], 0);
+
+    let set = server.call(
+        "PUT",
+        &path,
+        Some(json!({"stream_buffer_bytes": 32768, "card_buffer_bytes": 131072})),
+    );
+    assert_eq!(set.status, 200, "{}", set.text);
+    assert_eq!(set.json()["card_buffer_bytes"], 131072);
+    let engine_card = server.engine.card(id as u32).expect("card");
+    assert_eq!(engine_card.budget().stream_buffer_bytes, 32768);
+
+    for (body, field) in [
+        (json!({"streams": 0}), "streams"),
+        (json!({"streams": 65}), "streams"),
+        (
+            json!({"stream_buffer_bytes": 1_048_576, "card_buffer_bytes": 65536}),
+            "card_buffer_bytes",
+        ),
+        (
+            json!({"card_samples_per_second": 1_000_000_000u64}),
+            "card_samples_per_second",
+        ),
+    ] {
+        let refused = server.call("PUT", &path, Some(body.clone()));
+        assert_eq!(refused.status, 422, "{body}: {}", refused.text);
+        assert!(refused.text.contains(field), "{body}: {}", refused.text);
+    }
+    assert_eq!(
+        engine_card.budget().stream_buffer_bytes,
+        32768,
+        "a refused budget changes nothing"
+    );
+    assert_eq!(
+        server
+            .call("PUT", "/api/cards/999/budget", Some(json!({})))
+            .status,
+        404
+    );
+
+    let (engine, dir) = server.stop();
+    engine.shutdown();
+    drop(engine);
+    let engine = support::engine_with_endpoints(dir.path());
+    let server = TestServer::start_with(engine, dir, |_| {});
+    let cards = server.get("/api/cards").json();
+    let id = cards
+        .as_array()
+        .expect("cards")
+        .iter()
+        .find(|c| c["name"] == "vm3")
+        .expect("vm3 is back")["id"]
+        .as_u64()
+        .expect("id");
+    let path = format!("/api/cards/{id}/budget");
+    let budget = server.get(&path).json();
+    assert_eq!(
+        (
+            budget["stream_buffer_bytes"].as_u64(),
+            budget["card_buffer_bytes"].as_u64()
+        ),
+        (Some(32768), Some(131072)),
+        "the budget came back with the card"
+    );
+    let cleared = server.call("DELETE", &path, None);
+    assert_eq!(cleared.status, 200, "{}", cleared.text);
+    assert_eq!(cleared.json()["own"], false);
+    assert_eq!(
+        cleared.json()["stream_buffer_bytes"],
+        paravox_engine::Budget::default().stream_buffer_bytes
+    );
+}

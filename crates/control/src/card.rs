@@ -34,9 +34,14 @@ pub const MAX_FORMATS: usize = 64;
 /// The most entries a stream's `rates` may list: virtio-snd has 14 rate codes.
 pub const MAX_RATES: usize = 14;
 
-/// The card's topology, checked against the endpoints `endpoints` knows. An error about
-/// one stream starts with `streams[INDEX]: ` and names its field.
-pub fn topology(endpoints: EndpointLookup<'_>, request: &CardRequest) -> Result<CardTopology> {
+/// The card's topology, checked against the endpoints `endpoints` knows; its budget is
+/// the request's laid over `default_budget`. An error about one stream starts with
+/// `streams[INDEX]: ` and names its field.
+pub fn topology(
+    endpoints: EndpointLookup<'_>,
+    request: &CardRequest,
+    default_budget: paravox_engine::Budget,
+) -> Result<CardTopology> {
     if request.streams.len() > topology::MAX_STREAMS {
         return Err(ControlError::invalid(format!(
             "a card has at most {} streams, not {}",
@@ -62,6 +67,12 @@ pub fn topology(endpoints: EndpointLookup<'_>, request: &CardRequest) -> Result<
         controls: request
             .controls
             .unwrap_or(paravox_virtio_snd::CONTROLS_BY_DEFAULT),
+        budget: request
+            .budget
+            .as_ref()
+            .map(|budget| crate::budget::resolve(budget, default_budget))
+            .transpose()
+            .map_err(|error| error.context("budget"))?,
     };
     topology
         .validate()
@@ -264,7 +275,7 @@ pub fn spawn(
             card.id()
         )));
     }
-    let topology = topology(&engine_endpoints(engine), request)?;
+    let topology = topology(&engine_endpoints(engine), request, engine.default_budget())?;
     let socket = check_socket(engine, &request.socket, path_root)?;
     let card =
         VirtioCard::spawn(engine.clone(), &request.name, &socket, topology).map_err(|error| {
@@ -400,8 +411,10 @@ mod tests {
             socket: "/run/vm.sock".into(),
             streams: vec![playback(); topology::MAX_STREAMS + 1],
             controls: None,
+            budget: None,
         };
-        let error = topology(&no_endpoints, &request).expect_err("too many streams");
+        let error =
+            topology(&no_endpoints, &request, Default::default()).expect_err("too many streams");
         assert!(error.message().contains("at most"), "{error}");
     }
 }

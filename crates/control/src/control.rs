@@ -13,17 +13,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use paravox_engine::plugin::{ChainPlugins, KernelFactory};
-use paravox_engine::{Card, CardId, Direction, Endpoint, Engine, Stream, StreamId};
+use paravox_engine::{Budget, Card, CardId, Direction, Endpoint, Engine, Stream, StreamId};
 use paravox_virtio_snd::VirtioCard;
 use tracing::{info, warn};
 
+use crate::budget;
 use crate::card;
 use crate::chain::{self, Chains};
 use crate::declared::Declaration;
 use crate::dsp::{self, Resolved};
 use crate::endpoint;
 use crate::error::{ControlError, Result};
-use crate::model::{CardRequest, ChainStage, DirectionName, EndpointRequest, StreamPatch};
+use crate::model::{
+    BudgetRequest, CardRequest, ChainStage, DirectionName, EndpointRequest, StreamPatch,
+};
 use crate::plugins::{self, PluginInfo, PluginLibrary, Source};
 use crate::state::{STATE_VERSION, SavedState, SavedStream};
 use crate::stream;
@@ -207,6 +210,8 @@ impl Control {
         // changes: every plugin it names, and the shared ones it needs.
         dsp::check(&new.dsp, &self.library)?;
         let resolved = Resolved::new(&new.dsp, &self.library)?;
+        let default_budget = budget::resolve(&new.budget, Budget::default())
+            .map_err(|error| error.context("[budget]"))?;
         let mut summary = Summary::default();
         let fail = |summary: &mut Summary, error: ControlError| -> Result<()> {
             match mode {
@@ -243,6 +248,13 @@ impl Control {
                     ControlError::from(error)
                         .context(format_args!("the default {direction} endpoint '{name}'")),
                 )?,
+            }
+        }
+        if self.engine.default_budget() != default_budget {
+            self.engine.set_default_budget(default_budget)?;
+            info!(budget = ?default_budget, "default card budget");
+            if mode == Mode::Reload {
+                summary.updated.push("the default card budget".to_owned());
             }
         }
         inner.resolved = resolved;
@@ -416,8 +428,17 @@ impl Control {
                 )));
                 continue;
             }
-            match inner.declared_cards.get(name) {
+            match inner.declared_cards.get_mut(name) {
                 Some(running) if running.request == *request => {}
+                Some(running) if same_but_budget(&running.request, request) => {
+                    match self.apply_card_budget(running.card.card(), request.budget.as_ref()) {
+                        Ok(()) => {
+                            running.request.budget = request.budget.clone();
+                            summary.updated.push(format!("the budget of card '{name}'"));
+                        }
+                        Err(error) => errors.push(error.context(format_args!("card '{name}'"))),
+                    }
+                }
                 Some(_) => summary.pending.push(format!(
                     "card '{name}' changed: its guest must probe the device again, so the new topology and socket take effect when paravox restarts (or remove the card from the file, reload, add it back and reload, then restart the VM)"
                 )),
@@ -833,6 +854,44 @@ impl Control {
             .ok_or_else(|| ControlError::internal("the card vanished as it was created"))
     }
 
+    /// Gives card `id` the budget `request` lays over the default, or (`None`) makes it
+    /// follow the default again.
+    fn apply_card_budget(&self, id: CardId, request: Option<&BudgetRequest>) -> Result<()> {
+        match request {
+            Some(request) => {
+                let budget = budget::resolve(request, self.engine.default_budget())?;
+                let card = self.engine.card(id).ok_or_else(|| no_card(id))?;
+                card.set_budget(budget)?;
+            }
+            None => self.engine.clear_card_budget(id)?,
+        }
+        Ok(())
+    }
+
+    /// Sets a card's budget live (`PUT /api/cards/{id}/budget`; `None`: `DELETE`, back
+    /// to the default). A card the API made keeps it in `state.json`; a guest's card
+    /// (sndif) keeps it while it exists; a card the configuration declares is changed
+    /// there (409).
+    pub fn set_card_budget(&self, id: CardId, request: Option<&BudgetRequest>) -> Result<()> {
+        let mut inner = self.lock();
+        let card = self.engine.card(id).ok_or_else(|| no_card(id))?;
+        let name = card.name().to_owned();
+        if inner.declared_cards.contains_key(&name) {
+            return Err(ControlError::conflict(format!(
+                "card '{name}' is declared in the configuration; set its budget there"
+            )));
+        }
+        self.apply_card_budget(id, request)?;
+        if let Some(owned) = inner.api_cards.get_mut(&name)
+            && owned.card.card() == id
+        {
+            owned.request.budget = request.cloned();
+            self.save(&inner)?;
+        }
+        info!(card = id, name, budget = ?card.budget(), "card budget set over the API");
+        Ok(())
+    }
+
     /// Stops serving and removes a card the API created, with its saved stream settings.
     pub fn delete_card(&self, id: CardId) -> Result<()> {
         let mut inner = self.lock();
@@ -1030,4 +1089,13 @@ fn ensure_socket_dir(socket: &Path) -> std::io::Result<()> {
         Some(parent) => std::fs::create_dir_all(parent),
         None => Ok(()),
     }
+}
+
+/// Whether two declarations of a card differ in their budget alone (which applies live;
+/// anything else needs the guest to probe again).
+fn same_but_budget(running: &CardRequest, wanted: &CardRequest) -> bool {
+    CardRequest {
+        budget: wanted.budget.clone(),
+        ..running.clone()
+    } == *wanted
 }

@@ -6,7 +6,7 @@
 use paravox_engine::Direction;
 
 use crate::dsp::DspPlan;
-use crate::model::CardRequest;
+use crate::model::{BudgetRequest, CardRequest};
 
 /// Everything the configuration file and the command line declare.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,6 +21,8 @@ pub struct Declaration {
     pub cards: Vec<CardRequest>,
     /// `dsp`, `mixer` and `chain` settings.
     pub dsp: DspPlan,
+    /// The budget every card gets unless it has its own, laid over the built-in default.
+    pub budget: BudgetRequest,
 }
 
 /// One declared endpoint.

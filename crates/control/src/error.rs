@@ -103,7 +103,8 @@ impl From<EngineError> for ControlError {
             EngineError::EndpointExists(_)
             | EngineError::IllegalTransition { .. }
             | EngineError::NoRoute(_)
-            | EngineError::Limit(_) => ErrorKind::Conflict,
+            | EngineError::Limit(_)
+            | EngineError::Budget { .. } => ErrorKind::Conflict,
             EngineError::WrongDirection { .. }
             | EngineError::Params(_)
             | EngineError::Resample { .. }

@@ -27,6 +27,7 @@
 //!   reports the conflict. At start, a saved object whose name the configuration now
 //!   declares is logged and dropped: the file wins.
 
+pub mod budget;
 pub mod card;
 pub mod chain;
 mod control;

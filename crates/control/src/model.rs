@@ -74,6 +74,70 @@ pub struct CardRequest {
     )]
     #[schema(value_type = bool)]
     pub controls: Option<bool>,
+    /// What the guest may make the daemon hold; absent fields take the daemon's default
+    /// budget (`[budget]` in the configuration file).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = BudgetRequest)]
+    pub budget: Option<BudgetRequest>,
+}
+
+/// The largest `stream_buffer_bytes` a budget may allow (the most a Xen frontend may
+/// declare).
+pub const BUDGET_MAX_STREAM_BUFFER: u32 = 64 << 20;
+/// The largest `card_buffer_bytes` a budget may allow.
+pub const BUDGET_MAX_CARD_BUFFER: u64 = 1 << 30;
+/// The largest samples-per-second limit a budget may set (768 kHz × 64 channels).
+pub const BUDGET_MAX_SAMPLES: u64 = 768_000 * 64;
+
+/// Limits on what one card's guest may make the daemon hold (see the README's "Guest
+/// budgets"). Each absent field keeps the value it is laid over.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetRequest {
+    /// Streams the card may have.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = u32, minimum = 1, maximum = 64, example = 8)]
+    pub streams: Option<u32>,
+    /// Largest buffer one stream may ask for, in bytes.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = u32, minimum = 1, maximum = 67108864, example = 1048576)]
+    pub stream_buffer_bytes: Option<u32>,
+    /// All of the card's prepared buffers together, in bytes.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = u64, minimum = 1, maximum = 1073741824, example = 8388608)]
+    pub card_buffer_bytes: Option<u64>,
+    /// Largest rate × channels of one stream.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = u64, minimum = 1, maximum = 49152000, example = 384000)]
+    pub stream_samples_per_second: Option<u64>,
+    /// All of the card's prepared streams' rate × channels together.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = u64, minimum = 1, maximum = 49152000, example = 768000)]
+    pub card_samples_per_second: Option<u64>,
 }
 
 /// One stream of a card to create.

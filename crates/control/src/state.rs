@@ -236,6 +236,7 @@ mod tests {
                     xrun_events: None,
                 }],
                 controls: None,
+                budget: None,
             }],
             ..SavedState::default()
         };

@@ -44,6 +44,24 @@ impl StreamContext {
         let _ = self.events.send(event);
     }
 
+    /// Publishes [`Event::BudgetExceeded`] when `error` is a budget refusal.
+    pub(crate) fn publish_refusal(
+        &self,
+        error: &crate::EngineError,
+        stream: Option<crate::StreamId>,
+    ) {
+        if let crate::EngineError::Budget { card, exceeded } = error {
+            tracing::warn!(card, stream, %exceeded, "guest request refused by the card's budget");
+            self.publish(Event::BudgetExceeded {
+                card: *card,
+                stream,
+                limit: exceeded.limit.name().to_owned(),
+                asked: exceeded.asked,
+                allowed: exceeded.allowed,
+            });
+        }
+    }
+
     /// The plugin set streams of `direction` use unless they have their own.
     pub fn default_plugins(&self, direction: Direction) -> ChainPlugins {
         read(&self.plugins)[direction.index()].clone()

@@ -44,6 +44,14 @@ pub enum EngineError {
     /// A limit was reached.
     #[error("limit reached: {0}")]
     Limit(String),
+    /// A guest asked for more than its card's budget allows.
+    #[error("card {card}: {exceeded}")]
+    Budget {
+        /// The card.
+        card: u32,
+        /// Which limit, what was asked and what is allowed.
+        exceeded: crate::budget::Exceeded,
+    },
     /// The stream's rate cannot be converted to the endpoint's.
     #[error("cannot resample {from} Hz to {to} Hz: {why}")]
     Resample {

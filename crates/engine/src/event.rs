@@ -100,6 +100,20 @@ pub enum Event {
         /// What went wrong.
         reason: String,
     },
+    /// A guest asked for more than its card's budget allows and was refused.
+    BudgetExceeded {
+        /// The card.
+        card: CardId,
+        /// The stream that asked (`None` when the card itself grew, e.g. one stream too
+        /// many).
+        stream: Option<StreamId>,
+        /// The budget field (`stream_buffer_bytes`, …).
+        limit: String,
+        /// What the request would have made it.
+        asked: u64,
+        /// What the budget allows.
+        allowed: u64,
+    },
 }
 
 /// How many events a slow subscriber may lag behind before it misses some.

@@ -12,6 +12,7 @@
 //! with [`Stream::write`] / [`Stream::read`], and wait for positions without polling
 //! ([`Stream::wait_position`], or the eventfd of [`notify::PositionWaker`] in an epoll loop).
 
+pub mod budget;
 pub mod chain;
 mod channels;
 pub mod clock;
@@ -21,6 +22,7 @@ pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod gain;
+pub mod guest_log;
 pub mod meter;
 pub mod notify;
 pub mod plugin;
@@ -32,6 +34,7 @@ pub mod stream;
 
 use std::fmt;
 
+pub use budget::Budget;
 pub use endpoint::Endpoint;
 pub use error::{EngineError, Result};
 pub use event::Event;

@@ -14,6 +14,7 @@ use paravox_pcm::HwConstraints;
 use tokio::sync::broadcast;
 use tracing::info;
 
+use crate::budget::{Budget, CardBudget};
 use crate::context::{StreamContext, read, write};
 
 use crate::device::{CaptureOpener, PlaybackOpener};
@@ -57,6 +58,7 @@ pub struct Card {
     name: String,
     transport: Transport,
     streams: Mutex<Vec<Arc<Stream>>>,
+    budget: Arc<CardBudget>,
 }
 
 impl Card {
@@ -78,6 +80,30 @@ impl Card {
     /// Its streams, in creation order.
     pub fn streams(&self) -> Vec<Arc<Stream>> {
         lock(&self.streams).clone()
+    }
+
+    /// What its guest may make the daemon hold.
+    pub fn budget(&self) -> Budget {
+        self.budget.budget()
+    }
+
+    /// Gives it a budget of its own ([`Engine::clear_card_budget`] makes it follow the
+    /// default again). Streams prepared already keep what they hold until they are
+    /// prepared again.
+    pub fn set_budget(&self, budget: Budget) -> Result<()> {
+        budget.check().map_err(EngineError::Limit)?;
+        self.budget.set(budget, true);
+        Ok(())
+    }
+
+    /// Whether its budget is its own rather than the engine's default.
+    pub fn has_own_budget(&self) -> bool {
+        self.budget.is_own()
+    }
+
+    /// Buffer bytes and samples per second its prepared streams hold now.
+    pub fn budget_used(&self) -> (u64, u64) {
+        self.budget.used()
     }
 }
 
@@ -103,6 +129,8 @@ pub struct Registry {
     streams: RwLock<BTreeMap<StreamId, Arc<Stream>>>,
     next_id: AtomicU32,
     stopping: AtomicBool,
+    /// The budget new cards get.
+    default_budget: RwLock<Budget>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -194,6 +222,7 @@ impl Engine {
             streams: RwLock::new(BTreeMap::new()),
             next_id: AtomicU32::new(1),
             stopping: AtomicBool::new(false),
+            default_budget: RwLock::new(Budget::default()),
         });
         let worker = registry.clone();
         let housekeeper = std::thread::Builder::new()
@@ -303,11 +332,13 @@ impl Engine {
         if cards.len() >= MAX_CARDS {
             return Err(EngineError::Limit(format!("at most {MAX_CARDS} cards")));
         }
+        let id = self.next_id();
         let card = Arc::new(Card {
-            id: self.next_id(),
+            id,
             name: name.to_owned(),
             transport,
             streams: Mutex::new(Vec::new()),
+            budget: CardBudget::new(id, *read(&self.registry.default_budget)),
         });
         cards.insert(card.id, card.clone());
         info!(card = card.id, name, transport = ?card.transport, "card created");
@@ -328,23 +359,49 @@ impl Engine {
                 card.id
             )));
         }
+        if let Err(error) = card.budget.check_streams(streams.len()) {
+            self.registry.context.publish_refusal(&error, None);
+            return Err(error);
+        }
+        let direction = spec.direction;
         let stream = Arc::new(Stream::new(
             self.next_id(),
             card.id,
-            spec.name,
-            spec.direction,
-            spec.constraints,
-            spec.route,
+            spec,
             self.registry.context.clone(),
+            card.budget.clone(),
         )?);
         streams.push(stream.clone());
         write(&self.registry.streams).insert(stream.id(), stream.clone());
         self.registry.context.publish(Event::StreamAdded {
             card: card.id,
             stream: stream.id(),
-            direction: spec.direction,
+            direction,
         });
         Ok(stream)
+    }
+
+    /// Sets the budget cards created from now on get (see [`crate::budget`]).
+    /// Cards without a budget of their own take it at once.
+    pub fn set_default_budget(&self, budget: Budget) -> Result<()> {
+        budget.check().map_err(EngineError::Limit)?;
+        *write(&self.registry.default_budget) = budget;
+        for card in self.cards() {
+            card.budget.follow_default(budget);
+        }
+        Ok(())
+    }
+
+    /// Makes `card` follow the default budget again.
+    pub fn clear_card_budget(&self, card: CardId) -> Result<()> {
+        let card = self.card(card).ok_or(EngineError::NoSuchCard(card))?;
+        card.budget.set(self.default_budget(), false);
+        Ok(())
+    }
+
+    /// The budget new cards get.
+    pub fn default_budget(&self) -> Budget {
+        *read(&self.registry.default_budget)
     }
 
     /// Removes a card, releasing its streams.

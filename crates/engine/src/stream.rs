@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use paravox_pcm::{HwConstraints, HwParams};
 use tracing::{debug, info};
 
+use crate::budget::{CardBudget, Reservation};
 use crate::chain::SetupIssue;
 use crate::context::StreamContext;
 use crate::endpoint::{Endpoint, FreshChain, Slot, SlotChain};
@@ -108,6 +109,8 @@ struct Control {
     params: Option<HwParams>,
     route: Option<String>,
     ring: Option<RingEnd>,
+    /// The prepared ring's share of the card's budget (held exactly while `ring` is).
+    reservation: Option<Reservation>,
     endpoint: Option<Arc<Endpoint>>,
     /// This stream's own plugin set; `None` follows the engine's default.
     plugins: Option<ChainPlugins>,
@@ -136,6 +139,8 @@ pub struct PluginStageStatus {
 #[derive(Debug)]
 pub struct Stream {
     card: CardId,
+    /// The card's budget, shared with its other streams.
+    budget: Arc<CardBudget>,
     name: String,
     constraints: HwConstraints,
     shared: Arc<StreamShared>,
@@ -191,14 +196,19 @@ impl Stream {
     pub(crate) fn new(
         id: StreamId,
         card: CardId,
-        name: String,
-        direction: Direction,
-        constraints: HwConstraints,
-        route: Option<String>,
+        spec: crate::StreamSpec,
         context: Arc<StreamContext>,
+        budget: Arc<CardBudget>,
     ) -> Result<Stream> {
+        let crate::StreamSpec {
+            name,
+            direction,
+            constraints,
+            route,
+        } = spec;
         Ok(Stream {
             card,
+            budget,
             name,
             constraints,
             shared: Arc::new(StreamShared {
@@ -218,6 +228,7 @@ impl Stream {
                 params: None,
                 route,
                 ring: None,
+                reservation: None,
                 endpoint: None,
                 plugins: None,
                 plugin_names: Vec::new(),
@@ -246,6 +257,11 @@ impl Stream {
     /// Playback or capture.
     pub fn direction(&self) -> Direction {
         self.shared.direction
+    }
+
+    /// Its card's budget (see [`crate::budget`]).
+    pub fn budget(&self) -> crate::Budget {
+        self.budget.budget()
     }
 
     /// What the stream accepts.
@@ -301,9 +317,17 @@ impl Stream {
         let mut control = self.lock();
         let to = self.check(&control, Operation::SetParams)?;
         self.constraints.validate(&params)?;
+        if let Err(error) = self
+            .budget
+            .check_stream(params.buffer_bytes, samples_per_second(&params))
+        {
+            self.context.publish_refusal(&error, Some(self.id()));
+            return Err(error);
+        }
         self.detach(&mut control);
         control.params = Some(params);
         control.ring = None;
+        control.reservation = None;
         let frame_bytes = paravox_pcm::frame_bytes(params.format, params.channels)?;
         self.shared
             .frame_bytes
@@ -322,6 +346,13 @@ impl Stream {
             operation: Operation::Prepare,
         })?;
         self.detach(&mut control);
+        // A prepared stream prepared again gives its share back first.
+        control.ring = None;
+        control.reservation = None;
+        let reservation = self
+            .budget
+            .reserve(params.buffer_bytes, samples_per_second(&params))
+            .inspect_err(|error| self.context.publish_refusal(error, Some(self.id())))?;
         let context = &self.context;
         let endpoint = context.resolve_route(control.route.as_deref(), self.direction())?;
         let format = StreamFormat {
@@ -367,6 +398,7 @@ impl Stream {
             "stream prepared"
         );
         control.ring = Some(ring_end);
+        control.reservation = Some(reservation);
         control.endpoint = Some(endpoint);
         self.enter(&mut control, to);
         Ok(())
@@ -418,6 +450,7 @@ impl Stream {
         let to = self.check(&control, Operation::Release)?;
         self.detach(&mut control);
         control.ring = None;
+        control.reservation = None;
         self.enter(&mut control, to);
         self.shared.waker.wake();
         Ok(())
@@ -807,6 +840,12 @@ impl Stream {
         let mut control = self.lock();
         self.detach(&mut control);
         control.ring = None;
+        control.reservation = None;
         self.shared.waker.wake();
     }
+}
+
+/// What a stream costs the endpoint thread: rate × channels.
+fn samples_per_second(params: &HwParams) -> u64 {
+    u64::from(params.rate) * u64::from(params.channels)
 }

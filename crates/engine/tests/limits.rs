@@ -3,9 +3,12 @@
 
 mod support;
 
+use paravox_engine::budget::Limit;
 use paravox_engine::{
-    Direction, Engine, EngineError, MAX_CARDS, MAX_STREAMS_PER_CARD, StreamSpec, Transport,
+    Budget, Direction, Engine, EngineError, Event, MAX_CARDS, MAX_STREAMS_PER_CARD, StreamSpec,
+    Transport,
 };
+use paravox_pcm::{Format, HwParams};
 use support::*;
 
 fn spec(index: usize) -> StreamSpec {
@@ -47,6 +50,11 @@ fn cards_beyond_the_cap_are_refused_by_name_of_the_limit() {
 fn streams_beyond_the_per_card_cap_are_refused() {
     let engine = Engine::new();
     let card = engine.create_card("big", Transport::Local).expect("card");
+    card.set_budget(Budget {
+        streams: MAX_STREAMS_PER_CARD as u32,
+        ..Budget::default()
+    })
+    .expect("the largest stream budget");
     for index in 0..MAX_STREAMS_PER_CARD {
         engine
             .create_stream(card.id(), spec(index))
@@ -67,4 +75,148 @@ fn streams_beyond_the_per_card_cap_are_refused() {
     engine
         .create_stream(other.id(), spec(0))
         .expect("a stream on another card");
+}
+
+fn stereo(rate: u32, buffer_bytes: u32) -> HwParams {
+    HwParams {
+        format: Format::S16Le,
+        rate,
+        channels: 2,
+        buffer_bytes,
+        period_bytes: buffer_bytes / 4,
+    }
+}
+
+fn refused_limit(error: EngineError) -> Limit {
+    match error {
+        EngineError::Budget { exceeded, .. } => exceeded.limit,
+        other => panic!("not a budget refusal: {other:?}"),
+    }
+}
+
+/// What a guest asks for past its card's budget is refused with the limit's name and an
+/// event naming the card; what it holds is given back when it lets go, and another card
+/// is not affected.
+#[test]
+fn a_card_budget_bounds_what_its_guest_holds_and_names_the_card() {
+    let (engine, _recording) = engine_with_sink(format(48_000, 2, 480));
+    let mut events = engine.subscribe();
+    let card = engine.create_card("guest", Transport::Local).expect("card");
+    card.set_budget(Budget {
+        streams: 3,
+        stream_buffer_bytes: 64 * 1024,
+        card_buffer_bytes: 96 * 1024,
+        stream_samples_per_second: 96_000,
+        card_samples_per_second: 192_000,
+    })
+    .expect("budget");
+    let streams: Vec<_> = (0..3)
+        .map(|index| {
+            engine
+                .create_stream(card.id(), spec(index))
+                .expect("stream")
+        })
+        .collect();
+    assert_eq!(
+        refused_limit(engine.create_stream(card.id(), spec(3)).unwrap_err()),
+        Limit::Streams
+    );
+
+    // One stream's own limits, at SET_PARAMS.
+    assert_eq!(
+        refused_limit(
+            streams[0]
+                .set_params(stereo(48_000, 65_536 + 1024))
+                .unwrap_err()
+        ),
+        Limit::StreamBuffer
+    );
+    assert_eq!(
+        refused_limit(streams[0].set_params(stereo(96_000, 4096)).unwrap_err()),
+        Limit::StreamSamples
+    );
+
+    // The card's totals, at prepare.
+    streams[0]
+        .set_params(stereo(48_000, 64 * 1024))
+        .expect("params");
+    streams[0].prepare().expect("first ring");
+    streams[1]
+        .set_params(stereo(48_000, 64 * 1024))
+        .expect("params");
+    let error = streams[1].prepare().expect_err("past card_buffer_bytes");
+    assert!(
+        error.to_string().contains("card_buffer_bytes 131072"),
+        "{error}"
+    );
+    assert_eq!(card.budget_used(), (64 * 1024, 96_000));
+    // Preparing again does not count the stream twice.
+    streams[0].prepare().expect("prepared again");
+    assert_eq!(card.budget_used(), (64 * 1024, 96_000));
+    // Released, the share comes back.
+    streams[0].release().expect("release");
+    assert_eq!(card.budget_used(), (0, 0));
+    streams[1].prepare().expect("room now");
+
+    // Another card has the default budget and its own account.
+    let other = engine.create_card("other", Transport::Local).expect("card");
+    assert_eq!(other.budget(), Budget::default());
+    let stream = engine.create_stream(other.id(), spec(0)).expect("stream");
+    stream.set_params(stereo(48_000, 1 << 20)).expect("params");
+    stream.prepare().expect("a large ring on the other card");
+
+    // Removing the card gives everything back.
+    engine.remove_card(card.id()).expect("remove");
+
+    let mut refusals = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let Event::BudgetExceeded {
+            card: refused,
+            limit,
+            ..
+        } = event
+        {
+            assert_eq!(refused, card.id());
+            refusals.push(limit);
+        }
+    }
+    assert_eq!(
+        refusals,
+        [
+            "streams",
+            "stream_buffer_bytes",
+            "stream_samples_per_second",
+            "card_buffer_bytes"
+        ]
+    );
+}
+
+#[test]
+fn cards_follow_the_default_budget_unless_they_have_their_own() {
+    let engine = Engine::new();
+    let follows = engine
+        .create_card("follows", Transport::Local)
+        .expect("card");
+    let own = engine.create_card("own", Transport::Local).expect("card");
+    let mine = Budget {
+        streams: 2,
+        ..Budget::default()
+    };
+    own.set_budget(mine).expect("own budget");
+    let narrow = Budget {
+        stream_buffer_bytes: 8192,
+        ..Budget::default()
+    };
+    engine.set_default_budget(narrow).expect("default");
+    assert_eq!(follows.budget(), narrow);
+    assert_eq!(own.budget(), mine);
+    assert!(own.has_own_budget() && !follows.has_own_budget());
+    engine.clear_card_budget(own.id()).expect("clear");
+    assert_eq!(own.budget(), narrow);
+    let unusable = Budget {
+        streams: 0,
+        ..Budget::default()
+    };
+    assert!(engine.set_default_budget(unusable).is_err());
+    assert_eq!(engine.default_budget(), narrow);
 }

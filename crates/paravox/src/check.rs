@@ -10,10 +10,11 @@ use crate::serve;
 pub fn run(args: CheckConfigArgs) -> Result<()> {
     let state_dir = serve::state_dir(args.state_dir);
     let config = Config::load(&args.file, &state_dir)?;
-    let cards = config.virtio_cards(&Source {
+    let source = Source {
         name: args.file.display().to_string(),
         text: "",
-    })?;
+    };
+    let cards = config.virtio_cards(&source, config.default_budget(&source)?)?;
     // Compiled without the on-disk cache: checking writes nothing.
     let library = paravox_control::plugins::PluginLibrary::without_cache(&state_dir);
     let plugins =

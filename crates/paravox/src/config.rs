@@ -33,9 +33,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use paravox_control::dsp::{CardDsp, ChainEntry, Dsp, DspPlan, StreamDsp};
-use paravox_control::model::{CardRequest, DirectionName, StreamTopologyRequest};
+use paravox_control::model::{BudgetRequest, CardRequest, DirectionName, StreamTopologyRequest};
 use paravox_control::{ControlError, Declaration, DeclaredEndpoint, card, endpoint};
-use paravox_engine::Direction;
+use paravox_engine::{Budget, Direction};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -61,6 +61,9 @@ pub struct Config {
     /// virtio-snd cards, one vhost-user socket each.
     #[serde(default)]
     pub virtio: Vec<VirtioConfig>,
+    /// What every card's guest may make the daemon hold, unless the card has a budget of
+    /// its own (fields as in the API's `BudgetRequest`).
+    pub budget: Option<Spanned<BudgetRequest>>,
     /// `dsp` and `chain`, checked and resolved to lines for later messages.
     #[serde(skip)]
     pub dsp: DspPlan,
@@ -82,6 +85,8 @@ pub struct VirtioConfig {
     pub controls: Option<bool>,
     /// Where this card's streams convert formats: "wasm" or "native".
     pub dsp: Option<Spanned<String>>,
+    /// This card's own budget, laid over `[budget]`.
+    pub budget: Option<Spanned<BudgetRequest>>,
 }
 
 /// One stream of a virtio-snd card.
@@ -364,7 +369,20 @@ impl Config {
     }
 
     /// The virtio cards as requests, checked as the API checks `POST /api/cards`.
-    pub fn virtio_cards(&self, source: &Source<'_>) -> Result<Vec<CardRequest>> {
+    /// `[budget]` laid over the built-in default, checked.
+    pub fn default_budget(&self, source: &Source<'_>) -> Result<Budget> {
+        let Some(budget) = &self.budget else {
+            return Ok(Budget::default());
+        };
+        paravox_control::budget::resolve(budget.get_ref(), Budget::default())
+            .map_err(|error| source.error_at(budget, error))
+    }
+
+    pub fn virtio_cards(
+        &self,
+        source: &Source<'_>,
+        default_budget: Budget,
+    ) -> Result<Vec<CardRequest>> {
         let endpoints = |name: &str| {
             let found = |list: &[EndpointConfig]| list.iter().any(|e| e.name.get_ref() == name);
             if found(&self.output) {
@@ -401,9 +419,15 @@ impl Config {
                 socket: socket.display().to_string(),
                 streams,
                 controls: card.controls,
+                budget: card.budget.as_ref().map(|budget| budget.get_ref().clone()),
             };
-            card::topology(&endpoints, &request)
-                .map_err(|error| source.error_at(&card.name, error))?;
+            let error_at = |error: ControlError| match &card.budget {
+                Some(budget) if error.message().starts_with("budget") => {
+                    source.error_at(budget, error)
+                }
+                _ => source.error_at(&card.name, error),
+            };
+            card::topology(&endpoints, &request, default_budget).map_err(error_at)?;
             cards.push(request);
         }
         Ok(cards)
@@ -411,9 +435,16 @@ impl Config {
 
     /// What this file and the command line's `overrides` declare, for the control layer.
     pub fn declaration(&self, source: &Source<'_>, overrides: &Overrides) -> Result<Declaration> {
+        let budget = self
+            .budget
+            .as_ref()
+            .map(|budget| budget.get_ref().clone())
+            .unwrap_or_default();
+        let default_budget = self.default_budget(source)?;
         let mut declaration = Declaration {
-            cards: self.virtio_cards(source)?,
+            cards: self.virtio_cards(source, default_budget)?,
             dsp: self.dsp.clone(),
+            budget,
             ..Declaration::default()
         };
         for (direction, list) in [
@@ -470,6 +501,7 @@ impl Config {
                 socket: socket.display().to_string(),
                 streams: Vec::new(),
                 controls: Some(overrides.virtio_controls),
+                budget: None,
             });
         }
         Ok(declaration)
@@ -534,7 +566,7 @@ impl Config {
                 ));
             }
         }
-        self.virtio_cards(source)?;
+        self.virtio_cards(source, self.default_budget(source)?)?;
         Ok(())
     }
 }
@@ -656,6 +688,35 @@ mod tests {
     }
 
     #[test]
+    fn budgets_are_declared_for_every_card_and_per_card() {
+        let config = parse(
+            "[budget]\nstream_buffer_bytes = 65536\ncard_buffer_bytes = 1048576\n\
+             [[virtio]]\nname = \"vm\"\nsocket = \"/s\"\nbudget = { streams = 2 }\n",
+        )
+        .expect("config");
+        let source = Source {
+            name: "test.toml".into(),
+            text: "",
+        };
+        let declaration = config
+            .declaration(&source, &Overrides::default())
+            .expect("declaration");
+        assert_eq!(declaration.budget.stream_buffer_bytes, Some(65536));
+        assert_eq!(
+            config.default_budget(&source).expect("budget"),
+            Budget {
+                stream_buffer_bytes: 65536,
+                card_buffer_bytes: 1 << 20,
+                ..Budget::default()
+            }
+        );
+        assert_eq!(
+            declaration.cards[0].budget.as_ref().and_then(|b| b.streams),
+            Some(2)
+        );
+    }
+
+    #[test]
     fn a_full_config_parses() {
         let config = parse(
             "[[output]]\nname = \"a\"\nspec = \"wav:${state_dir}/a.wav,rate=44100\"\n\
@@ -681,7 +742,9 @@ mod tests {
             name: "t".into(),
             text: "",
         };
-        let cards = config.virtio_cards(&source).expect("cards");
+        let cards = config
+            .virtio_cards(&source, Budget::default())
+            .expect("cards");
         assert_eq!(cards[0].socket, "/state/vm.sock");
         let streams = &cards[0].streams;
         assert_eq!(streams.len(), 2);
@@ -816,6 +879,15 @@ mod tests {
             ),
             ("[[output]]\nname = \"a\"\n", &["spec"]),
             ("[[output]\n", &["line 1"]),
+            (
+                "[budget]\nstreams = 0\n",
+                &["line 1", "budget streams must be 1..=64"],
+            ),
+            ("[budget]\nframes = 3\n", &["frames"]),
+            (
+                "[[virtio]]\nname = \"vm\"\nsocket = \"/s\"\nbudget = { card_buffer_bytes = 10 }\n",
+                &["line 4", "card_buffer_bytes"],
+            ),
             ("frobnicate = 1\n", &["frobnicate"]),
             (
                 "[[virtio]]\nname = \"vm\"\nsocket = \"/s\"\n[[virtio.stream]]\ndirection = \"sideways\"\n",

@@ -236,6 +236,7 @@ fn card_through_api(
                 },
             ],
             controls: None,
+            budget: None,
         })
         .map(drop)
 }

@@ -24,11 +24,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use paravox_engine::Engine;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::parse_card;
 use crate::device::{Connection, DeviceKey};
 use crate::error::{Error, Result};
+use crate::guest_log::guest_warn;
 use crate::platform::{Platform, XenPlatform};
 use crate::position::FaultSink;
 use crate::xenstore::{NO_TX, WatchEvent, XenbusState, XsClient};
@@ -192,7 +193,11 @@ impl BackendState {
             match message {
                 Message::Stop => break,
                 Message::Watch(event) => self.on_watch(&event),
-                Message::Fault { key, reason } => self.on_fault(key, &reason),
+                Message::Fault { key, reason } => {
+                    crate::guest_log::for_domain(key.frontend_domid, || {
+                        self.on_fault(key, &reason);
+                    });
+                }
             }
             self.publish();
         }
@@ -270,9 +275,11 @@ impl BackendState {
     }
 
     fn reconcile(&mut self, key: DeviceKey) {
-        if let Err(error) = self.try_reconcile(key) {
-            warn!(device = %key, %error, "XenStore trouble while handling the device");
-        }
+        crate::guest_log::for_domain(key.frontend_domid, || {
+            if let Err(error) = self.try_reconcile(key) {
+                guest_warn!(device = %key, %error, "XenStore trouble while handling the device");
+            }
+        });
     }
 
     fn try_reconcile(&mut self, key: DeviceKey) -> Result<()> {
@@ -295,7 +302,7 @@ impl BackendState {
                 .read_string(NO_TX, &format!("{backend_path}/frontend-id"))?
                 && id.trim() != key.frontend_domid.to_string()
             {
-                warn!(device = %key, frontend_id = id, "frontend-id disagrees with the device path");
+                guest_warn!(device = %key, frontend_id = id, "frontend-id disagrees with the device path");
             }
             info!(device = %key, frontend = frontend_path, "new vsnd device");
             self.devices.insert(
@@ -392,7 +399,7 @@ impl BackendState {
                 self.set_state(key, backend_path, XenbusState::Connected);
             }
             Err(problem) => {
-                error!(device = %key, %problem, "cannot connect the device");
+                guest_warn!(device = %key, %problem, "cannot connect the device");
                 self.record_error(key, backend_path, &problem.to_string());
                 // Closing, like xenbus_dev_fatal: the frontend keeps its state and does
                 // not retry in a loop; it can start over from Initialising.
@@ -409,7 +416,7 @@ impl BackendState {
             return;
         }
         let backend_path = device.backend_path.clone();
-        warn!(device = %key, reason, "disconnecting a misbehaving frontend");
+        guest_warn!(device = %key, reason, "disconnecting a misbehaving frontend");
         self.teardown(key);
         self.record_error(key, &backend_path, reason);
         self.set_state(key, &backend_path, XenbusState::Closed);

@@ -22,11 +22,11 @@ use std::collections::BTreeMap;
 
 use paravox_engine::Direction;
 use paravox_pcm::{Format, FormatSet, HwConstraints, Interval, RateSet};
-use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::evtchn::Port;
 use crate::grant::GrantRef;
+use crate::guest_log::guest_warn;
 use crate::xenstore::{NO_TX, XsClient};
 
 /// PCM devices a card may have (`SNDRV_PCM_DEVICES`).
@@ -323,9 +323,10 @@ fn read_hw(
             |set| set.is_empty(),
         )?;
         if hw.formats.iter().all(|format| !format.is_convertible()) {
-            warn!(
+            guest_warn!(
                 node = node("sample-formats"),
-                value, "no format paravox can convert; every OPEN of this stream will fail"
+                value,
+                "no format paravox can convert; every OPEN of this stream will fail"
             );
         }
     }
@@ -385,7 +386,7 @@ fn read_hw(
                 )
             })?;
             if narrowed != wanted {
-                warn!(
+                guest_warn!(
                     node = path,
                     channels = %wanted,
                     enclosing = %parent.channels,
@@ -407,7 +408,7 @@ fn read_hw(
         hw.buffer_bytes = if card_level || bytes <= parent.buffer_bytes {
             bytes
         } else {
-            warn!(
+            guest_warn!(
                 node = node("buffer-size"),
                 bytes,
                 enclosing = parent.buffer_bytes,
@@ -442,7 +443,7 @@ fn narrow_set<T: Clone + std::fmt::Display>(
         ));
     }
     if !is_subset(&wanted, &parent) {
-        warn!(
+        guest_warn!(
             node,
             value,
             enclosing = %parent,

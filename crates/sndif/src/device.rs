@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::event::EventRing;
 use crate::evtchn::{EventChannels, Port};
 use crate::grant::DomId;
+use crate::guest_log::guest_warn;
 use crate::platform::Platform;
 use crate::position::{FaultSink, Reporter};
 use crate::ring::BackRing;
@@ -172,7 +173,11 @@ impl Connection {
         let worker_stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("sndif-{}-{}", key.frontend_domid, key.devid))
-            .spawn(move || serve(key, streams, &channels, &epoll, &worker_stop, &fault))
+            .spawn(move || {
+                crate::guest_log::for_domain(key.frontend_domid, || {
+                    serve(key, streams, &channels, &epoll, &worker_stop, &fault);
+                });
+            })
             .map_err(|e| Error::io("spawning the device thread", e))?;
         Ok((stop, thread))
     }
@@ -230,7 +235,7 @@ fn serve(
             let wake = match stream.step() {
                 Ok(wake) => wake,
                 Err(error) => {
-                    warn!(device = %key, stream = stream.label, %error, "frontend corrupted its ring or event page; cutting the device off");
+                    guest_warn!(device = %key, stream = stream.label, %error, "frontend corrupted its ring or event page; cutting the device off");
                     fault(format!("{}: {error}", stream.label));
                     break 'serving;
                 }

@@ -12,9 +12,8 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
-use tracing::warn;
-
 use crate::grant::Mapping;
+use crate::guest_log::guest_warn;
 use crate::wire::{EVT_CUR_POS, IN_CONS_OFFSET, IN_PROD_OFFSET, IN_RING_LEN, RawEvent};
 
 /// How many events may wait for room before consecutive positions are merged.
@@ -133,7 +132,7 @@ impl EventRing {
         if !self.waiting.is_empty() && written == 0 {
             self.stats.queued += 1;
             if self.stats.queued == 1 || self.stats.queued.is_power_of_two() {
-                warn!(
+                guest_warn!(
                     waiting = self.waiting.len(),
                     queued_total = self.stats.queued,
                     "event page full: the frontend is not consuming events; holding them"

@@ -156,6 +156,7 @@ pub mod evtchn;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod grant;
+mod guest_log;
 pub mod platform;
 mod position;
 pub mod ring;

@@ -9,7 +9,9 @@
 //! of its direction, and the miss is logged. Any other `unique-id` is just an id.
 
 use paravox_engine::{Direction, Engine};
-use tracing::{info, warn};
+use tracing::info;
+
+use crate::guest_log::guest_warn;
 
 /// A parsed `unique-id` hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +78,7 @@ pub fn resolve(
             Some(endpoint.name().to_owned())
         }
         None => {
-            warn!(
+            guest_warn!(
                 stream,
                 hint = ?hint,
                 "no {direction} endpoint matches the unique-id hint; using the default"

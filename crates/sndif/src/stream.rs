@@ -48,6 +48,8 @@ type Outcome = std::result::Result<Option<HwParamBlock>, Errno>;
 /// well inside the 3 s Linux's frontend gives a request, and short enough not to hold a
 /// stopped stream. A frontend that follows the positions it is sent never waits.
 const MAX_IO_WAIT: Duration = Duration::from_millis(500);
+/// The largest READ bounce buffer a stream keeps between requests.
+const SCRATCH_KEPT_BYTES: usize = 64 * 1024;
 /// How soon to look again at events waiting for room in a full event page.
 const EVENT_RETRY: Duration = Duration::from_millis(10);
 
@@ -132,6 +134,10 @@ pub(crate) struct StreamParts {
 fn engine_errno(error: &EngineError) -> Errno {
     match error {
         EngineError::IllegalTransition { .. } | EngineError::Params(_) => Errno::Invalid,
+        // More than this card may hold in all: the host's memory, not the request, is
+        // what ran out.
+        EngineError::Budget { exceeded, .. } if exceeded.limit.is_card_total() => Errno::NoMemory,
+        EngineError::Budget { .. } => Errno::Invalid,
         EngineError::Limit(_) => Errno::Busy,
         _ => Errno::Io,
     }
@@ -146,10 +152,23 @@ fn greatest_common_divisor(mut a: u32, mut b: u32) -> u32 {
 
 impl StreamChannel {
     pub fn new(parts: StreamParts) -> StreamChannel {
-        let constraints = parts.config.hw.constraints();
+        let mut config = parts.config;
+        // The guest's buffer-size is its wish; the card's budget is what it gets. The
+        // HW_PARAM query then offers only buffers an OPEN can have.
+        let allowed = parts.engine.budget().stream_buffer_bytes;
+        if config.hw.buffer_bytes > allowed {
+            info!(
+                stream = parts.label,
+                buffer_size = config.hw.buffer_bytes,
+                allowed,
+                "buffer-size narrowed to the card's stream_buffer_bytes"
+            );
+            config.hw.buffer_bytes = allowed;
+        }
+        let constraints = config.hw.constraints();
         StreamChannel {
             label: parts.label,
-            config: parts.config,
+            config,
             constraints,
             engine: parts.engine,
             domid: parts.domid,
@@ -249,7 +268,7 @@ impl StreamChannel {
         let length = parked.rw.length as usize;
         let mut scratch = std::mem::take(&mut self.scratch);
         let moved = match parked.direction {
-            Direction::Playback => self.engine.write(&scratch[parked.done..length]),
+            Direction::Playback => self.copy_to_ring(parked.rw, parked.done).unwrap_or(0),
             Direction::Capture => self.engine.read(&mut scratch[parked.done..length]),
         };
         parked.done += moved;
@@ -263,7 +282,7 @@ impl StreamChannel {
             Direction::Playback => self.finish_write(parked.rw, parked.done),
             Direction::Capture => self.finish_read(parked.rw, parked.done, &mut scratch),
         };
-        self.scratch = scratch;
+        self.keep_scratch(scratch);
         let response = self.response(parked.id, parked.operation, outcome);
         self.respond(&response)
     }
@@ -450,25 +469,15 @@ impl StreamChannel {
     /// Copies what fits into the stream's ring; parks the request for the rest.
     fn write(&mut self, request: &ParsedRequest, rw: RwRequest) -> Option<Outcome> {
         let length = rw.length as usize;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.resize(length, 0);
-        let copied = self.opened(Direction::Playback, rw).and_then(|opened| {
-            opened
-                .buffer
-                .read(rw.offset, &mut scratch)
-                .map(|()| opened.io_wait)
-                .map_err(|_| Errno::Invalid)
-        });
-        let io_wait = match copied {
-            Ok(io_wait) => io_wait,
-            Err(errno) => {
-                self.scratch = scratch;
-                return Some(Err(errno));
-            }
+        let io_wait = match self.opened(Direction::Playback, rw) {
+            Ok(opened) => opened.io_wait,
+            Err(errno) => return Some(Err(errno)),
         };
         let deadline = Instant::now() + io_wait;
-        let taken = self.engine.write(&scratch);
-        self.scratch = scratch;
+        let taken = match self.copy_to_ring(rw, 0) {
+            Ok(taken) => taken,
+            Err(errno) => return Some(Err(errno)),
+        };
         if taken < length && self.is_moving() {
             // More than fits: the endpoint makes room as it plays.
             trace!(stream = self.label, length, taken, "WRITE parked for room");
@@ -476,6 +485,31 @@ impl StreamChannel {
             return None;
         }
         Some(self.finish_write(rw, taken))
+    }
+
+    /// Copies a WRITE's bytes from `done` on straight from the shared buffer into the
+    /// stream's ring (no copy in between, so what a guest writes costs the daemon no
+    /// memory beyond the ring its budget allows); returns the bytes taken.
+    fn copy_to_ring(&self, rw: RwRequest, done: usize) -> std::result::Result<usize, Errno> {
+        let opened = self.opened.as_ref().ok_or(Errno::Invalid)?;
+        let start = rw.offset as usize + done;
+        let mut failed = false;
+        let taken =
+            self.engine
+                .write_from((rw.length as usize).saturating_sub(done), |region, at| {
+                    let offset = u32::try_from(start + at).unwrap_or(u32::MAX);
+                    match opened.buffer.read(offset, region) {
+                        Ok(()) => region.len(),
+                        Err(_) => {
+                            failed = true;
+                            0
+                        }
+                    }
+                });
+        if failed {
+            return Err(Errno::Invalid);
+        }
+        Ok(taken)
     }
 
     fn finish_write(&mut self, rw: RwRequest, taken: usize) -> Outcome {
@@ -522,8 +556,16 @@ impl StreamChannel {
             return None;
         }
         let outcome = self.finish_read(rw, got, &mut scratch);
-        self.scratch = scratch;
+        self.keep_scratch(scratch);
         Some(outcome)
+    }
+
+    /// Keeps a READ's bounce buffer for the next one unless it grew large: a guest's
+    /// one huge READ must not stay held by every stream it touched.
+    fn keep_scratch(&mut self, scratch: Vec<u8>) {
+        if scratch.capacity() <= SCRATCH_KEPT_BYTES {
+            self.scratch = scratch;
+        }
     }
 
     fn finish_read(&mut self, rw: RwRequest, got: usize, scratch: &mut [u8]) -> Outcome {

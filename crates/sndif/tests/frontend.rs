@@ -354,25 +354,7 @@ fn every_bad_request_gets_its_errno_while_another_stream_plays() {
         );
 
         // HW_PARAM_QUERY with nothing in common.
-        let any = HwParamBlock {
-            formats: u64::MAX >> 39,
-            rates: WireRange {
-                min: 0,
-                max: u32::MAX,
-            },
-            channels: WireRange {
-                min: 0,
-                max: u32::MAX,
-            },
-            buffer: WireRange {
-                min: 0,
-                max: u32::MAX,
-            },
-            period: WireRange {
-                min: 0,
-                max: u32::MAX,
-            },
-        };
+        let any = any_params();
         assert_eq!(
             bad.query(HwParamBlock {
                 formats: 1 << 23,

@@ -15,6 +15,7 @@ mod io;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use paravox_engine::guest_log::GuestWarnings;
 use paravox_engine::{Card, Direction, Engine, Stream, StreamSpec, StreamState};
 use tracing::{debug, warn};
 use vm_memory::GuestMemory;
@@ -70,43 +71,6 @@ pub struct Device {
     guest_warnings: GuestWarnings,
 }
 
-/// Warnings a guest's requests cause, per card and second; more are counted, and the
-/// count goes with the next warning let through, so a guest cannot flood the log.
-const GUEST_WARNINGS_PER_SECOND: u32 = 10;
-
-/// The rate limit of one card's guest-caused warnings.
-#[derive(Debug)]
-pub(crate) struct GuestWarnings {
-    window: std::time::Instant,
-    in_window: u32,
-    suppressed: u64,
-}
-
-impl GuestWarnings {
-    fn new() -> GuestWarnings {
-        GuestWarnings {
-            window: std::time::Instant::now(),
-            in_window: 0,
-            suppressed: 0,
-        }
-    }
-
-    /// Whether a warning may be logged now; if so, how many were held back before it.
-    pub(crate) fn allow(&mut self) -> Option<u64> {
-        let now = std::time::Instant::now();
-        if now.duration_since(self.window) >= std::time::Duration::from_secs(1) {
-            self.window = now;
-            self.in_window = 0;
-        }
-        if self.in_window >= GUEST_WARNINGS_PER_SECOND {
-            self.suppressed += 1;
-            return None;
-        }
-        self.in_window += 1;
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
 impl Device {
     /// Creates the card and its streams in the engine.
     pub fn new(
@@ -122,6 +86,12 @@ impl Device {
                 socket: socket.to_owned(),
             },
         )?;
+        if let Some(budget) = topology.budget
+            && let Err(error) = card.set_budget(budget)
+        {
+            let _ = engine.remove_card(card.id());
+            return Err(error.into());
+        }
         let mut streams = Vec::new();
         for stream_topology in &topology.streams {
             let stream = engine.create_stream(
@@ -258,22 +228,5 @@ impl Device {
     /// The slot of a guest-supplied stream id, if the card has that stream.
     fn slot(&self, stream_id: u32) -> Option<usize> {
         ((stream_id as usize) < self.streams.len()).then_some(stream_id as usize)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guest_warnings_are_limited_per_second_and_the_held_back_ones_counted() {
-        let mut warnings = GuestWarnings::new();
-        let allowed: Vec<Option<u64>> = (0..15).map(|_| warnings.allow()).collect();
-        assert!(allowed[..10].iter().all(|a| *a == Some(0)), "{allowed:?}");
-        assert!(allowed[10..].iter().all(Option::is_none), "{allowed:?}");
-        // The next second: the first warning says how many were held back.
-        warnings.window -= std::time::Duration::from_secs(1);
-        assert_eq!(warnings.allow(), Some(5));
-        assert_eq!(warnings.allow(), Some(0));
     }
 }

@@ -97,6 +97,9 @@ pub struct CardTopology {
     /// carries them only with `-device vhost-user-snd-pci,controls=on` (see
     /// [`CONTROLS_BY_DEFAULT`]).
     pub controls: bool,
+    /// What the guest may make the daemon hold; `None` takes the engine's default
+    /// (see `paravox_engine::budget`).
+    pub budget: Option<paravox_engine::Budget>,
 }
 
 impl CardTopology {
@@ -108,6 +111,7 @@ impl CardTopology {
                 StreamTopology::new("capture", Direction::Capture),
             ],
             controls: CONTROLS_BY_DEFAULT,
+            budget: None,
         }
     }
 
@@ -201,7 +205,8 @@ mod tests {
         assert!(
             CardTopology {
                 streams: vec![],
-                controls: true
+                controls: true,
+                budget: None,
             }
             .validate()
             .is_err()

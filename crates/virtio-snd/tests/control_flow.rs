@@ -19,6 +19,7 @@ fn linux_probe_then_play_stop_release() {
         .tone_input(440)
         .serve(CardTopology {
             controls: true,
+            budget: None,
             ..CardTopology::quick_start()
         });
     let mut driver = Driver::connect(host.socket());

@@ -18,6 +18,7 @@ const PLAYBACK_SWITCH: u32 = 1;
 fn with_controls() -> CardTopology {
     CardTopology {
         controls: true,
+        budget: None,
         ..CardTopology::quick_start()
     }
 }
@@ -181,6 +182,7 @@ fn a_host_side_volume_change_is_notified_on_a_held_event_buffer() {
 fn a_card_without_controls_refuses_control_requests() {
     let topology = CardTopology {
         controls: false,
+        budget: None,
         ..CardTopology::quick_start()
     };
     let host = Host::new().null_output().serve(topology);

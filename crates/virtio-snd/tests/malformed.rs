@@ -100,6 +100,7 @@ fn every_malformed_request_gets_its_status_and_the_device_keeps_serving() {
     // With controls, so that malformed control requests reach the control code.
     let host = Host::new().wav_output().serve(CardTopology {
         controls: true,
+        budget: None,
         ..CardTopology::quick_start()
     });
     let mut driver = Driver::connect(host.socket());

@@ -16,6 +16,7 @@ fn a_new_vmm_gets_a_working_card_after_the_old_one_vanished_mid_playback() {
     // With controls: a host-side volume change must reach the new VMM as CTL_NOTIFY.
     let host = Host::new().wav_output().serve(CardTopology {
         controls: true,
+        budget: None,
         ..CardTopology::quick_start()
     });
     let params = SetParams::s16_stereo_48k(0, 4);

@@ -7,9 +7,11 @@ use axum::http::StatusCode;
 use crate::app::{AppState, blocking, origin};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath};
-use crate::model::CardRequest;
+use crate::model::{BudgetRequest, CardRequest};
 use crate::routes::stream_views;
 use crate::views::{CardView, Origin, StreamView, card_view};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Every card.
 #[utoipa::path(get, path = "/api/cards", tag = "cards", operation_id = "list_cards",
@@ -107,4 +109,103 @@ pub async fn streams(
 
 fn no_card(id: u32) -> ApiError {
     ApiError::not_found(format!("no card {id} (GET /api/cards lists them)"))
+}
+
+/// A card's budget: what its guest may make the daemon hold, and what it holds now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BudgetView {
+    /// Streams the card may have.
+    pub streams: u32,
+    /// Largest buffer one stream may ask for, in bytes.
+    pub stream_buffer_bytes: u32,
+    /// All prepared buffers together, in bytes.
+    pub card_buffer_bytes: u64,
+    /// Largest rate × channels of one stream.
+    pub stream_samples_per_second: u64,
+    /// All prepared streams' rate × channels together.
+    pub card_samples_per_second: u64,
+    /// True when the card has a budget of its own; false when it follows the default.
+    pub own: bool,
+    /// Buffer bytes its prepared streams hold now.
+    pub used_buffer_bytes: u64,
+    /// Rate × channels of its prepared streams now.
+    pub used_samples_per_second: u64,
+}
+
+fn budget_view(card: &paravox_engine::Card) -> BudgetView {
+    let budget = card.budget();
+    let (used_buffer_bytes, used_samples_per_second) = card.budget_used();
+    BudgetView {
+        streams: budget.streams,
+        stream_buffer_bytes: budget.stream_buffer_bytes,
+        card_buffer_bytes: budget.card_buffer_bytes,
+        stream_samples_per_second: budget.stream_samples_per_second,
+        card_samples_per_second: budget.card_samples_per_second,
+        own: card.has_own_budget(),
+        used_buffer_bytes,
+        used_samples_per_second,
+    }
+}
+
+/// A card's budget and what it holds.
+#[utoipa::path(get, path = "/api/cards/{id}/budget", tag = "cards", operation_id = "get_card_budget",
+    params(("id" = u32, Path, description = "Card id")),
+    responses(
+        (status = 200, description = "Its budget", body = BudgetView),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such card", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_budget(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<u32>,
+) -> Result<Json<BudgetView>, ApiError> {
+    let card = state.engine().card(id).ok_or_else(|| no_card(id))?;
+    Ok(Json(budget_view(&card)))
+}
+
+/// Gives a card a budget of its own, live: absent fields take the default budget's. A
+/// card made over the API keeps it across restarts; a guest's (sndif) card while it
+/// exists; a card the configuration file declares is changed there.
+#[utoipa::path(put, path = "/api/cards/{id}/budget", tag = "cards", operation_id = "set_card_budget", request_body = BudgetRequest,
+    params(("id" = u32, Path, description = "Card id")),
+    responses(
+        (status = 200, description = "The budget now in force", body = BudgetView),
+        (status = 400, description = "Bad id or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such card", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The configuration file declares the card", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A value out of range, or a stream limit above the card's", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_budget(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<u32>,
+    ApiJson(request): ApiJson<BudgetRequest>,
+) -> Result<Json<BudgetView>, ApiError> {
+    let control = state.control().clone();
+    blocking(move || control.set_card_budget(id, Some(&request))).await?;
+    let card = state.engine().card(id).ok_or_else(|| no_card(id))?;
+    Ok(Json(budget_view(&card)))
+}
+
+/// Makes a card follow the default budget again.
+#[utoipa::path(delete, path = "/api/cards/{id}/budget", tag = "cards", operation_id = "clear_card_budget",
+    params(("id" = u32, Path, description = "Card id")),
+    responses(
+        (status = 200, description = "The budget now in force", body = BudgetView),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such card", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The configuration file declares the card", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn clear_budget(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<u32>,
+) -> Result<Json<BudgetView>, ApiError> {
+    let control = state.control().clone();
+    blocking(move || control.set_card_budget(id, None)).await?;
+    let card = state.engine().card(id).ok_or_else(|| no_card(id))?;
+    Ok(Json(budget_view(&card)))
 }

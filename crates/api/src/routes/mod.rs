@@ -47,6 +47,11 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cards::list, cards::create))
         .routes(routes!(cards::get, cards::delete))
         .routes(routes!(cards::streams))
+        .routes(routes!(
+            cards::get_budget,
+            cards::set_budget,
+            cards::clear_budget
+        ))
         .routes(routes!(streams::list))
         .routes(routes!(streams::get, streams::patch))
         .routes(routes!(endpoints::list, endpoints::create))

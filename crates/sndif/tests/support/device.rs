@@ -17,7 +17,12 @@ impl FrontDomain {
     /// A domain on the hub at `hub` (another process's transport, e.g. `paravox serve
     /// --sndif-shm DIR`).
     pub fn connect(hub: &Path, domid: u32) -> Arc<FrontDomain> {
-        let table = GrantTable::new(4096);
+        FrontDomain::connect_with_pages(hub, domid, 4096)
+    }
+
+    /// [`FrontDomain::connect`] with a grant table of `pages` pages.
+    pub fn connect_with_pages(hub: &Path, domid: u32, pages: usize) -> Arc<FrontDomain> {
+        let table = GrantTable::new(pages);
         let hub = HubLink::connect(hub, domid);
         assert_eq!(hub.register_table(&table), 0);
         Arc::new(FrontDomain { domid, table, hub })

@@ -327,25 +327,7 @@ impl FrontStream {
     /// ALSA-style negotiation: a few HW_PARAM_QUERY rounds narrowing to `params`, then
     /// OPEN with a freshly shared buffer. Returns OPEN's status.
     pub fn open(&self, params: &Params) -> i32 {
-        let mut block = HwParamBlock {
-            formats: u64::MAX >> 39,
-            rates: WireRange {
-                min: 0,
-                max: u32::MAX,
-            },
-            channels: WireRange {
-                min: 0,
-                max: u32::MAX,
-            },
-            buffer: WireRange {
-                min: 0,
-                max: u32::MAX,
-            },
-            period: WireRange {
-                min: 0,
-                max: u32::MAX,
-            },
-        };
+        let mut block = any_params();
         let full = self
             .query(block)
             .expect("the unconstrained query has an answer");
@@ -509,6 +491,21 @@ fn consume_events(
 
 // ----------------------------------------------------------------------------------------
 // Stream parameters.
+
+/// A HW_PARAM_QUERY that constrains nothing: every format, rate, channel count and size.
+pub fn any_params() -> HwParamBlock {
+    let all = WireRange {
+        min: 0,
+        max: u32::MAX,
+    };
+    HwParamBlock {
+        formats: u64::MAX >> 39,
+        rates: all,
+        channels: all,
+        buffer: all,
+        period: all,
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Params {

@@ -32,6 +32,8 @@ fn status_code(error: &EngineError) -> Status {
             | PcmError::ChannelsOutOfRange { .. },
         ) => Status::NotSupp,
         EngineError::Params(_) => Status::BadMsg,
+        // Past the card's budget: parameters this device does not support for it.
+        EngineError::Budget { .. } => Status::NotSupp,
         _ => Status::IoErr,
     }
 }

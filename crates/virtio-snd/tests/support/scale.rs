@@ -40,6 +40,7 @@ pub fn play_streams(streams: usize, periods: u32, seconds: f64) -> Result<Outcom
             .map(|i| StreamTopology::new(&format!("playback{i}"), Direction::Playback))
             .collect(),
         controls: true,
+        budget: None,
     };
     if let Err(error) = topology.validate() {
         return Err(format!("the topology is refused: {error}"));
