@@ -47,6 +47,8 @@ pub struct Backend {
     /// Whether the config-space size was already judged since the features were last
     /// asked for (the guest reads the config field by field: one log line, not four).
     config_size_noted: Arc<std::sync::atomic::AtomicBool>,
+    /// The rate limit of warnings about the guest's descriptor chains.
+    guest_warnings: Arc<Mutex<paravox_engine::guest_log::GuestWarnings>>,
 }
 
 /// The exit-event descriptors handed to vhost-user-backend's epoll threads.
@@ -102,6 +104,7 @@ impl Backend {
             event_idx: Arc::default(),
             exit_consumers: ExitConsumers::default(),
             config_size_noted: Arc::default(),
+            guest_warnings: Arc::default(),
         }
     }
 
@@ -146,6 +149,12 @@ impl Backend {
         };
         let event_idx = self.event_idx.load(std::sync::atomic::Ordering::Relaxed);
         loop {
+            if !self.avail_index_sane(queue, vring, &memory) {
+                // Nothing can be taken from the queue, but its index says there is more:
+                // looping on it would spin this card's thread forever. Ignore the queue
+                // until the driver resets it; the other queues go on.
+                return Ok(());
+            }
             if event_idx {
                 vring.disable_notification().map_err(io::Error::other)?;
             }
@@ -158,7 +167,12 @@ impl Backend {
                     match Message::from_chain(chain.clone()) {
                         Some(message) => chains.push(message),
                         None => {
-                            warn!(?queue, "malformed descriptor chain returned unused");
+                            if let Some(suppressed) = lock(&self.guest_warnings).allow() {
+                                warn!(
+                                    ?queue,
+                                    suppressed, "malformed descriptor chain returned unused"
+                                );
+                            }
                             chains.push(Message {
                                 head: chain.head_index(),
                                 readable: Vec::new(),
@@ -181,6 +195,26 @@ impl Backend {
             }
         }
         Ok(())
+    }
+
+    /// Whether the driver's available index is within one queue's worth of what was
+    /// taken: a driver never makes more buffers available than its queue holds, and one
+    /// that does (by re-posting heads) has broken the queue.
+    fn avail_index_sane(&self, queue: QueueIndex, vring: &VringRwLock, memory: &Memory) -> bool {
+        let state = vring.get_ref();
+        let ring = state.get_queue();
+        let guard = memory.memory();
+        let sane = ring
+            .avail_idx(&*guard, std::sync::atomic::Ordering::Acquire)
+            .is_ok_and(|avail| (avail - std::num::Wrapping(ring.next_avail())).0 <= ring.size());
+        if !sane && let Some(suppressed) = lock(&self.guest_warnings).allow() {
+            warn!(
+                ?queue,
+                suppressed,
+                "the driver made more buffers available than the queue holds; the queue is ignored until it is reset"
+            );
+        }
+        sane
     }
 
     /// Returns the device's completions to the used rings and notifies the guest.
