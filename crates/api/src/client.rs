@@ -70,6 +70,11 @@ impl Client {
         Ok(Client::new(base_url, &text))
     }
 
+    /// `/healthz`: whether the daemon answers, with its endpoint and card counts.
+    pub fn health(&self) -> Result<crate::routes::health::Health, Error> {
+        self.call(Method::Get, "/healthz", None::<&()>)
+    }
+
     /// Every card.
     pub fn cards(&self) -> Result<Vec<CardView>, Error> {
         self.call(Method::Get, "/api/cards", None::<&()>)

@@ -36,8 +36,12 @@ use crate::stream;
 pub struct Options {
     /// `state.json`, the installed plugins and the compile cache live here.
     pub state_dir: PathBuf,
-    /// When set, file paths given over the API must lie inside this directory.
+    /// When set, file paths given over the API must lie inside this directory (a
+    /// relative one is taken inside it).
     pub path_root: Option<PathBuf>,
+    /// When set, the sockets of cards made over the API must lie inside this directory;
+    /// unset, they follow `path_root`.
+    pub socket_root: Option<PathBuf>,
 }
 
 impl Options {
@@ -46,6 +50,7 @@ impl Options {
         Options {
             state_dir: state_dir.into(),
             path_root: None,
+            socket_root: None,
         }
     }
 }
@@ -836,7 +841,12 @@ impl Control {
                 request.name
             )));
         }
-        let (card, saved) = card::spawn(&self.engine, request, self.options.path_root.as_deref())?;
+        let sockets = self
+            .options
+            .socket_root
+            .as_deref()
+            .or(self.options.path_root.as_deref());
+        let (card, saved) = card::spawn(&self.engine, request, sockets)?;
         let id = card.card();
         Self::forget_dormant(&mut inner, &saved.name);
         let name = saved.name.clone();

@@ -184,6 +184,22 @@ pub struct ServeArgs {
     /// a XenStore server and an event/grant hub listen in DIR (see the paravox-sndif docs).
     #[arg(long, value_name = "DIR", conflicts_with = "xen")]
     pub sndif_shm: Option<PathBuf>,
+    /// Where WAV files named over the API may be (a relative path is taken inside it);
+    /// default: `outputs/` in the state directory.
+    #[arg(long, value_name = "DIR")]
+    pub api_files: Option<PathBuf>,
+    /// Where vhost-user sockets of cards made over the API may be (a relative path is
+    /// taken inside it); default: the runtime directory (`/run/paravox` for root, else
+    /// `$XDG_RUNTIME_DIR/paravox`).
+    #[arg(long, value_name = "DIR")]
+    pub api_sockets: Option<PathBuf>,
+    /// A directory the sandboxed daemon may also write in (repeatable), e.g. where an
+    /// asoundrc's `file` PCM writes; what the configuration names is allowed already.
+    #[arg(long, value_name = "DIR")]
+    pub sandbox_allow: Vec<PathBuf>,
+    /// Run unconfined (for debugging): no Landlock file-system rules, no seccomp filter.
+    #[arg(long)]
+    pub no_sandbox: bool,
 }
 
 #[derive(Debug, Args)]

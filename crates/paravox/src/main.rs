@@ -9,6 +9,7 @@ mod play;
 mod plugin;
 mod record;
 mod reload;
+mod sandbox;
 mod sd_notify;
 mod serve;
 mod signals;

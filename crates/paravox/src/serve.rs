@@ -29,6 +29,36 @@ pub fn state_dir(explicit: Option<PathBuf>) -> PathBuf {
         .join("paravox")
 }
 
+/// The runtime directory (API-made sockets by default): systemd's `$RUNTIME_DIRECTORY`
+/// (the unit's `RuntimeDirectory=`), else `/run/paravox` for root, else
+/// `$XDG_RUNTIME_DIR/paravox`, else `run/` in the state directory.
+pub fn runtime_dir(state_dir: &std::path::Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY")
+        .and_then(|dirs| std::env::split_paths(&dirs).next())
+        .filter(|dir| dir.is_absolute())
+    {
+        return dir;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/run/paravox");
+    }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(|dir| PathBuf::from(dir).join("paravox"))
+        .unwrap_or_else(|| state_dir.join("run"))
+}
+
+/// Creates `dir` (and its parents) if missing, for the daemon alone unless the umask
+/// says otherwise.
+fn ensure_dir(dir: &std::path::Path, what: &str) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o770)
+        .create(dir)
+        .with_context(|| format!("creating the {what} {}", dir.display()))
+}
+
 pub fn run(args: ServeArgs) -> Result<()> {
     let state_dir = state_dir(args.state_dir);
     let overrides = Overrides {
@@ -53,12 +83,41 @@ pub fn run(args: ServeArgs) -> Result<()> {
     )?;
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
+    let api_files = args
+        .api_files
+        .clone()
+        .unwrap_or_else(|| state_dir.join(paravox_control::endpoint::OUTPUTS_DIR));
+    let api_sockets = args
+        .api_sockets
+        .clone()
+        .unwrap_or_else(|| runtime_dir(&state_dir));
+    ensure_dir(&api_files, "directory for API files")?;
+    ensure_dir(&api_sockets, "directory for API sockets")?;
     raise_descriptor_limit();
+    if !args.no_sandbox {
+        // Before any thread starts: Landlock reaches only this thread and its children.
+        let mut writable = vec![api_files.clone(), api_sockets.clone()];
+        writable.extend(args.sndif_shm.clone());
+        writable.extend(args.sandbox_allow.iter().cloned());
+        let paths = crate::sandbox::Paths::for_daemon(
+            &state_dir,
+            args.config.as_deref(),
+            &declaration,
+            &writable,
+        );
+        crate::sandbox::restrict_files(&paths)?;
+    } else {
+        tracing::warn!("--no-sandbox: running without Landlock rules or a seccomp filter");
+    }
     let shutdown = signals::block_and_watch();
     let engine = Arc::new(Engine::new());
+    let options = Options {
+        path_root: Some(api_files),
+        socket_root: Some(api_sockets),
+        ..Options::new(&state_dir)
+    };
     let control = Arc::new(
-        Control::start(engine.clone(), Options::new(&state_dir), declaration)
-            .map_err(crate::control_error)?,
+        Control::start(engine.clone(), options, declaration).map_err(crate::control_error)?,
     );
     crate::plugin::watch(engine.clone(), state_dir.clone())?;
     info!(
@@ -110,6 +169,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         notifier
             .start_watchdog(move || watched.upgrade().map(|engine| engine.cards()).is_some())
             .context("starting the systemd watchdog thread")?;
+    }
+    if !args.no_sandbox {
+        // Everything is open and listening: from here on the daemon only serves.
+        crate::sandbox::restrict_calls()?;
     }
     let running = reload::Running {
         config_path: args.config,
