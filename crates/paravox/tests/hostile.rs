@@ -485,7 +485,11 @@ fn a_hostile_virtio_guest_gets_its_errors_while_another_plays_bit_exact() {
 #[test]
 fn a_hostile_http_client_is_refused_while_a_guest_plays_bit_exact() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(dir.path(), "");
+    let vm = dir.path().join("vm.sock");
+    let daemon = Daemon::start(
+        dir.path(),
+        &format!("[[virtio]]\nname = \"vm\"\nsocket = \"{}\"\n", vm.display()),
+    );
     let shm = dir.path().join("shm");
     let played = tone(6 * 48_000);
     let domain = xen::FrontDomain::connect(&shm.join(SharedMemoryHost::HUB_SOCKET), 1);
@@ -529,6 +533,13 @@ fn a_hostile_http_client_is_refused_while_a_guest_plays_bit_exact() {
             daemon.http("GET", "/healthz", None).0,
             200,
             "healthz during the flood"
+        );
+        // A VMM connects during the flood and its guest's driver is answered.
+        let mut driver = support::Driver::connect(&vm);
+        assert_eq!(
+            driver.set_params(&support::SetParams::s16_stereo_48k(0, 8)),
+            support::status::OK,
+            "a VMM connecting during the flood is served"
         );
         let flooded_fds = daemon.descriptors();
 
@@ -576,6 +587,7 @@ fn a_hostile_http_client_is_refused_while_a_guest_plays_bit_exact() {
         );
         assert!(!Path::new(&outside).exists(), "nothing written outside");
         let peak_memory = daemon.rss();
+        driver.disconnect();
         drop(flood);
         assert_eq!(daemon.http("GET", "/healthz", None).0, 200);
 
