@@ -90,7 +90,7 @@ pub enum ServerMessage {
         /// The state it is in.
         to: StreamStateName,
     },
-    /// A stream ran dry or overflowed.
+    /// A stream had a gap in the middle (an xrun; a natural end is none).
     Xrun {
         /// Stream id.
         stream: u32,

@@ -151,7 +151,7 @@ fn render_streams(engine: &Engine, out: &mut String) {
         (
             "paravox_stream_xruns_total",
             "counter",
-            "Times the stream ran dry (playback) or overflowed (capture).",
+            "Gaps in the middle of the stream: its ring ran dry (playback) or full (capture) and then moved again, or stayed so for 2 s while running; a stream that runs out and is stopped counts none.",
             |r| r.xruns,
         ),
         (

@@ -136,7 +136,8 @@ pub struct StreamView {
     pub device_delay_bytes: u64,
     /// Queued and device bytes as time: the stream's latency in milliseconds.
     pub latency_ms: f64,
-    /// Xruns so far.
+    /// Xruns so far: gaps in the middle of the stream (its ring ran dry or full and then
+    /// moved again, or stayed so for 2 s while running); a natural end counts none.
     pub xruns: u64,
     /// Volume of each guest channel in dB.
     pub volume_db: Vec<f32>,

@@ -34,7 +34,7 @@ use crate::{Direction, StreamId};
 mod slot;
 mod worker;
 
-pub use slot::{FreshChain, Slot, SlotChain};
+pub use slot::{FreshChain, Slot, SlotChain, XRUN_GRACE};
 use worker::Worker;
 pub use worker::{REALTIME_PRIORITY, set_realtime_priority};
 

@@ -44,7 +44,8 @@ pub enum Event {
         /// The state it is in now.
         to: StreamState,
     },
-    /// A stream ran dry (playback) or overflowed (capture).
+    /// A stream had a gap in the middle (see `endpoint::XRUN_GRACE`): its ring ran dry
+    /// (playback) or full (capture) and then moved again, or stayed so while running.
     Xrun {
         /// The stream.
         stream: StreamId,

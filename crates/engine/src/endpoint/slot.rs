@@ -94,8 +94,49 @@ impl FreshChain {
 pub struct Slot {
     pub(crate) shared: Arc<StreamShared>,
     pub(crate) chain: SlotChain,
-    /// Whether the previous cycle already ran dry (an xrun is counted once per episode).
-    pub(crate) starved: bool,
+    /// The current dry spell (a playback ring without the audio a cycle needed, a capture
+    /// ring without room), judged by the xrun rule of [`Starvation::cycle`].
+    pub(crate) starvation: Starvation,
+}
+
+/// One stream's dry spells, and whether each is an xrun.
+///
+/// An xrun is audio missing in the *middle* of a stream: the ring runs dry and then
+/// receives more (counted when the audio comes back), or stays dry while the guest keeps
+/// the stream running past [`XRUN_GRACE`] (counted then, once). A guest that lets its
+/// stream run out and then stops it, which is how every player ends, causes none; the
+/// same rule holds for a capture ring the guest stops reading.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Starvation {
+    /// Consecutive dry cycles (0: not dry).
+    dry_cycles: u32,
+    /// Whether this spell was counted already.
+    counted: bool,
+}
+
+/// How long a running stream may stay dry before that is an xrun even without more
+/// audio after it: past any guest's drain-then-stop, well short of what a listener
+/// would call a finished stream.
+pub const XRUN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Starvation {
+    /// Real-time: one cycle of a running stream, `dry` when it lacked audio (or room);
+    /// `grace_cycles` is [`XRUN_GRACE`] in cycles. Returns whether this cycle makes an
+    /// xrun.
+    pub(crate) fn cycle(&mut self, dry: bool, grace_cycles: u32) -> bool {
+        if dry {
+            self.dry_cycles = self.dry_cycles.saturating_add(1);
+            if !self.counted && self.dry_cycles > grace_cycles {
+                self.counted = true;
+                return true;
+            }
+            return false;
+        }
+        // Audio again: a spell that was not counted yet was a gap in the middle.
+        let gap = self.dry_cycles > 0 && !self.counted;
+        *self = Starvation::default();
+        gap
+    }
 }
 
 impl Slot {
@@ -103,7 +144,7 @@ impl Slot {
         Box::new(Slot {
             shared,
             chain,
-            starved: false,
+            starvation: Starvation::default(),
         })
     }
 
@@ -147,5 +188,41 @@ impl Slot {
             // The stream's direction never changes, so the pair always matches.
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xruns(cycles: &[bool], grace: u32) -> usize {
+        let mut starvation = Starvation::default();
+        cycles
+            .iter()
+            .filter(|&&dry| starvation.cycle(dry, grace))
+            .count()
+    }
+
+    #[test]
+    fn a_stream_that_runs_out_and_stops_has_no_xrun() {
+        // Fed, then dry for less than the grace until the guest stops it.
+        assert_eq!(xruns(&[false, false, true, true, true], 10), 0);
+    }
+
+    #[test]
+    fn a_gap_in_the_middle_is_one_xrun() {
+        assert_eq!(xruns(&[false, true, true, false, false], 10), 1);
+        // Two gaps, two xruns.
+        assert_eq!(xruns(&[false, true, false, true, true, false], 10), 2);
+    }
+
+    #[test]
+    fn staying_dry_past_the_grace_is_one_xrun_however_long_it_lasts() {
+        let mut cycles = vec![false];
+        cycles.extend(std::iter::repeat_n(true, 50));
+        assert_eq!(xruns(&cycles, 10), 1);
+        // And audio after it does not count the same spell twice.
+        cycles.push(false);
+        assert_eq!(xruns(&cycles, 10), 1);
     }
 }

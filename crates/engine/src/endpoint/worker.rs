@@ -3,6 +3,7 @@
 //! and does the device I/O; it allocates, locks and blocks on nothing but the device, and
 //! hands everything it no longer needs back to be dropped elsewhere.
 
+use super::slot::XRUN_GRACE;
 use super::*;
 
 /// The real-time thread's state.
@@ -105,6 +106,7 @@ impl Worker {
         let mut recovery: Option<Recovery> = None;
         while self.apply_commands() {
             let started = monotonic_ns();
+            let grace_cycles = self.grace_cycles();
             self.mix.fill(0.0);
             let mut audible_frames = 0;
             let mut mixer = self.mixer.as_mut().filter(|mixer| mixer.slot.active());
@@ -112,6 +114,8 @@ impl Worker {
             let mut overflow = false;
             for slot in self.slots.iter_mut() {
                 if !slot.shared.is_running() {
+                    // Stopped: whatever dry spell it ended in is over, not an xrun.
+                    slot.starvation = Default::default();
                     continue;
                 }
                 let SlotChain::Playback { ring, chain } = &mut slot.chain else {
@@ -149,10 +153,9 @@ impl Worker {
                         outcome
                     }
                 };
-                if outcome.underrun && !slot.starved {
+                if slot.starvation.cycle(outcome.underrun, grace_cycles) {
                     slot.shared.count_xrun();
                 }
-                slot.starved = outcome.underrun;
                 audible_frames = audible_frames.max(outcome.audible_frames);
             }
             if let Some(mixer) = mixer.filter(|_| handed > 0) {
@@ -248,19 +251,21 @@ impl Worker {
                 }
             }
             let started = monotonic_ns();
+            let grace_cycles = self.grace_cycles();
             self.stats.meter.record(&self.mix);
             for slot in self.slots.iter_mut() {
                 if !slot.shared.is_running() {
+                    // Stopped: whatever dry spell it ended in is over, not an xrun.
+                    slot.starvation = Default::default();
                     continue;
                 }
                 let SlotChain::Capture { ring, chain } = &mut slot.chain else {
                     continue;
                 };
                 let outcome = chain.push(&self.mix, ring, slot.shared.gain());
-                if outcome.overrun && !slot.starved {
+                if slot.starvation.cycle(outcome.overrun, grace_cycles) {
                     slot.shared.count_xrun();
                 }
-                slot.starved = outcome.overrun;
             }
             self.finish_cycle_accounting(started);
             self.publish_positions();
@@ -268,6 +273,12 @@ impl Worker {
         if let Some(mut live) = device {
             let _ = live.finish();
         }
+    }
+
+    /// [`XRUN_GRACE`] in this endpoint's cycles.
+    fn grace_cycles(&self) -> u32 {
+        let per_second = self.format.rate / self.format.period_frames.max(1);
+        (XRUN_GRACE.as_secs() as u32).saturating_mul(per_second.max(1))
     }
 
     fn finish_cycle_accounting(&self, started_ns: u64) {

@@ -89,8 +89,8 @@ impl Device {
         self.deliver_events(mem);
     }
 
-    /// The guest was late (the ring ran dry while it still had audio to send): tell it,
-    /// if it asked for xrun events.
+    /// The guest was late (the ring ran dry in the middle of the stream, see
+    /// `paravox_engine::endpoint::XRUN_GRACE`): tell it, if it asked for xrun events.
     pub(super) fn check_xrun<M: GuestMemory>(&mut self, mem: &M, index: usize) {
         let slot = &mut self.streams[index];
         let xruns = slot.stream.xruns();

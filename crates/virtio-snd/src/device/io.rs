@@ -145,10 +145,12 @@ impl Device {
         }
     }
 
-    /// The stream's position moved: complete and refill.
+    /// The stream's position moved: complete and refill, and tell the guest of an xrun
+    /// the engine counted (a gap is known only once the audio after it plays).
     pub fn stream_woken<M: GuestMemory>(&mut self, mem: &M, index: usize) {
         if index < self.streams.len() {
             self.pump(mem, index);
+            self.check_xrun(mem, index);
         }
     }
 
