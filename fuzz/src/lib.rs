@@ -1,5 +1,7 @@
 //! What the fuzz targets share: one engine per process, with null endpoints so streams
-//! can be prepared and started as a guest would.
+//! can be prepared and started as a guest would. Their cycle is short (32 frames): a
+//! stream detached when an input's card goes away waits for the endpoint to let go of it
+//! within one cycle, which at the default 10 ms held each such input for that long.
 
 use std::sync::{Arc, OnceLock};
 
@@ -13,7 +15,9 @@ pub fn engine() -> &'static Arc<Engine> {
     static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let engine = Arc::new(Engine::new());
-        let spec: EndpointSpec = "null".parse().expect("the null endpoint spec parses");
+        let spec: EndpointSpec = "null,period=32"
+            .parse()
+            .expect("the null endpoint spec parses");
         engine
             .add_playback_endpoint(
                 "out",
