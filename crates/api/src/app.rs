@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::faults::{self, FaultCounter};
-use crate::meters::{self, MeterFrame};
+use crate::meters::{self, MeterFrame, Meters, Watching};
 use crate::server::ApiConfig;
 use crate::token::Token;
 use crate::views::Origin;
@@ -26,7 +26,7 @@ struct Inner {
     control: Arc<Control>,
     token: Token,
     config: ApiConfig,
-    meters: watch::Receiver<Arc<MeterFrame>>,
+    meters: Meters,
     stopping: watch::Sender<bool>,
     plugin_faults: Arc<FaultCounter>,
     /// WebSocket sessions open now.
@@ -93,14 +93,14 @@ impl AppState {
         &self.inner.config
     }
 
-    /// A receiver of meter frames, 25 a second.
-    pub fn meters(&self) -> watch::Receiver<Arc<MeterFrame>> {
-        self.inner.meters.clone()
+    /// A receiver of meter frames, 25 a second while the returned guard lives.
+    pub fn watch_meters(&self) -> (watch::Receiver<Arc<MeterFrame>>, Watching) {
+        self.inner.meters.watch()
     }
 
-    /// The latest meter frame.
+    /// The latest meter frame (sampled now if the sampler was asleep).
     pub fn latest_meters(&self) -> Arc<MeterFrame> {
-        self.inner.meters.borrow().clone()
+        self.inner.meters.latest()
     }
 
     /// Marks the server as stopping: `/readyz` fails and WebSocket sessions end.

@@ -399,9 +399,11 @@ async fn session(state: AppState, socket: WebSocket, subscription: Subscription)
         }
         let _ = sink.close().await;
     });
+    // The sampler runs while this client is connected.
+    let (meters, _watching) = state.watch_meters();
     let feeds = Feeds {
         events: state.engine().subscribe(),
-        meters: state.meters(),
+        meters,
         stopping: state.stopping(),
     };
     tracing::debug!(?subscription, "WebSocket client connected");
