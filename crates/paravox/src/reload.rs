@@ -39,7 +39,8 @@ impl Running {
         )?;
         let summary = control.reload(declaration).map_err(crate::control_error)?;
         for change in &summary.pending {
-            warn!(config = %path.display(), "not applied: {change}");
+            let hint = crate::sandbox::hint_for(change);
+            warn!(config = %path.display(), "not applied: {change}{hint}");
         }
         info!(
             config = %path.display(),

@@ -116,6 +116,22 @@ fn parent(path: &Path) -> Option<PathBuf> {
         .map(Path::to_owned)
 }
 
+/// Whether this process confined its file access (set once, by [`restrict_files`]).
+static FILES_CONFINED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What to add to an error that may be the sandbox's doing: a path refused with
+/// "Permission denied" while the file-system rules are in force.
+pub fn hint_for(message: &str) -> &'static str {
+    if FILES_CONFINED.load(std::sync::atomic::Ordering::Relaxed)
+        && message.contains("Permission denied")
+    {
+        " (the sandbox allows only the directories named at start: restart paravox to \
+         include this one, or start it with --sandbox-allow DIR)"
+    } else {
+        ""
+    }
+}
+
 /// How far the Landlock rules are enforced, for the log and the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enforcement {
@@ -154,6 +170,10 @@ pub fn restrict_files(paths: &Paths) -> Result<Enforcement> {
         RulesetStatus::PartiallyEnforced => Enforcement::Partial,
         RulesetStatus::NotEnforced => Enforcement::None,
     };
+    FILES_CONFINED.store(
+        enforcement != Enforcement::None,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     match enforcement {
         Enforcement::None => warn!(
             "Landlock is not available in this kernel: the file-system rules are not enforced"
