@@ -63,9 +63,11 @@ impl Paths {
             read: SYSTEM_READ.iter().map(PathBuf::from).collect(),
             write: vec![state_dir.to_owned()],
         };
-        if let Some(home) = std::env::var_os("HOME") {
-            // ~/.asoundrc, ~/.config/alsa.
-            paths.read.push(PathBuf::from(home));
+        if let Some(home) = std::env::var_os("HOME").map(PathBuf::from)
+            && home.parent().is_some()
+        {
+            // ~/.asoundrc, ~/.config/alsa (not when a service account's home is `/`).
+            paths.read.push(home);
         }
         if let Some(files) = std::env::var_os("ALSA_CONFIG_PATH") {
             paths.read.extend(std::env::split_paths(&files));
