@@ -312,6 +312,7 @@ function describe(event) {
     case 'device_recovered': return `Endpoint ${event.endpoint} has its device back`;
     case 'chain_swapped': return `${stream(event.stream)}: plugin chain swapped`;
     case 'plugin_fault': return `${event.stream !== null && event.stream !== undefined ? `${stream(event.stream)}: p` : 'P'}lugin ${event.plugin} (${event.stage}) disabled: ${event.reason}`;
+    case 'budget_exceeded': return `Card ${event.card}${event.stream !== null && event.stream !== undefined ? `, ${stream(event.stream)}` : ''}: refused by its budget (${event.limit}: ${event.asked} asked, ${event.allowed} allowed)`;
     default: return JSON.stringify(event);
   }
 }
