@@ -630,7 +630,8 @@ function endpointsView() {
         .map((name) => h('th', { scope: 'col' }, name)))),
     h('tbody', {}, state.endpoints.map((e) => {
       const cycleNs = (e.format.period_frames * 1e9) / e.format.rate;
-      const load = cycleNs > 0 ? `${((e.stats.busy_ns / cycleNs) * 100).toFixed(1)} %` : '—';
+      const cycling = e.stats.activity === 'running';
+      const load = cycling && cycleNs > 0 ? `${((e.stats.busy_ns / cycleNs) * 100).toFixed(1)} %` : '—';
       return h('tr', {},
         h('th', { scope: 'row', 'data-label': 'Endpoint' }, e.name, e.default ? h('span', { class: 'tag' }, 'default') : null),
         h('td', { 'data-label': 'Direction' }, e.direction),
@@ -639,10 +640,19 @@ function endpointsView() {
         h('td', { 'data-label': 'Streams', class: 'number' }, e.attached_streams),
         h('td', { 'data-label': 'Device xruns', class: 'number' }, e.stats.device_xruns),
         h('td', { 'data-label': 'Load', class: 'number' }, load),
-        h('td', { 'data-label': 'Device' }, e.stats.device_lost
-          ? h('span', { class: 'state state-lost' }, 'lost') : h('span', { class: 'state state-running' }, 'ok')));
+        h('td', { 'data-label': 'Device' }, deviceState(e.stats)));
     })))));
   return section;
+}
+
+// What an endpoint's device is doing: lost, running, or asleep with nothing to play.
+function deviceState(stats) {
+  if (stats.device_lost) return h('span', { class: 'state state-lost' }, 'lost');
+  switch (stats.activity) {
+    case 'paused': return h('span', { class: 'state state-idle', title: 'No stream runs: the thread sleeps, the device stays open' }, 'idle');
+    case 'closed': return h('span', { class: 'state state-idle', title: 'No stream ran for its idle time: closed until the next start' }, 'closed');
+    default: return h('span', { class: 'state state-running' }, 'running');
+  }
 }
 
 function eventsView() {

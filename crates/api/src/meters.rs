@@ -26,6 +26,8 @@ use utoipa::ToSchema;
 pub const METER_INTERVAL: Duration = Duration::from_millis(40);
 /// How long the sampler keeps going after the last REST read with no WebSocket client.
 pub const IDLE_AFTER: Duration = Duration::from_secs(2);
+/// How often a sampler with nobody looking checks that its engine still exists.
+const ENGINE_CHECK: Duration = Duration::from_secs(60);
 /// What silence reads as, in dBFS (JSON has no −∞).
 pub const SILENCE_DBFS: f32 = -120.0;
 
@@ -216,9 +218,8 @@ pub fn spawn_sampler(engine: Weak<Engine>) -> Meters {
             if !demand.wanted() {
                 // Nobody looks: sleep until a client comes or a REST view reads (a
                 // notify_one before this point is kept as a permit, so none is lost).
-                // Look again every IDLE_AFTER, when a REST read's window may have ended
-                // while the task was busy.
-                let _ = tokio::time::timeout(IDLE_AFTER, demand.wake.notified()).await;
+                // The timeout only notices an engine that is gone.
+                let _ = tokio::time::timeout(ENGINE_CHECK, demand.wake.notified()).await;
                 if !demand.wanted() {
                     if engine.strong_count() == 0 {
                         break;

@@ -1,7 +1,7 @@
 //! What the API answers: JSON views of the engine's cards, streams and endpoints, built
 //! from snapshots so a view never holds an engine lock.
 
-use paravox_engine::endpoint::Endpoint;
+use paravox_engine::endpoint::{Activity, Endpoint};
 use paravox_engine::{Card, Direction, Engine, Stream, StreamState, Transport};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -165,9 +165,35 @@ pub struct EndpointFormatView {
     pub period_frames: u32,
 }
 
+/// What an endpoint's thread is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointActivity {
+    /// Cycling: a stream runs, or a device with a clock of its own is kept running until
+    /// its idle time (`idle=` in the spec) is over.
+    Running,
+    /// No stream runs; the thread sleeps and the device stays open (it keeps no time of
+    /// its own).
+    Paused,
+    /// No stream ran for the idle time: the device is closed until the next start.
+    Closed,
+}
+
+impl From<Activity> for EndpointActivity {
+    fn from(activity: Activity) -> EndpointActivity {
+        match activity {
+            Activity::Running => EndpointActivity::Running,
+            Activity::Paused => EndpointActivity::Paused,
+            Activity::Closed => EndpointActivity::Closed,
+        }
+    }
+}
+
 /// What an endpoint's real-time thread counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EndpointStatsView {
+    /// What the thread is doing now.
+    pub activity: EndpointActivity,
     /// Cycles run.
     pub cycles: u64,
     /// Xruns the device reported.
@@ -334,6 +360,7 @@ pub fn endpoint_view(
             period_frames: format.period_frames,
         },
         stats: EndpointStatsView {
+            activity: stats.activity().into(),
             cycles: stats.cycles(),
             device_xruns: stats.device_xruns(),
             device_delay_frames: stats.device_delay_frames(),

@@ -4,7 +4,8 @@
 //! that holds it (and `stream` does not import `registry`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::Thread;
 
 use tokio::sync::broadcast;
 
@@ -25,6 +26,8 @@ pub(crate) struct StreamContext {
     pub events: broadcast::Sender<Event>,
     /// The plugin set of streams without their own, per direction.
     pub plugins: RwLock<[ChainPlugins; 2]>,
+    /// The housekeeping thread, which sleeps while no endpoint cycles.
+    housekeeper: OnceLock<Thread>,
 }
 
 impl StreamContext {
@@ -35,6 +38,18 @@ impl StreamContext {
             defaults: RwLock::new([None, None]),
             events,
             plugins: RwLock::new([ChainPlugins::default(), ChainPlugins::default()]),
+            housekeeper: OnceLock::new(),
+        }
+    }
+
+    pub fn set_housekeeper(&self, thread: Thread) {
+        let _ = self.housekeeper.set(thread);
+    }
+
+    /// A stream started: what it makes the endpoint count must be looked at again.
+    pub fn wake_housekeeping(&self) {
+        if let Some(thread) = self.housekeeper.get() {
+            thread.unpark();
         }
     }
 

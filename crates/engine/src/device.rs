@@ -8,6 +8,7 @@
 //! they may do the device's own I/O and wait on its clock, nothing else.
 
 use std::fmt;
+use std::time::Duration;
 
 /// The fixed internal format of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,21 @@ pub struct DeviceStats {
     pub delay_frames: u64,
 }
 
+/// What an endpoint does with its device while none of its streams runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// The device keeps no time of its own (a file, the null sink, a tone, a PCM without a
+    /// clock): the endpoint stops calling it at once and leaves it open, and calls
+    /// `resume` before the next period.
+    Pause,
+    /// The device runs on a clock of its own (a sound card): the endpoint keeps it fed (or
+    /// read) for this long, so a stream that starts again soon finds it running, then
+    /// finishes and closes it, and opens it again at the next start.
+    CloseAfter(Duration),
+    /// The device is kept fed (or read) for as long as the endpoint lives.
+    Run,
+}
+
 /// A host output.
 pub trait PlaybackDevice: Send + 'static {
     /// The endpoint format this device was opened with.
@@ -80,7 +96,15 @@ pub trait PlaybackDevice: Send + 'static {
     fn stats(&self) -> DeviceStats {
         DeviceStats::default()
     }
-    /// Called once when the endpoint stops: flush, finalize files. Not real-time.
+    /// What the endpoint does with this device while nothing plays.
+    fn idle(&self) -> Idle {
+        Idle::Pause
+    }
+    /// Called before the first period after an [`Idle::Pause`]: a device that paces
+    /// itself starts a new timeline here instead of catching up on the idle time.
+    fn resume(&mut self) {}
+    /// Called once before the device is dropped (the endpoint stops, loses it or closes
+    /// it while idle): flush, finalize files. Not real-time.
     fn finish(&mut self) -> Result<(), DeviceError> {
         Ok(())
     }
@@ -96,7 +120,15 @@ pub trait CaptureDevice: Send + 'static {
     fn stats(&self) -> DeviceStats {
         DeviceStats::default()
     }
-    /// Called once when the endpoint stops. Not real-time.
+    /// What the endpoint does with this device while nothing records.
+    fn idle(&self) -> Idle {
+        Idle::Pause
+    }
+    /// Called before the first period after an [`Idle::Pause`]: a device that paces
+    /// itself starts a new timeline here instead of catching up on the idle time.
+    fn resume(&mut self) {}
+    /// Called once before the device is dropped (the endpoint stops, loses it or closes
+    /// it while idle). Not real-time.
     fn finish(&mut self) -> Result<(), DeviceError> {
         Ok(())
     }

@@ -7,18 +7,18 @@
 //! cycle allocates, locks and blocks on nothing but the device itself.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::StreamFormat;
 use crate::chain::{CaptureChain, PlaybackChain, SetupIssue};
 use crate::clock::{Pacer, monotonic_ns};
 use crate::device::{
-    CaptureDevice, CaptureOpener, DeviceError, DeviceFormat, PlaybackDevice, PlaybackOpener,
+    CaptureDevice, CaptureOpener, DeviceError, DeviceFormat, Idle, PlaybackDevice, PlaybackOpener,
 };
 use crate::error::{EngineError, Result};
 use crate::gain::GainControl;
@@ -107,9 +107,34 @@ impl MixerStage {
     }
 }
 
+/// What an endpoint's thread is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// Cycling: a stream runs, or the device is kept fed until its idle timeout.
+    Running,
+    /// No stream runs: the thread sleeps and the device stays open (it keeps no time of
+    /// its own).
+    Paused,
+    /// No stream ran for the device's idle timeout: it is closed until the next start.
+    Closed,
+}
+
+impl Activity {
+    /// The name the API shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activity::Running => "running",
+            Activity::Paused => "paused",
+            Activity::Closed => "closed",
+        }
+    }
+}
+
 /// Counters the endpoint thread publishes.
 #[derive(Debug, Default)]
 pub struct EndpointStats {
+    /// An [`Activity`] as its index (0: running).
+    activity: AtomicU8,
     cycles: AtomicU64,
     device_xruns: AtomicU64,
     device_delay_frames: AtomicU64,
@@ -156,6 +181,24 @@ impl EndpointStats {
     pub fn meter(&self) -> &Meter {
         &self.meter
     }
+
+    /// What the thread is doing now.
+    pub fn activity(&self) -> Activity {
+        match self.activity.load(Ordering::Acquire) {
+            1 => Activity::Paused,
+            2 => Activity::Closed,
+            _ => Activity::Running,
+        }
+    }
+
+    fn set_activity(&self, activity: Activity) {
+        let index = match activity {
+            Activity::Running => 0,
+            Activity::Paused => 1,
+            Activity::Closed => 2,
+        };
+        self.activity.store(index, Ordering::Release);
+    }
 }
 
 /// One host device and its real-time thread.
@@ -171,6 +214,9 @@ pub struct Endpoint {
     attached: Mutex<usize>,
     stats: Arc<EndpointStats>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The thread, to unpark it: an endpoint with no running stream sleeps until a
+    /// command or a start.
+    waker: Thread,
     /// The mixer plugin's faults and its name.
     mixer_board: Arc<FaultBoard>,
     mixer_name: Mutex<Option<String>>,
@@ -269,6 +315,7 @@ impl Endpoint {
             parked: Mutex::new(HashMap::new()),
             attached: Mutex::new(0),
             stats,
+            waker: thread.thread().clone(),
             thread: Mutex::new(Some(thread)),
             mixer_board: Arc::new(FaultBoard::default()),
             mixer_name: Mutex::new(None),
@@ -313,7 +360,10 @@ impl Endpoint {
         // The queue only fills if the thread is wedged; give it a moment, then refuse.
         for _ in 0..100 {
             match commands.push(command) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.wake();
+                    return Ok(());
+                }
                 Err(rtrb::PushError::Full(back)) => command = back,
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -322,6 +372,11 @@ impl Endpoint {
             "endpoint '{}' is not taking commands",
             self.name
         )))
+    }
+
+    /// Wakes a sleeping thread to look at its streams again (one of them started).
+    pub(crate) fn wake(&self) {
+        self.waker.unpark();
     }
 
     /// Hands a stream to the thread.

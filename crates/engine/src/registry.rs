@@ -18,15 +18,18 @@ use crate::budget::{Budget, CardBudget};
 use crate::context::{StreamContext, read, write};
 
 use crate::device::{CaptureOpener, PlaybackOpener};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Activity, Endpoint};
 use crate::error::{EngineError, Result};
 use crate::event::Event;
 use crate::plugin::{ChainPlugins, KernelFactory};
 use crate::stream::Stream;
 use crate::{CardId, Direction, StreamId};
 
-/// How often housekeeping runs.
+/// How often housekeeping runs while an endpoint cycles.
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(100);
+/// How often it looks while every endpoint sleeps (a stream's start wakes it at once;
+/// this only bounds how long a missed wake-up could go unnoticed).
+const HOUSEKEEPING_IDLE: Duration = Duration::from_secs(10);
 /// Cards one engine holds at most.
 pub const MAX_CARDS: usize = 256;
 /// Streams one card holds at most.
@@ -143,9 +146,24 @@ impl Registry {
     fn housekeeping(&self) {
         let mut xruns: BTreeMap<StreamId, u64> = BTreeMap::new();
         let mut lost: BTreeMap<String, bool> = BTreeMap::new();
+        let mut busy = true;
         while !self.stopping.load(Ordering::Relaxed) {
-            std::thread::sleep(HOUSEKEEPING_PERIOD);
+            if busy {
+                std::thread::sleep(HOUSEKEEPING_PERIOD);
+            } else {
+                // Nothing cycles, so nothing new can be counted: sleep until a stream
+                // starts (`StreamContext::wake_housekeeping`) or the engine stops.
+                std::thread::park_timeout(HOUSEKEEPING_IDLE);
+            }
             let endpoints: Vec<_> = read(&self.context.endpoints).values().cloned().collect();
+            let streams: Vec<_> = read(&self.streams).values().cloned().collect();
+            // Judged before this pass, so what the last cycles counted is still reported
+            // by it before the thread sleeps; a running stream counts even before its
+            // endpoint has woken for it.
+            busy = endpoints
+                .iter()
+                .any(|endpoint| endpoint.stats().activity() == Activity::Running)
+                || streams.iter().any(|stream| stream.shared().is_running());
             for endpoint in endpoints {
                 endpoint.collect();
                 for (plugin, fault) in endpoint.new_mixer_faults() {
@@ -173,7 +191,6 @@ impl Registry {
                     });
                 }
             }
-            let streams: Vec<_> = read(&self.streams).values().cloned().collect();
             xruns.retain(|id, _| streams.iter().any(|s| s.id() == *id));
             for stream in streams {
                 for (plugin, stage, fault) in stream.new_plugin_faults() {
@@ -229,6 +246,9 @@ impl Engine {
             .name("paravox-housekeeping".into())
             .spawn(move || worker.housekeeping())
             .ok();
+        if let Some(thread) = &housekeeper {
+            registry.context.set_housekeeper(thread.thread().clone());
+        }
         Engine {
             registry,
             housekeeper,
@@ -514,6 +534,7 @@ impl Drop for Engine {
         self.shutdown();
         self.registry.stopping.store(true, Ordering::Relaxed);
         if let Some(thread) = self.housekeeper.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }

@@ -438,6 +438,12 @@ impl Stream {
             self.shared.draining.store(false, Ordering::Relaxed);
         }
         self.shared.running.store(running, Ordering::Release);
+        if running && let Some(endpoint) = control.endpoint.as_ref() {
+            // An endpoint with nothing running sleeps, and so does housekeeping; this
+            // start is their cue.
+            endpoint.wake();
+            self.context.wake_housekeeping();
+        }
         self.enter(&mut control, to);
         // A transport blocked on the position must re-examine the state.
         self.shared.waker.wake();

@@ -31,7 +31,26 @@ pub use capture::{AlsaCapture, AlsaCaptureOpener};
 pub use list::{AlsaPcmInfo, alsa_pcms};
 pub use playback::{AlsaPlayback, AlsaPlaybackOpener};
 
+use std::time::Duration;
+
 use paravox_engine::clock::Pacer;
+use paravox_engine::device::Idle;
+
+/// How long an endpoint keeps a PCM running with no stream before it closes it, when the
+/// spec gives no `idle=`: long enough that a player skipping tracks finds it open, short
+/// enough that a laptop sleeps and other programs get a `hw:` device soon.
+pub const DEFAULT_IDLE_CLOSE: Duration = Duration::from_secs(5);
+
+/// What the endpoint does with a PCM while no stream runs: one with a clock of its own
+/// is kept running until `idle_close`, then closed; one the guard paces keeps no time
+/// of its own and simply pauses.
+fn idle_of(clock: &ClocklessGuard, idle_close: Option<Duration>) -> Idle {
+    match idle_close {
+        _ if clock.is_pacing() => Idle::Pause,
+        Some(after) => Idle::CloseAfter(after),
+        None => Idle::Run,
+    }
+}
 
 /// Paces a PCM only while it shows no clock of its own (see the module docs).
 #[derive(Debug)]
@@ -82,6 +101,11 @@ impl ClocklessGuard {
         };
         self.after_transfer(clockless);
         delay
+    }
+
+    /// After a pause: the pacer starts a new timeline instead of catching up.
+    fn restart(&mut self) {
+        self.pacer.reset();
     }
 
     /// Whether the device is currently paced by the guard.

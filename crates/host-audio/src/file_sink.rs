@@ -97,6 +97,11 @@ impl PlaybackDevice for WavSink {
         Ok(())
     }
 
+    fn resume(&mut self) {
+        // Nothing played while paused: a new timeline, not a catch-up burst.
+        self.pacer.reset();
+    }
+
     fn stats(&self) -> DeviceStats {
         DeviceStats {
             xruns: self.pacer.resyncs(),

@@ -38,6 +38,11 @@ impl PlaybackDevice for NullSink {
         Ok(())
     }
 
+    fn resume(&mut self) {
+        // Nothing played while paused: a new timeline, not a catch-up burst.
+        self.pacer.reset();
+    }
+
     fn stats(&self) -> DeviceStats {
         DeviceStats {
             // Falling a whole clock lag behind is the null sink's only way to "underrun".
@@ -83,6 +88,11 @@ impl CaptureDevice for NullSource {
         self.pacer.wait();
         samples.fill(0.0);
         Ok(())
+    }
+
+    fn resume(&mut self) {
+        // Nothing played while paused: a new timeline, not a catch-up burst.
+        self.pacer.reset();
     }
 
     fn stats(&self) -> DeviceStats {

@@ -18,6 +18,7 @@
 //! | `period=F` | frames per endpoint cycle, 16..=65536 | all | 480 (10 ms at 48 kHz) |
 //! | `format=F` | sample format, as `paravox_pcm::Format::parse` reads it (`s16_le`, `float_le`, …) | wav (the file's format), alsa (asked of the device) | wav: s16_le; alsa: float_le, else s16_le |
 //! | `buffer=N` | device buffer in periods, 2..=64 | alsa | 4 |
+//! | `idle=S\|never` | seconds a PCM with its own clock keeps running with no stream before it is closed (reopened at the next start), 0..=86400 | alsa | 5 |
 //! | `loop=0\|1` | start again at the end of the file | wavsrc | 0: silence after the end |
 //! | `amplitude=DB` | tone level in dBFS, -120..=0 | tone | -3 |
 //!
@@ -37,11 +38,12 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use paravox_engine::device::{CaptureOpener, DeviceFormat, PlaybackOpener};
 use paravox_pcm::Format;
 
-use crate::alsa::{AlsaCaptureOpener, AlsaPlaybackOpener};
+use crate::alsa::{AlsaCaptureOpener, AlsaPlaybackOpener, DEFAULT_IDLE_CLOSE};
 use crate::error::HostAudioError;
 use crate::file_sink::WavSinkOpener;
 use crate::file_source::WavSourceOpener;
@@ -71,9 +73,21 @@ const PERIOD_MAX: u32 = 65_536;
 const BUFFER_MIN: u32 = 2;
 const BUFFER_MAX: u32 = 64;
 const AMPLITUDE_MIN_DBFS: f64 = -120.0;
+const IDLE_MAX_SECONDS: u32 = 86_400;
 
 const KINDS_HINT: &str = "expected wav:PATH, null, alsa:PCM, tone:FREQ or wavsrc:PATH";
-const OPTIONS_HINT: &str = "expected rate, channels, format, period, buffer, loop or amplitude";
+const OPTIONS_HINT: &str =
+    "expected rate, channels, format, period, buffer, idle, loop or amplitude";
+
+/// `idle=`: how long an endpoint keeps a device with a clock of its own running while no
+/// stream runs, before it closes it until the next start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleClose {
+    /// `idle=S`: after S seconds (0: as soon as the last stream stops).
+    After(u32),
+    /// `idle=never`: the device stays open and running.
+    Never,
+}
 
 /// What kind of endpoint, with its kind-specific arguments.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +123,8 @@ pub struct EndpointSpec {
     pub period_frames: Option<u32>,
     /// alsa only: device buffer size in periods.
     pub buffer_periods: Option<u32>,
+    /// alsa only: when an idle device is closed.
+    pub idle: Option<IdleClose>,
 }
 
 impl EndpointSpec {
@@ -153,6 +169,16 @@ impl EndpointSpec {
         self.buffer_periods.unwrap_or(DEFAULT_BUFFER_PERIODS)
     }
 
+    /// How long an idle device with a clock of its own keeps running before it is closed
+    /// (`None`: never); [`DEFAULT_IDLE_CLOSE`] unless `idle=` says otherwise.
+    pub fn idle_close(&self) -> Option<Duration> {
+        match self.idle {
+            None => Some(DEFAULT_IDLE_CLOSE),
+            Some(IdleClose::After(seconds)) => Some(Duration::from_secs(u64::from(seconds))),
+            Some(IdleClose::Never) => None,
+        }
+    }
+
     /// The endpoint format the device will be opened with. For `wavsrc` this reads the
     /// file's header (rate and channels default to the file's own).
     pub fn device_format(&self) -> Result<DeviceFormat, HostAudioError> {
@@ -180,12 +206,15 @@ impl EndpointSpec {
                 device_format,
             )?)),
             EndpointKind::Null => Ok(Box::new(NullSinkOpener::new(device_format))),
-            EndpointKind::Alsa { pcm } => Ok(Box::new(AlsaPlaybackOpener::new(
-                pcm.clone(),
-                self.format,
-                device_format,
-                self.effective_buffer_periods(),
-            ))),
+            EndpointKind::Alsa { pcm } => Ok(Box::new(
+                AlsaPlaybackOpener::new(
+                    pcm.clone(),
+                    self.format,
+                    device_format,
+                    self.effective_buffer_periods(),
+                )
+                .with_idle_close(self.idle_close()),
+            )),
             EndpointKind::Tone { .. } | EndpointKind::WavSource { .. } => {
                 Err(HostAudioError::WrongDirection {
                     spec: self.to_string(),
@@ -215,12 +244,15 @@ impl EndpointSpec {
                 device_format,
             ))),
             EndpointKind::WavSource { .. } => Ok(Box::new(self.wav_source_opener()?)),
-            EndpointKind::Alsa { pcm } => Ok(Box::new(AlsaCaptureOpener::new(
-                pcm.clone(),
-                self.format,
-                device_format,
-                self.effective_buffer_periods(),
-            ))),
+            EndpointKind::Alsa { pcm } => Ok(Box::new(
+                AlsaCaptureOpener::new(
+                    pcm.clone(),
+                    self.format,
+                    device_format,
+                    self.effective_buffer_periods(),
+                )
+                .with_idle_close(self.idle_close()),
+            )),
             EndpointKind::Null => Ok(Box::new(NullSinkOpener::new(device_format))),
             EndpointKind::Wav { .. } => Err(HostAudioError::WrongDirection {
                 spec: self.to_string(),
@@ -256,6 +288,7 @@ struct Options {
     format: Option<Format>,
     period_frames: Option<u32>,
     buffer_periods: Option<u32>,
+    idle: Option<IdleClose>,
     looping: Option<bool>,
     amplitude_dbfs: Option<f64>,
 }
@@ -305,6 +338,17 @@ fn parse_option(options: &mut Options, key: &str, value: &str) -> Result<(), Str
             key,
             parse_ranged("buffer", value, BUFFER_MIN, BUFFER_MAX)?,
         ),
+        "idle" => {
+            let idle = if value == "never" {
+                IdleClose::Never
+            } else {
+                IdleClose::After(
+                    parse_ranged("idle", value, 0, IDLE_MAX_SECONDS)
+                        .map_err(|why| format!("{why}, or never"))?,
+                )
+            };
+            set(&mut options.idle, key, idle)
+        }
         "format" => {
             let format = Format::parse(value).ok_or_else(|| {
                 format!(
@@ -408,6 +452,12 @@ fn check_options_apply(kind: &EndpointKind, options: &Options) -> Result<(), Str
     let tone_only = "applies only to tone: endpoints";
     if !matches!(kind, EndpointKind::Alsa { .. }) {
         refuse_if_set(&options.buffer_periods, "buffer", alsa_only)?;
+        refuse_if_set(
+            &options.idle,
+            "idle",
+            "applies only to alsa: endpoints (the others keep no clock of their own and \
+             pause as soon as no stream runs)",
+        )?;
     }
     if !matches!(kind, EndpointKind::WavSource { .. }) {
         refuse_if_set(&options.looping, "loop", wavsrc_only)?;
@@ -477,6 +527,7 @@ impl FromStr for EndpointSpec {
             format: options.format,
             period_frames: options.period_frames,
             buffer_periods: options.buffer_periods,
+            idle: options.idle,
         })
     }
 }
@@ -506,6 +557,11 @@ impl fmt::Display for EndpointSpec {
         }
         if let Some(buffer) = self.buffer_periods {
             write!(f, ",buffer={buffer}")?;
+        }
+        match self.idle {
+            Some(IdleClose::After(seconds)) => write!(f, ",idle={seconds}")?,
+            Some(IdleClose::Never) => f.write_str(",idle=never")?,
+            None => {}
         }
         match &self.kind {
             EndpointKind::WavSource { looping: true, .. } => f.write_str(",loop=1"),

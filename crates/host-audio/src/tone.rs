@@ -61,6 +61,11 @@ impl CaptureDevice for ToneSource {
         Ok(())
     }
 
+    fn resume(&mut self) {
+        // Nothing played while paused: a new timeline, not a catch-up burst.
+        self.pacer.reset();
+    }
+
     fn stats(&self) -> DeviceStats {
         DeviceStats {
             xruns: self.pacer.resyncs(),

@@ -89,11 +89,15 @@ pub fn installed(dir: &Path) -> Vec<PathBuf> {
     paravox_control::plugins::installed_files(dir)
 }
 
-/// Serve: watches the plugins directory (one `stat` per file per second) and hot-swaps a
-/// plugin whose file changed on every stream and mixer that uses it.
+/// Serve: watches the plugins directory and hot-swaps a plugin whose file changed on
+/// every stream and mixer that uses it. The thread sleeps in a read of the directory's
+/// inotify descriptor until a file in it is written, moved in or touched; where inotify
+/// is not available (or the directory is replaced) it looks once a second instead.
 pub fn watch(engine: Arc<paravox_engine::Engine>, state_dir: PathBuf) -> Result<()> {
     let runtime = runtime(Some(&state_dir))?;
     let dir = plugins_dir(&state_dir);
+    // Set up here, before the daemon's system-call filter applies.
+    let mut events = DirEvents::watch(&dir);
     std::thread::Builder::new()
         .name("paravox-plugins".into())
         .spawn(move || {
@@ -118,11 +122,86 @@ pub fn watch(engine: Arc<paravox_engine::Engine>, state_dir: PathBuf) -> Result<
                         Err(error) => tracing::warn!(path = %path.display(), %error, "plugin refused"),
                     }
                 }
-                std::thread::sleep(std::time::Duration::from_secs(1));
+                match events.as_ref().map(DirEvents::wait) {
+                    Some(true) => {}
+                    Some(false) => {
+                        tracing::debug!(dir = %dir.display(), "plugins directory no longer watched; looking once a second");
+                        events = None;
+                    }
+                    None => std::thread::sleep(std::time::Duration::from_secs(1)),
+                }
             }
         })
         .context("starting the plugin watcher")?;
     Ok(())
+}
+
+/// An inotify descriptor watching one directory for files written, moved in or touched.
+struct DirEvents(std::os::fd::OwnedFd);
+
+impl DirEvents {
+    const MASK: u32 = libc::IN_CLOSE_WRITE
+        | libc::IN_MOVED_TO
+        | libc::IN_ATTRIB
+        | libc::IN_DELETE_SELF
+        | libc::IN_MOVE_SELF;
+
+    /// `None` when inotify is not available or `dir` cannot be watched.
+    fn watch(dir: &Path) -> Option<DirEvents> {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: no pointers; the result is checked.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is a descriptor just returned to us and owned by nothing else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: `fd` is open and `path` is a NUL-terminated string that outlives the call.
+        let watch = unsafe {
+            libc::inotify_add_watch(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                path.as_ptr(),
+                Self::MASK,
+            )
+        };
+        (watch >= 0).then_some(DirEvents(fd))
+    }
+
+    /// Blocks until something in the directory changed: true, so it is looked at again;
+    /// false when the watch has ended (the directory was removed or moved) or failed.
+    fn wait(&self) -> bool {
+        let mut buffer = [0u8; 4096];
+        loop {
+            // SAFETY: `buffer` is writable for its whole length; the descriptor is open.
+            let read = unsafe {
+                libc::read(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.0),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                )
+            };
+            let Ok(read) = usize::try_from(read) else {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return false;
+            };
+            // Each event: wd (i32), mask (u32), cookie (u32), len (u32), then `len`
+            // bytes of name.
+            let mut at = 0;
+            while let Some(header) = buffer.get(at..at + 16).filter(|_| at + 16 <= read) {
+                let mask = u32::from_ne_bytes([header[4], header[5], header[6], header[7]]);
+                let len = u32::from_ne_bytes([header[12], header[13], header[14], header[15]]);
+                if mask & (libc::IN_IGNORED | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF) != 0 {
+                    return false;
+                }
+                at += 16 + len as usize;
+            }
+            return read > 0;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! real-time code, its epoch ticker, its linker and its compile cache.
 //!
 //! - Deadlines: epoch interruption, the epoch advanced every [`TICK_MS`] milliseconds by
-//!   a ticker thread that dozes while no plugin is called; each call gets a deadline in
+//!   a ticker thread that sleeps while no plugin is called; each call gets a deadline in
 //!   ticks (not fuel, whose per-block accounting would tax every hot loop). The ticker
 //!   runs SCHED_FIFO one step above the endpoint threads where that is permitted: a
 //!   plugin looping on a real-time endpoint thread would otherwise keep the ticker off
@@ -46,10 +46,7 @@ pub const TICK_MS: u64 = 10;
 /// How often the epoch advances while plugins are being called.
 pub const TICK: Duration = Duration::from_millis(TICK_MS);
 
-/// How often it advances once no plugin has been called for [`IDLE_TICKS`].
-pub const DOZE: Duration = Duration::from_millis(100);
-
-/// Ticks without a call before the ticker dozes (200 ms).
+/// Ticks without a call before the ticker sleeps until the next one (200 ms).
 pub const IDLE_TICKS: u64 = 20;
 
 /// The epoch deadline, in ticks, that passes no sooner than `ms` milliseconds after it
@@ -109,7 +106,7 @@ impl HostState {
     #[inline(always)]
     pub(crate) fn note_call(&self) {
         if let Some(active) = &self._active {
-            active.0.recent.store(true, Ordering::Relaxed);
+            active.0.called();
         }
     }
 }
@@ -117,14 +114,15 @@ impl HostState {
 /// What the epoch ticker watches. It parks (no wake-ups at all) while no store exists,
 /// so a daemon that runs no plugin pays nothing for the plugin host. While stores exist
 /// but none has been called for [`IDLE_TICKS`] (every stream stopped: an endpoint's
-/// mixer and a stream's kernels live on between plays), it dozes, one tick per [`DOZE`]:
-/// an idle daemon wakes 10 times a second instead of 100. A call sets `recent`, and the
-/// ticker is back at full rate within one doze: only a call that loops right after a
-/// quiet spell is stopped up to one doze later than its deadline says.
+/// mixer and a stream's kernels live on between plays), it parks too, marked `asleep`.
+/// A call sets `recent` and, finding the ticker asleep, unparks it (one futex wake on
+/// the first call after a quiet spell, none otherwise): the call's deadline counts from
+/// an epoch that advances again from that moment, so it is kept as it is while busy.
 #[derive(Debug, Clone)]
 pub(crate) struct Activity {
     active: Arc<AtomicUsize>,
     recent: Arc<AtomicBool>,
+    asleep: Arc<AtomicBool>,
     ticker: std::thread::Thread,
 }
 
@@ -135,11 +133,21 @@ pub(crate) struct ActiveGuard(Activity);
 impl Activity {
     fn enter(&self) -> ActiveGuard {
         // Setting a store up calls into it at once.
-        self.recent.store(true, Ordering::Relaxed);
+        self.called();
         if self.active.fetch_add(1, Ordering::SeqCst) == 0 {
             self.ticker.unpark();
         }
         ActiveGuard(self.clone())
+    }
+
+    /// Real-time: a plugin is being called. The ticker either sees `recent` before it
+    /// sleeps or is seen asleep here and woken (both sides use SeqCst).
+    #[inline(always)]
+    fn called(&self) {
+        self.recent.store(true, Ordering::SeqCst);
+        if self.asleep.load(Ordering::SeqCst) && self.asleep.swap(false, Ordering::SeqCst) {
+            self.ticker.unpark();
+        }
     }
 }
 
@@ -228,7 +236,9 @@ impl Ticker {
         let stop = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicUsize::new(0));
         let recent = Arc::new(AtomicBool::new(false));
-        let (flag, live, calls) = (stop.clone(), active.clone(), recent.clone());
+        let asleep = Arc::new(AtomicBool::new(false));
+        let (flag, live, calls, sleeping) =
+            (stop.clone(), active.clone(), recent.clone(), asleep.clone());
         let thread = std::thread::Builder::new()
             .name("paravox-epoch".into())
             .spawn(move || {
@@ -240,12 +250,22 @@ impl Ticker {
                         std::thread::park();
                         continue;
                     }
-                    if calls.swap(false, Ordering::Relaxed) {
+                    if calls.swap(false, Ordering::SeqCst) {
                         quiet = 0;
                     } else {
                         quiet = quiet.saturating_add(1);
                     }
-                    std::thread::sleep(if quiet >= IDLE_TICKS { DOZE } else { TICK });
+                    if quiet >= IDLE_TICKS {
+                        // Woken by the next call, a new store or Drop.
+                        sleeping.store(true, Ordering::SeqCst);
+                        if !calls.load(Ordering::SeqCst) {
+                            std::thread::park();
+                        }
+                        sleeping.store(false, Ordering::SeqCst);
+                        quiet = 0;
+                        continue;
+                    }
+                    std::thread::sleep(TICK);
                     engine.increment_epoch();
                 }
             })
@@ -253,6 +273,7 @@ impl Ticker {
         let activity = Activity {
             active,
             recent,
+            asleep,
             ticker: thread.thread().clone(),
         };
         Ok(Ticker {

@@ -205,6 +205,8 @@ test('the dashboard shows, controls and logs a playing stream', async (t) => {
     await page.getByRole('heading', { name: 'Endpoints' }).waitFor();
     const table = await page.locator('table.endpoints').innerText();
     for (const name of ['sink', 'spare', 'tone']) assert.match(table, new RegExp(name));
+    // Endpoints with no running stream sleep, and the table says so.
+    assert.match(table, /idle|closed/);
     await page.screenshot({ path: join(shots, 'endpoints.png'), fullPage: true });
   });
 

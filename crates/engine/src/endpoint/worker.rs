@@ -48,6 +48,53 @@ impl Recovery {
     }
 }
 
+/// Where an endpoint's device stands.
+enum Held<D> {
+    Open(D),
+    /// Lost: a paced stand-in keeps the streams' time until a reopen succeeds.
+    Lost(Recovery),
+    /// Closed while no stream ran; opened again at the next start.
+    Closed,
+}
+
+/// How long the endpoint has had no running stream, and whether it stopped cycling.
+#[derive(Debug, Default)]
+struct Idleness {
+    since: Option<Instant>,
+    stopped: bool,
+}
+
+/// The calls the idle logic makes, alike for both directions.
+trait HeldDevice {
+    fn idle(&self) -> Idle;
+    fn resume(&mut self);
+    fn finish(&mut self) -> Result<(), DeviceError>;
+}
+
+impl HeldDevice for Box<dyn PlaybackDevice> {
+    fn idle(&self) -> Idle {
+        self.as_ref().idle()
+    }
+    fn resume(&mut self) {
+        self.as_mut().resume();
+    }
+    fn finish(&mut self) -> Result<(), DeviceError> {
+        self.as_mut().finish()
+    }
+}
+
+impl HeldDevice for Box<dyn CaptureDevice> {
+    fn idle(&self) -> Idle {
+        self.as_ref().idle()
+    }
+    fn resume(&mut self) {
+        self.as_mut().resume();
+    }
+    fn finish(&mut self) -> Result<(), DeviceError> {
+        self.as_mut().finish()
+    }
+}
+
 impl Worker {
     pub(super) fn run(mut self, io: Io) {
         request_realtime(&self.name);
@@ -101,10 +148,91 @@ impl Worker {
         true
     }
 
+    /// Before a cycle. With a running stream: wakes a paused device (or opens a closed one
+    /// again) and returns true. With none: idles the device as it asks ([`Idle`]) and,
+    /// once it pauses or closes, waits for a command or a start (the control handle
+    /// unparks the thread) and returns false; a device that must be kept fed until its
+    /// idle timeout gets its cycle (true) meanwhile.
+    fn prepare_turn<D: HeldDevice>(
+        &mut self,
+        held: &mut Held<D>,
+        opener: &dyn Fn() -> Result<D, DeviceError>,
+        idleness: &mut Idleness,
+    ) -> bool {
+        if self.slots.iter().any(|slot| slot.shared.is_running()) {
+            idleness.since = None;
+            if std::mem::take(&mut idleness.stopped) {
+                match held {
+                    Held::Open(device) => device.resume(),
+                    Held::Closed => match opener() {
+                        Ok(device) => {
+                            if self.stats.device_lost() {
+                                self.regain_device();
+                            }
+                            debug!(endpoint = self.name, "device opened again for a stream");
+                            *held = Held::Open(device);
+                        }
+                        Err(error) => {
+                            self.lose_device(&error);
+                            *held = Held::Lost(Recovery::new(&self.format));
+                        }
+                    },
+                    Held::Lost(_) => {}
+                }
+                self.stats.set_activity(Activity::Running);
+            }
+            return true;
+        }
+        let now = Instant::now();
+        let since = *idleness.since.get_or_insert(now);
+        let stop = match held {
+            Held::Open(device) => match device.idle() {
+                Idle::Pause => true,
+                Idle::CloseAfter(timeout) if now.duration_since(since) >= timeout => {
+                    if let Err(error) = device.finish() {
+                        warn!(endpoint = self.name, %error, "closing the idle device failed");
+                    }
+                    *held = Held::Closed;
+                    info!(
+                        endpoint = self.name,
+                        idle_ms = timeout.as_millis() as u64,
+                        "no stream running: device closed until the next start"
+                    );
+                    true
+                }
+                Idle::CloseAfter(_) | Idle::Run => false,
+            },
+            // Nothing needs the time it keeps: stop retrying until a stream does.
+            Held::Lost(_) => {
+                *held = Held::Closed;
+                true
+            }
+            Held::Closed => true,
+        };
+        if stop {
+            if !std::mem::replace(&mut idleness.stopped, true) {
+                self.mix.fill(0.0);
+                self.stats.meter.record(&self.mix);
+                self.stats.set_activity(match held {
+                    Held::Closed => Activity::Closed,
+                    _ => Activity::Paused,
+                });
+            }
+            // Woken by `Endpoint::send` and by a stream starting; a spurious return
+            // only brings the checks above round again.
+            std::thread::park();
+        }
+        !stop
+    }
+
     fn run_playback(&mut self, opener: Box<dyn PlaybackOpener>, device: Box<dyn PlaybackDevice>) {
-        let mut device = Some(device);
-        let mut recovery: Option<Recovery> = None;
+        let mut held = Held::Open(device);
+        let mut idleness = Idleness::default();
+        let open = || opener.open();
         while self.apply_commands() {
+            if !self.prepare_turn(&mut held, &open, &mut idleness) {
+                continue;
+            }
             let started = monotonic_ns();
             let grace_cycles = self.grace_cycles();
             self.mix.fill(0.0);
@@ -172,14 +300,12 @@ impl Worker {
             }
             self.stats.meter.record(&self.mix);
             self.finish_cycle_accounting(started);
-            match device.as_mut() {
-                Some(live) => {
+            match &mut held {
+                Held::Open(live) => {
                     if let Err(error) = live.write_cycle(&self.mix, audible_frames) {
-                        if let Some(mut lost) = device.take() {
-                            let _ = lost.finish();
-                        }
+                        let _ = live.finish();
                         self.lose_device(&error);
-                        recovery = Some(Recovery::new(&self.format));
+                        held = Held::Lost(Recovery::new(&self.format));
                     } else {
                         let stats = live.stats();
                         self.stats
@@ -190,22 +316,21 @@ impl Worker {
                             .store(stats.delay_frames, Ordering::Relaxed);
                     }
                 }
-                None => {
-                    if let Some(waiting) = recovery.as_mut() {
-                        waiting.pacer.wait();
-                        if waiting.due()
-                            && let Ok(reopened) = opener.open()
-                        {
-                            self.regain_device();
-                            device = Some(reopened);
-                            recovery = None;
-                        }
+                Held::Lost(waiting) => {
+                    waiting.pacer.wait();
+                    if waiting.due()
+                        && let Ok(reopened) = opener.open()
+                    {
+                        self.regain_device();
+                        held = Held::Open(reopened);
                     }
                 }
+                // `prepare_turn` opens a closed device before any cycle.
+                Held::Closed => {}
             }
             self.publish_positions();
         }
-        if let Some(mut live) = device
+        if let Held::Open(mut live) = held
             && let Err(error) = live.finish()
         {
             warn!(endpoint = self.name, %error, "finishing the device failed");
@@ -213,11 +338,15 @@ impl Worker {
     }
 
     fn run_capture(&mut self, opener: Box<dyn CaptureOpener>, device: Box<dyn CaptureDevice>) {
-        let mut device = Some(device);
-        let mut recovery: Option<Recovery> = None;
+        let mut held = Held::Open(device);
+        let mut idleness = Idleness::default();
+        let open = || opener.open();
         while self.apply_commands() {
-            match device.as_mut() {
-                Some(live) => match live.read(&mut self.mix) {
+            if !self.prepare_turn(&mut held, &open, &mut idleness) {
+                continue;
+            }
+            match &mut held {
+                Held::Open(live) => match live.read(&mut self.mix) {
                     Ok(()) => {
                         let stats = live.stats();
                         self.stats
@@ -228,27 +357,24 @@ impl Worker {
                             .store(stats.delay_frames, Ordering::Relaxed);
                     }
                     Err(error) => {
-                        if let Some(mut lost) = device.take() {
-                            let _ = lost.finish();
-                        }
+                        let _ = live.finish();
                         self.lose_device(&error);
-                        recovery = Some(Recovery::new(&self.format));
+                        held = Held::Lost(Recovery::new(&self.format));
                         self.mix.fill(0.0);
                     }
                 },
-                None => {
+                Held::Lost(waiting) => {
                     self.mix.fill(0.0);
-                    if let Some(waiting) = recovery.as_mut() {
-                        waiting.pacer.wait();
-                        if waiting.due()
-                            && let Ok(reopened) = opener.open()
-                        {
-                            self.regain_device();
-                            device = Some(reopened);
-                            recovery = None;
-                        }
+                    waiting.pacer.wait();
+                    if waiting.due()
+                        && let Ok(reopened) = opener.open()
+                    {
+                        self.regain_device();
+                        held = Held::Open(reopened);
                     }
                 }
+                // `prepare_turn` opens a closed device before any cycle.
+                Held::Closed => self.mix.fill(0.0),
             }
             let started = monotonic_ns();
             let grace_cycles = self.grace_cycles();
@@ -270,7 +396,7 @@ impl Worker {
             self.finish_cycle_accounting(started);
             self.publish_positions();
         }
-        if let Some(mut live) = device {
+        if let Held::Open(mut live) = held {
             let _ = live.finish();
         }
     }

@@ -4,12 +4,14 @@
 use ::alsa::Direction;
 use ::alsa::pcm::{Frames, PCM};
 use paravox_engine::device::{
-    CaptureDevice, CaptureOpener, DeviceError, DeviceFormat, DeviceStats,
+    CaptureDevice, CaptureOpener, DeviceError, DeviceFormat, DeviceStats, Idle,
 };
 use paravox_pcm::{Format, convert};
 
-use super::ClocklessGuard;
+use std::time::Duration;
+
 use super::params::{OpenedPcm, open_pcm};
+use super::{ClocklessGuard, DEFAULT_IDLE_CLOSE, idle_of};
 use crate::error::HostAudioError;
 
 /// How long to keep asking a suspended device to resume, in 10 ms steps.
@@ -30,6 +32,8 @@ pub struct AlsaCapture {
     xruns: u64,
     delay_frames: u64,
     clock: ClocklessGuard,
+    /// How long the endpoint keeps the PCM running with no stream (`None`: always).
+    idle_close: Option<Duration>,
 }
 
 impl AlsaCapture {
@@ -70,7 +74,15 @@ impl AlsaCapture {
             xruns: 0,
             delay_frames: 0,
             clock: ClocklessGuard::new(format.rate, format.period_frames),
+            idle_close: Some(DEFAULT_IDLE_CLOSE),
         })
+    }
+
+    /// Sets how long the endpoint keeps the PCM running with no stream before it closes
+    /// it (`None`: it never does).
+    pub fn with_idle_close(mut self, idle_close: Option<Duration>) -> Self {
+        self.idle_close = idle_close;
+        self
     }
 
     /// The sample format the device runs in.
@@ -154,6 +166,14 @@ impl CaptureDevice for AlsaCapture {
         Ok(())
     }
 
+    fn idle(&self) -> Idle {
+        idle_of(&self.clock, self.idle_close)
+    }
+
+    fn resume(&mut self) {
+        self.clock.restart();
+    }
+
     fn stats(&self) -> DeviceStats {
         DeviceStats {
             xruns: self.xruns,
@@ -175,6 +195,7 @@ pub struct AlsaCaptureOpener {
     sample_format: Option<Format>,
     format: DeviceFormat,
     buffer_periods: u32,
+    idle_close: Option<Duration>,
 }
 
 impl AlsaCaptureOpener {
@@ -190,7 +211,14 @@ impl AlsaCaptureOpener {
             sample_format,
             format,
             buffer_periods,
+            idle_close: Some(DEFAULT_IDLE_CLOSE),
         }
+    }
+
+    /// Sets the devices' idle close time; see [`AlsaCapture::with_idle_close`].
+    pub fn with_idle_close(mut self, idle_close: Option<Duration>) -> Self {
+        self.idle_close = idle_close;
+        self
     }
 }
 
@@ -202,7 +230,7 @@ impl CaptureOpener for AlsaCaptureOpener {
             self.format,
             self.buffer_periods,
         )
-        .map(|device| Box::new(device) as Box<dyn CaptureDevice>)
+        .map(|device| Box::new(device.with_idle_close(self.idle_close)) as Box<dyn CaptureDevice>)
         .map_err(HostAudioError::into_device_error)
     }
 }

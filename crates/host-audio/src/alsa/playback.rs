@@ -4,12 +4,14 @@
 use ::alsa::Direction;
 use ::alsa::pcm::{Frames, PCM};
 use paravox_engine::device::{
-    DeviceError, DeviceFormat, DeviceStats, PlaybackDevice, PlaybackOpener,
+    DeviceError, DeviceFormat, DeviceStats, Idle, PlaybackDevice, PlaybackOpener,
 };
 use paravox_pcm::{Format, convert};
 
-use super::ClocklessGuard;
+use std::time::Duration;
+
 use super::params::{OpenedPcm, open_pcm};
+use super::{ClocklessGuard, DEFAULT_IDLE_CLOSE, idle_of};
 use crate::error::HostAudioError;
 
 /// How long to keep asking a suspended device to resume, in 10 ms steps.
@@ -33,6 +35,8 @@ pub struct AlsaPlayback {
     xruns: u64,
     delay_frames: u64,
     clock: ClocklessGuard,
+    /// How long the endpoint keeps the PCM running with no stream (`None`: always).
+    idle_close: Option<Duration>,
 }
 
 impl AlsaPlayback {
@@ -73,7 +77,15 @@ impl AlsaPlayback {
             xruns: 0,
             delay_frames: 0,
             clock: ClocklessGuard::new(format.rate, format.period_frames),
+            idle_close: Some(DEFAULT_IDLE_CLOSE),
         })
+    }
+
+    /// Sets how long the endpoint keeps the PCM running with no stream before it closes
+    /// it (`None`: it never does).
+    pub fn with_idle_close(mut self, idle_close: Option<Duration>) -> Self {
+        self.idle_close = idle_close;
+        self
     }
 
     /// The sample format the device runs in.
@@ -170,6 +182,14 @@ impl PlaybackDevice for AlsaPlayback {
         Ok(())
     }
 
+    fn idle(&self) -> Idle {
+        idle_of(&self.clock, self.idle_close)
+    }
+
+    fn resume(&mut self) {
+        self.clock.restart();
+    }
+
     fn stats(&self) -> DeviceStats {
         DeviceStats {
             xruns: self.xruns,
@@ -192,6 +212,7 @@ pub struct AlsaPlaybackOpener {
     sample_format: Option<Format>,
     format: DeviceFormat,
     buffer_periods: u32,
+    idle_close: Option<Duration>,
 }
 
 impl AlsaPlaybackOpener {
@@ -207,7 +228,14 @@ impl AlsaPlaybackOpener {
             sample_format,
             format,
             buffer_periods,
+            idle_close: Some(DEFAULT_IDLE_CLOSE),
         }
+    }
+
+    /// Sets the devices' idle close time; see [`AlsaPlayback::with_idle_close`].
+    pub fn with_idle_close(mut self, idle_close: Option<Duration>) -> Self {
+        self.idle_close = idle_close;
+        self
     }
 }
 
@@ -219,7 +247,7 @@ impl PlaybackOpener for AlsaPlaybackOpener {
             self.format,
             self.buffer_periods,
         )
-        .map(|device| Box::new(device) as Box<dyn PlaybackDevice>)
+        .map(|device| Box::new(device.with_idle_close(self.idle_close)) as Box<dyn PlaybackDevice>)
         .map_err(HostAudioError::into_device_error)
     }
 }

@@ -10,6 +10,7 @@ fn spec(kind: EndpointKind) -> EndpointSpec {
         format: None,
         period_frames: None,
         buffer_periods: None,
+        idle: None,
     }
 }
 
@@ -97,6 +98,20 @@ fn valid_cases() -> Vec<(&'static str, EndpointSpec)> {
                 rate: Some(44_100),
                 buffer_periods: Some(8),
                 ..spec(alsa("plughw:0,0"))
+            },
+        ),
+        (
+            "alsa:default,idle=0",
+            EndpointSpec {
+                idle: Some(IdleClose::After(0)),
+                ..spec(alsa("default"))
+            },
+        ),
+        (
+            "alsa:hw:0,idle=never",
+            EndpointSpec {
+                idle: Some(IdleClose::Never),
+                ..spec(alsa("hw:0"))
             },
         ),
         // ALSA's own upper-case arguments stay with the PCM name.
@@ -212,7 +227,7 @@ fn display_writes_the_canonical_form() {
 }
 
 /// Every invalid form, with a piece of the message that tells the user what to do.
-const INVALID_CASES: [(&str, &str); 37] = [
+const INVALID_CASES: [(&str, &str); 40] = [
     (
         "",
         "the endpoint is empty: expected wav:PATH, null, alsa:PCM, tone:FREQ or wavsrc:PATH",
@@ -267,13 +282,22 @@ const INVALID_CASES: [(&str, &str); 37] = [
     ("alsa:hw:0,format=mpeg", "format mpeg cannot be converted"),
     (
         "wav:/x.wav,chanels=1",
-        "unknown option 'chanels': expected rate, channels, format, period, buffer, loop or amplitude",
+        "unknown option 'chanels': expected rate, channels, format, period, buffer, idle, loop or amplitude",
     ),
     ("null,rate=8000,rate=8000", "option 'rate' given twice"),
     (
         "wav:/x.wav,buffer=4",
         "option 'buffer' applies only to alsa: endpoints",
     ),
+    (
+        "null,idle=5",
+        "option 'idle' applies only to alsa: endpoints",
+    ),
+    (
+        "alsa:default,idle=86401",
+        "bad idle '86401': expected a whole number in 0..=86400, or never",
+    ),
+    ("alsa:default,idle=soon", "bad idle 'soon'"),
     (
         "null,loop=1",
         "option 'loop' applies only to wavsrc: endpoints",
@@ -372,6 +396,12 @@ fn defaults_are_48k_stereo_10ms_and_4_periods() {
         }
     );
     assert_eq!(null.effective_buffer_periods(), 4);
+    let alsa: EndpointSpec = "alsa:default".parse().expect("valid");
+    assert_eq!(alsa.idle_close(), Some(Duration::from_secs(5)));
+    let alsa: EndpointSpec = "alsa:default,idle=never".parse().expect("valid");
+    assert_eq!(alsa.idle_close(), None);
+    let alsa: EndpointSpec = "alsa:default,idle=30".parse().expect("valid");
+    assert_eq!(alsa.idle_close(), Some(Duration::from_secs(30)));
 }
 
 #[test]
