@@ -24,6 +24,7 @@
 
 mod capture;
 mod list;
+mod log;
 mod params;
 mod playback;
 

@@ -132,6 +132,7 @@ pub(super) fn open_pcm(
         spec: format!("alsa:{}", name.escape_debug()),
         reason: "a PCM name cannot contain a NUL byte".to_string(),
     })?;
+    super::log::route_errors_to_log();
     let pcm = PCM::open(&c_name, direction, false).map_err(|error| {
         alsa_error(
             name,
