@@ -124,6 +124,12 @@ fn lay_out(root: &Path, binary: &Path, docs: &Path) -> Result<()> {
     )?;
     install(
         root,
+        &deploy.join("systemd/paravox-vm@.socket"),
+        "/lib/systemd/system/paravox-vm@.socket",
+        0o644,
+    )?;
+    install(
+        root,
         &deploy.join("examples/paravox.toml"),
         "/etc/paravox/paravox.toml",
         0o644,

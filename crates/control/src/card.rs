@@ -19,6 +19,10 @@ use crate::error::{ControlError, Result};
 use crate::model::{CardRequest, StreamTopologyRequest, valid_name};
 use crate::paths;
 
+/// Listening sockets the service manager handed over, by the path they are bound to
+/// (see `Options::inherited_sockets`).
+pub type Inherited = std::collections::BTreeMap<PathBuf, UnixListener>;
+
 /// Which endpoints streams may route to: the direction of the endpoint called `name`.
 pub type EndpointLookup<'a> = &'a dyn Fn(&str) -> Option<Direction>;
 
@@ -174,7 +178,12 @@ pub fn check_route(endpoints: EndpointLookup<'_>, route: &str, direction: Direct
 
 /// Resolves and checks the socket path: its directory exists, nothing but a stale socket
 /// is there, no other card uses it, and a socket can be created there.
-pub fn check_socket(engine: &Engine, given: &str, path_root: Option<&Path>) -> Result<PathBuf> {
+pub fn check_socket(
+    engine: &Engine,
+    given: &str,
+    path_root: Option<&Path>,
+    inherited: &Inherited,
+) -> Result<PathBuf> {
     let path = paths::resolve(Path::new(given), path_root, "the socket path")?;
     let text = path.display().to_string();
     if text.len() > SOCKET_PATH_MAX {
@@ -192,6 +201,10 @@ pub fn check_socket(engine: &Engine, given: &str, path_root: Option<&Path>) -> R
             card.name(),
             card.id()
         )));
+    }
+    if inherited.contains_key(&path) {
+        // The service manager's socket, listening for us: nothing to check or bind.
+        return Ok(path);
     }
     let parent = path.parent().unwrap_or(Path::new("/"));
     if !parent.is_dir() {
@@ -266,6 +279,7 @@ pub fn spawn(
     engine: &Arc<Engine>,
     request: &CardRequest,
     path_root: Option<&Path>,
+    inherited: &Inherited,
 ) -> Result<(VirtioCard, CardRequest)> {
     check_name(&request.name)?;
     if let Some(card) = engine.cards().iter().find(|c| c.name() == request.name) {
@@ -276,14 +290,22 @@ pub fn spawn(
         )));
     }
     let topology = topology(&engine_endpoints(engine), request, engine.default_budget())?;
-    let socket = check_socket(engine, &request.socket, path_root)?;
-    let card =
-        VirtioCard::spawn(engine.clone(), &request.name, &socket, topology).map_err(|error| {
-            match error {
-                paravox_virtio_snd::Error::Topology(what) => ControlError::invalid(what),
-                paravox_virtio_snd::Error::Engine(error) => ControlError::from(error),
-                other => ControlError::internal(format!("cannot serve the card: {other}")),
-            }
+    let socket = check_socket(engine, &request.socket, path_root, inherited)?;
+    let listener = match inherited.get(&socket).map(UnixListener::try_clone) {
+        Some(Ok(listener)) => Some(listener),
+        Some(Err(error)) => {
+            return Err(ControlError::internal(format!(
+                "cannot share the socket {} the service manager passed: {error}",
+                socket.display()
+            )));
+        }
+        None => None,
+    };
+    let card = VirtioCard::spawn_on(engine.clone(), &request.name, &socket, topology, listener)
+        .map_err(|error| match error {
+            paravox_virtio_snd::Error::Topology(what) => ControlError::invalid(what),
+            paravox_virtio_snd::Error::Engine(error) => ControlError::from(error),
+            other => ControlError::internal(format!("cannot serve the card: {other}")),
         })?;
     // The card's thread binds the socket; answer once a VMM can connect.
     if !wait_for_socket(&socket) {

@@ -42,6 +42,9 @@ pub struct Options {
     /// When set, the sockets of cards made over the API must lie inside this directory;
     /// unset, they follow `path_root`.
     pub socket_root: Option<PathBuf>,
+    /// vhost-user sockets the service manager passed, listening: a card whose socket is
+    /// one of them serves on it instead of binding (and never removes the file).
+    pub inherited_sockets: Arc<card::Inherited>,
 }
 
 impl Options {
@@ -51,6 +54,7 @@ impl Options {
             state_dir: state_dir.into(),
             path_root: None,
             socket_root: None,
+            inherited_sockets: Arc::default(),
         }
     }
 }
@@ -451,7 +455,7 @@ impl Control {
                     .map_err(|error| {
                         ControlError::invalid(format!("cannot create the socket's directory: {error}"))
                     })
-                    .and_then(|()| card::spawn(&self.engine, request, None))
+                    .and_then(|()| card::spawn(&self.engine, request, None, &self.options.inherited_sockets))
                 {
                     Ok((card, request)) => {
                         if mode == Mode::Reload {
@@ -607,7 +611,12 @@ impl Control {
                 );
                 continue;
             }
-            match card::spawn(&self.engine, &request, None) {
+            match card::spawn(
+                &self.engine,
+                &request,
+                None,
+                &self.options.inherited_sockets,
+            ) {
                 Ok((card, request)) => {
                     inner
                         .api_cards
@@ -846,7 +855,12 @@ impl Control {
             .socket_root
             .as_deref()
             .or(self.options.path_root.as_deref());
-        let (card, saved) = card::spawn(&self.engine, request, sockets)?;
+        let (card, saved) = card::spawn(
+            &self.engine,
+            request,
+            sockets,
+            &self.options.inherited_sockets,
+        )?;
         let id = card.card();
         Self::forget_dormant(&mut inner, &saved.name);
         let name = saved.name.clone();

@@ -504,6 +504,27 @@ impl Config {
                 budget: None,
             });
         }
+        for (name, socket) in &overrides.activated_sockets {
+            let claimed = declaration
+                .cards
+                .iter()
+                .any(|card| Path::new(&card.socket) == socket.as_path());
+            if claimed {
+                continue;
+            }
+            let mut name = name.clone();
+            // A name a card of the file has already is made unique.
+            while declaration.cards.iter().any(|card| card.name == name) {
+                name.push('_');
+            }
+            declaration.cards.push(CardRequest {
+                name,
+                socket: socket.display().to_string(),
+                streams: Vec::new(),
+                controls: Some(overrides.virtio_controls),
+                budget: None,
+            });
+        }
         Ok(declaration)
     }
 
@@ -626,6 +647,9 @@ pub struct Overrides {
     pub virtio_sockets: Vec<PathBuf>,
     /// `--virtio-controls`.
     pub virtio_controls: bool,
+    /// Sockets the service manager passed, as (card name, path): each one no card of
+    /// the file or `--virtio-socket` names is served like a `--virtio-socket` card.
+    pub activated_sockets: Vec<(String, PathBuf)>,
 }
 
 impl Overrides {

@@ -1,5 +1,6 @@
 //! `paravox`: the daemon and its command-line tools.
 
+mod activation;
 mod check;
 mod cli;
 mod ctl;

@@ -60,12 +60,18 @@ fn ensure_dir(dir: &std::path::Path, what: &str) -> Result<()> {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    // First, while the process has one thread: the variables are removed.
+    let activated = crate::activation::take();
     let state_dir = state_dir(args.state_dir);
     let overrides = Overrides {
         output: args.output,
         input: args.input,
         virtio_sockets: args.virtio_socket,
         virtio_controls: args.virtio_controls,
+        activated_sockets: activated
+            .iter()
+            .map(|socket| (socket.name.clone(), socket.path.clone()))
+            .collect(),
     };
     let (config, config_name) = match &args.config {
         Some(path) => (Config::load(path, &state_dir)?, path.display().to_string()),
@@ -114,6 +120,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let options = Options {
         path_root: Some(api_files),
         socket_root: Some(api_sockets),
+        inherited_sockets: Arc::new(crate::activation::by_path(&activated)),
         ..Options::new(&state_dir)
     };
     let control = Arc::new(

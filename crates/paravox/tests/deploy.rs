@@ -184,9 +184,25 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     let binary = env!("CARGO_BIN_EXE_paravox");
     let testable = dir.path().join("paravox.service");
     std::fs::write(&testable, unit.replace("/usr/bin/paravox", binary)).unwrap();
+    // The socket template, as the instance a user enables (its Service= is the unit
+    // above, found beside it).
+    let socket = std::fs::read_to_string(deploy().join("systemd/paravox-vm@.socket")).unwrap();
+    for line in [
+        "ListenStream=/run/paravox-vm/%i.sock",
+        "FileDescriptorName=%i",
+        "Service=paravox.service",
+    ] {
+        assert!(
+            socket.lines().any(|l| l == line),
+            "paravox-vm@.socket lacks {line}"
+        );
+    }
+    let instance = dir.path().join("paravox-vm@desk.socket");
+    std::fs::write(&instance, &socket).unwrap();
     let output = run(Command::new("systemd-analyze")
         .arg("verify")
         .arg(&testable)
+        .arg(&instance)
         .env("MANPATH", dir.path().join("man"))
         .env("SYSTEMD_LOG_LEVEL", "notice"));
     let complaints = format!("{}{}", text(&output.stdout), text(&output.stderr));

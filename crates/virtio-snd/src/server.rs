@@ -3,6 +3,7 @@
 //! listens again for the next VMM.
 
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,8 @@ use crate::topology::CardTopology;
 #[derive(Debug)]
 pub struct VirtioCard {
     socket: PathBuf,
+    /// The socket file is ours to remove (false for one the service manager handed over).
+    owns_socket: bool,
     card: u32,
     stopping: Arc<AtomicBool>,
     server: Option<JoinHandle<()>>,
@@ -38,15 +41,32 @@ impl VirtioCard {
         socket: &Path,
         topology: CardTopology,
     ) -> Result<VirtioCard> {
+        Self::spawn_on(engine, name, socket, topology, None)
+    }
+
+    /// Like [`VirtioCard::spawn`], on `inherited` when given: a socket already listening
+    /// at `socket` (handed over by the service manager), which the card serves without
+    /// binding or ever removing the file.
+    pub fn spawn_on(
+        engine: Arc<Engine>,
+        name: &str,
+        socket: &Path,
+        topology: CardTopology,
+        inherited: Option<UnixListener>,
+    ) -> Result<VirtioCard> {
         let device = Device::new(&engine, name, &socket.display().to_string(), topology)?;
         let card = device.card().id();
         let device = Arc::new(Mutex::new(device));
         let stopping = Arc::new(AtomicBool::new(false));
+        let owns_socket = inherited.is_none();
         // Bound here, once: the socket exists when this returns, and there is never a
         // moment without it for a restarting VMM.
-        let listener = Listener::new(socket, true).map_err(|error| {
-            Error::VhostUser(format!("listening on {}: {error}", socket.display()))
-        })?;
+        let listener = match inherited {
+            Some(listener) => Listener::from(listener),
+            None => Listener::new(socket, true).map_err(|error| {
+                Error::VhostUser(format!("listening on {}: {error}", socket.display()))
+            })?,
+        };
         let server = {
             let socket = socket.to_owned();
             let name = name.to_owned();
@@ -55,9 +75,10 @@ impl VirtioCard {
                 .name(format!("paravox-vu-{card}"))
                 .spawn(move || serve(&name, &socket, listener, &device, &stopping))?
         };
-        info!(card, socket = %socket.display(), "virtio-snd card listening");
+        info!(card, socket = %socket.display(), inherited = !owns_socket, "virtio-snd card listening");
         Ok(VirtioCard {
             socket: socket.to_owned(),
+            owns_socket,
             card,
             stopping,
             server: Some(server),
@@ -82,7 +103,9 @@ impl Drop for VirtioCard {
         // at once lets it see `stopping` and end (a connected VMM ends it when it leaves).
         // Then remove the socket so no VMM connects to a card being removed.
         drop(std::os::unix::net::UnixStream::connect(&self.socket));
-        let _ = std::fs::remove_file(&self.socket);
+        if self.owns_socket {
+            let _ = std::fs::remove_file(&self.socket);
+        }
         drop(self.server.take());
     }
 }
