@@ -128,6 +128,15 @@ fn lay_out(root: &Path, binary: &Path, docs: &Path) -> Result<()> {
         "/lib/systemd/system/paravox-vm@.socket",
         0o644,
     )?;
+    // Desktop mode: `systemctl --user enable --now paravox`.
+    for unit in ["paravox.service", "paravox-vm@.socket"] {
+        install(
+            root,
+            &deploy.join("systemd/user").join(unit),
+            &format!("/usr/lib/systemd/user/{unit}"),
+            0o644,
+        )?;
+    }
     install(
         root,
         &deploy.join("examples/paravox.toml"),

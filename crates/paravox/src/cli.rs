@@ -145,9 +145,17 @@ each with optional ,rate=R,channels=C,format=F,period=FRAMES";
 #[derive(Debug, Args)]
 #[command(after_help = ENDPOINT_HELP)]
 pub struct ServeArgs {
-    /// Configuration file (TOML). Without it, the embedded default configuration is used.
+    /// Configuration file (TOML). Without it, the embedded default configuration is used
+    /// (with --user: `$XDG_CONFIG_HOME/paravox/paravox.toml` when it exists, else the
+    /// desktop defaults).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// Desktop mode, as the logged-in user's service (`systemctl --user start paravox`):
+    /// state in `$XDG_STATE_HOME/paravox`, sockets in `$XDG_RUNTIME_DIR/paravox`, and
+    /// without a configuration file the desktop's sound: PipeWire when it runs, else
+    /// ALSA's `default`, else a WAV file in the state directory.
+    #[arg(long)]
+    pub user: bool,
     /// Directory for state and default output files.
     #[arg(long, env = "PARAVOX_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -168,10 +176,11 @@ pub struct ServeArgs {
     /// socket; repeat for more cards.
     #[arg(long, value_name = "PATH")]
     pub virtio_socket: Vec<PathBuf>,
-    /// Give the --virtio-socket cards volume and mute controls. Only for a VMM that
-    /// carries them (QEMU: `-device vhost-user-snd-pci,...,controls=on`); offered to
-    /// QEMU's plain line they make the guest's driver fail to probe.
-    #[arg(long, requires = "virtio_socket")]
+    /// Give the --virtio-socket cards (and those on sockets systemd hands over) volume and
+    /// mute controls. Only for a VMM that carries them (QEMU: `-device
+    /// vhost-user-snd-pci,...,controls=on`); offered to QEMU's plain line they make the
+    /// guest's driver fail to probe.
+    #[arg(long)]
     pub virtio_controls: bool,
     /// Serve Xen para-virtual sound cards (sndif) to the frontends `xl` configures with
     /// `vsnd = [...]` (run in dom0 or a driver domain: needs xenstored and /dev/xen/*).

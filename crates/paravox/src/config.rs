@@ -45,6 +45,10 @@ use crate::usage;
 /// file in the state directory (playback) or silence-free tone-less null input.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
+/// The desktop mode's configuration (`serve --user` without a file), before the specs
+/// are chosen; see [`Config::desktop_for`].
+pub const DESKTOP_CONFIG: &str = include_str!("desktop.toml");
+
 /// A parsed, validated configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -341,6 +345,34 @@ impl Config {
             &Source {
                 name: "embedded default config".into(),
                 text: DEFAULT_CONFIG,
+            },
+            state_dir,
+        )
+    }
+
+    /// The desktop mode's configuration: the desktop's PipeWire when `pipewire` (its socket
+    /// exists), falling back to ALSA's `default`; else ALSA's `default`, falling back to
+    /// a WAV file in the state directory (playback) or silence (capture).
+    pub fn desktop_for(state_dir: &Path, pipewire: bool) -> Result<Config> {
+        let (output, output_fallback, input, input_fallback) = if pipewire {
+            ("pipewire", "alsa:default", "pipewire", "alsa:default")
+        } else {
+            (
+                "alsa:default",
+                "wav:${state_dir}/output.wav",
+                "alsa:default",
+                "null",
+            )
+        };
+        let text = DESKTOP_CONFIG
+            .replace("@OUTPUT@", output)
+            .replace("@OUTPUT_FALLBACK@", output_fallback)
+            .replace("@INPUT@", input)
+            .replace("@INPUT_FALLBACK@", input_fallback);
+        Config::parse(
+            &Source {
+                name: "embedded desktop config".into(),
+                text: &text,
             },
             state_dir,
         )

@@ -29,10 +29,52 @@ pub fn state_dir(explicit: Option<PathBuf>) -> PathBuf {
         .join("paravox")
 }
 
+/// Desktop mode's state directory: `--state-dir`, else `$XDG_STATE_HOME/paravox` (or
+/// `~/.local/state/paravox`), whoever runs it.
+fn user_state_dir(explicit: Option<PathBuf>) -> PathBuf {
+    explicit.unwrap_or_else(|| {
+        std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state"))
+            })
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("paravox")
+    })
+}
+
+/// Desktop mode's configuration file when `--config` names none:
+/// `$XDG_CONFIG_HOME/paravox/paravox.toml` (or `~/.config/…`) if it exists.
+fn user_config_file() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .map(|dir| dir.join("paravox/paravox.toml"))
+        .filter(|file| file.is_file())
+}
+
+/// Whether the desktop's PipeWire runs: its socket (`$PIPEWIRE_REMOTE`, else
+/// `$XDG_RUNTIME_DIR/pipewire-0`) exists.
+fn pipewire_socket_exists() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let socket = match std::env::var_os("PIPEWIRE_REMOTE") {
+        Some(remote) if PathBuf::from(&remote).is_absolute() => PathBuf::from(remote),
+        Some(remote) => std::env::var_os("XDG_RUNTIME_DIR").map_or_else(
+            || PathBuf::from(&remote),
+            |dir| PathBuf::from(dir).join(&remote),
+        ),
+        None => match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(dir) => PathBuf::from(dir).join("pipewire-0"),
+            None => return false,
+        },
+    };
+    std::fs::metadata(socket).is_ok_and(|metadata| metadata.file_type().is_socket())
+}
+
 /// The runtime directory (API-made sockets by default): systemd's `$RUNTIME_DIRECTORY`
 /// (the unit's `RuntimeDirectory=`), else `/run/paravox` for root, else
 /// `$XDG_RUNTIME_DIR/paravox`, else `run/` in the state directory.
-pub fn runtime_dir(state_dir: &std::path::Path) -> PathBuf {
+pub fn runtime_dir(state_dir: &std::path::Path, user: bool) -> PathBuf {
     if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY")
         .and_then(|dirs| std::env::split_paths(&dirs).next())
         .filter(|dir| dir.is_absolute())
@@ -40,7 +82,7 @@ pub fn runtime_dir(state_dir: &std::path::Path) -> PathBuf {
         return dir;
     }
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if !user && unsafe { libc::geteuid() } == 0 {
         return PathBuf::from("/run/paravox");
     }
     std::env::var_os("XDG_RUNTIME_DIR")
@@ -62,7 +104,15 @@ fn ensure_dir(dir: &std::path::Path, what: &str) -> Result<()> {
 pub fn run(args: ServeArgs) -> Result<()> {
     // First, while the process has one thread: the variables are removed.
     let activated = crate::activation::take();
-    let state_dir = state_dir(args.state_dir);
+    let state_dir = if args.user {
+        user_state_dir(args.state_dir)
+    } else {
+        state_dir(args.state_dir)
+    };
+    let config_file = args
+        .config
+        .clone()
+        .or_else(|| args.user.then(user_config_file).flatten());
     let overrides = Overrides {
         output: args.output,
         input: args.input,
@@ -73,8 +123,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .map(|socket| (socket.name.clone(), socket.path.clone()))
             .collect(),
     };
-    let (config, config_name) = match &args.config {
+    let (config, config_name) = match &config_file {
         Some(path) => (Config::load(path, &state_dir)?, path.display().to_string()),
+        None if args.user => {
+            // PipeWire when it runs and this build can speak to it.
+            let pipewire = pipewire_socket_exists()
+                && "pipewire"
+                    .parse::<paravox_host_audio::EndpointSpec>()
+                    .is_ok();
+            info!(pipewire, "desktop mode: the desktop's sound is the default");
+            (
+                Config::desktop_for(&state_dir, pipewire)?,
+                "embedded desktop config".to_owned(),
+            )
+        }
         None => (
             Config::default_for(&state_dir)?,
             "embedded default config".to_owned(),
@@ -82,7 +144,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let declaration = config.declaration(
         &Source {
-            name: config_name,
+            name: config_name.clone(),
             text: "",
         },
         &overrides,
@@ -96,7 +158,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let api_sockets = args
         .api_sockets
         .clone()
-        .unwrap_or_else(|| runtime_dir(&state_dir));
+        .unwrap_or_else(|| runtime_dir(&state_dir, args.user));
     ensure_dir(&api_files, "directory for API files")?;
     ensure_dir(&api_sockets, "directory for API sockets")?;
     raise_descriptor_limit();
@@ -107,7 +169,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         writable.extend(args.sandbox_allow.iter().cloned());
         let paths = crate::sandbox::Paths::for_daemon(
             &state_dir,
-            args.config.as_deref(),
+            config_file.as_deref(),
             &declaration,
             &writable,
         );
@@ -130,7 +192,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     info!(
         version = env!("CARGO_PKG_VERSION"),
         state_dir = %state_dir.display(),
-        config = %args.config.as_ref().map_or("embedded default".into(), |p| p.display().to_string()),
+        config = %config_name,
         "paravox ready"
     );
     let options = paravox_sndif::BackendOptions {
@@ -182,7 +244,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         crate::sandbox::restrict_calls()?;
     }
     let running = reload::Running {
-        config_path: args.config,
+        config_path: config_file,
         state_dir: state_dir.clone(),
         overrides,
     };

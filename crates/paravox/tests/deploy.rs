@@ -212,6 +212,64 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     );
 }
 
+/// The desktop mode's user units, as a user manager would load them.
+#[test]
+fn the_user_units_pass_systemd_analyze_verify() {
+    let service = std::fs::read_to_string(deploy().join("systemd/user/paravox.service")).unwrap();
+    let socket = std::fs::read_to_string(deploy().join("systemd/user/paravox-vm@.socket")).unwrap();
+    for (unit, text, line) in [
+        (
+            "paravox.service",
+            &service,
+            "ExecStart=/usr/bin/paravox serve --user",
+        ),
+        ("paravox.service", &service, "Type=notify"),
+        ("paravox.service", &service, "WantedBy=default.target"),
+        (
+            "paravox-vm@.socket",
+            &socket,
+            "ListenStream=%t/paravox-vm/%i.sock",
+        ),
+        ("paravox-vm@.socket", &socket, "Service=paravox.service"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "user {unit} lacks {line}");
+    }
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("PARAVOX_REQUIRE_SYSTEMD").is_none(),
+            "PARAVOX_REQUIRE_SYSTEMD is set but systemd-analyze is missing"
+        );
+        eprintln!("systemd-analyze not installed: user units not verified");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    let testable = dir.path().join("paravox.service");
+    std::fs::write(
+        &testable,
+        service.replace("/usr/bin/paravox", env!("CARGO_BIN_EXE_paravox")),
+    )
+    .unwrap();
+    let instance = dir.path().join("paravox-vm@desk.socket");
+    std::fs::write(&instance, &socket).unwrap();
+    let output = run(Command::new("systemd-analyze")
+        .args(["--user", "--man=no", "verify"])
+        .arg(&testable)
+        .arg(&instance)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env("SYSTEMD_LOG_LEVEL", "notice"));
+    let complaints = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(
+        output.status.success() && complaints.trim().is_empty(),
+        "systemd-analyze --user verify: {complaints}"
+    );
+}
+
 #[test]
 fn generated_docs_cover_every_subcommand_and_shell() {
     let dir = tempfile::tempdir().unwrap();

@@ -90,17 +90,30 @@ impl DeviceSpec {
     /// Starts a fresh device whose files live in `dir`: paravox with volume and mute
     /// controls, and QEMU's line with `controls=on`.
     pub fn start(&self, dir: &Path, direction: Direction) -> Result<Device> {
-        self.start_with(dir, direction, true)
+        self.start_with(dir, direction, true, false)
+    }
+
+    /// Starts paravox the way systemd's socket activation does, through systemd's own
+    /// `systemd-socket-activate`: the socket exists at once, and paravox starts when the
+    /// first VMM connects, serving that connection on the socket it is handed.
+    pub fn start_activated(&self, dir: &Path, direction: Direction) -> Result<Device> {
+        self.start_with(dir, direction, true, true)
     }
 
     /// Starts paravox as it comes (no controls) for QEMU's plain line,
     /// `-device vhost-user-snd-pci,chardev=…`, the one vhost-user sound back ends
     /// document. QEMU's own device has no such choice and starts as usual.
     pub fn start_plain(&self, dir: &Path, direction: Direction) -> Result<Device> {
-        self.start_with(dir, direction, false)
+        self.start_with(dir, direction, false, false)
     }
 
-    fn start_with(&self, dir: &Path, direction: Direction, controls: bool) -> Result<Device> {
+    fn start_with(
+        &self,
+        dir: &Path,
+        direction: Direction,
+        controls: bool,
+        activated: bool,
+    ) -> Result<Device> {
         fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
         let sink = dir.join("sink.wav");
         match self {
@@ -110,7 +123,17 @@ impl DeviceSpec {
                 fs::create_dir_all(&state_dir)
                     .with_context(|| format!("could not create {}", state_dir.display()))?;
                 let args = serve_args(&socket, &sink, &state_dir, controls);
-                let daemon = Daemon::start(binary, &args, &socket, &dir.join("paravox.log"))?;
+                let launcher: &[String] = if activated {
+                    &[
+                        "systemd-socket-activate".to_owned(),
+                        format!("--listen={}", socket.display()),
+                        "--fdname=vsnd".to_owned(),
+                    ]
+                } else {
+                    &[]
+                };
+                let daemon =
+                    Daemon::start(binary, launcher, &args, &socket, &dir.join("paravox.log"))?;
                 Ok(Device::Paravox {
                     daemon,
                     socket,
@@ -300,8 +323,23 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn start(binary: &Path, args: &[String], socket: &Path, log: &Path) -> Result<Self> {
-        let mut command = Command::new(binary);
+    /// Starts `binary` with `args`, through `launcher` (a program and its arguments that
+    /// runs the binary) when given, and waits for `socket` to exist.
+    fn start(
+        binary: &Path,
+        launcher: &[String],
+        args: &[String],
+        socket: &Path,
+        log: &Path,
+    ) -> Result<Self> {
+        let mut command = match launcher.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command.args(args);
         println!("  device: $ {}", cmd::display(&command));
         let output =
@@ -578,8 +616,7 @@ while :; do sleep 0.05; done
                 .find(|(f, v)| f == flag && v.split(',').next() == Some(kind))
                 .unwrap_or_else(|| panic!("the example has no {flag} {kind}"));
             // Every option the e2e test relies on, with the same value; the example's
-            // sizes and paths are its shell variables, and it may add options
-            // (reconnect-ms).
+            // sizes and paths are its shell variables, and it may add options.
             for option in value.split(',').skip(1) {
                 let (key, expected) = option.split_once('=').unwrap();
                 let found = theirs

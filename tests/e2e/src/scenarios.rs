@@ -61,6 +61,11 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "(e) QEMU killed mid-playback, a new QEMU on the same backend plays correctly",
         run: reconnect,
     },
+    Scenario {
+        name: "activated",
+        about: "the VM before the daemon: systemd-socket-activate holds the socket, QEMU's connection starts paravox, aplay's sink is bit-exact",
+        run: activated,
+    },
 ];
 
 /// What every scenario gets.
@@ -633,5 +638,49 @@ fn reconnect(ctx: &Context) -> Result<Outcome> {
             },
         );
     }
+    Ok(outcome)
+}
+
+/// The VM first, the daemon second: systemd's socket activation (its own
+/// `systemd-socket-activate`) holds the socket, QEMU connects to it before paravox runs,
+/// that connection starts paravox, and the guest plays bit-exact.
+fn activated(ctx: &Context) -> Result<Outcome> {
+    if !ctx.device.capabilities().survives_vmm_restart {
+        return Ok(Outcome::skip(format!(
+            "{} has no daemon apart from its QEMU",
+            ctx.device.name()
+        )));
+    }
+    let dir = ctx.scenario_dir("activated");
+    let mut device = ctx.device.start_activated(&dir, Direction::Playback)?;
+    let mut outcome = Outcome::default();
+    let log = dir.join("paravox.log");
+    let started_before = fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("paravox ready");
+    outcome.checks.check(
+        !started_before,
+        "paravox had not started before the VM connected",
+    );
+    let params = [("scenario", "play"), ("file", REFERENCE_TONE.file_name)];
+    let finished = ctx.boot(&device, &dir, "guest", &params, None)?.finish()?;
+    device.check_alive()?;
+    let sink = device.sink().to_path_buf();
+    device.stop()?;
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    outcome.checks.check(
+        text.contains("socket taken over from the service manager"),
+        "paravox served the socket systemd-socket-activate handed over",
+    );
+    if let Some(seconds) = finished
+        .result("aplay_seconds")
+        .and_then(|marker| marker.number())
+    {
+        outcome.metric("aplay wall time (guest)", format!("{seconds:.2} s"));
+    }
+    let wav = Wav::read(&sink)?;
+    outcome.metric("sink", wav.describe());
+    let tail_allowance = ctx.device.capabilities().tail_frames_lost_at_stop;
+    analysis::check_bit_exact(&mut outcome.checks, &wav, &REFERENCE_TONE, tail_allowance);
     Ok(outcome)
 }

@@ -1,7 +1,9 @@
 //! libasound's own error messages ("ALSA lib pcm.c:…: Unknown PCM …"), which it prints
-//! to stderr by default, go to paravox's log instead: one `warn` line with the library's
-//! source location, at target `alsa`. The handler is installed the first time a PCM is
-//! opened.
+//! to stderr by default, go to paravox's log instead: one `info` line with the library's
+//! source location, at target `alsa`. Info, not a warning: every failure libasound
+//! describes also comes back to paravox as an error, which paravox reports in its own
+//! words (and a missing `default` device, tried before a fallback, is a chain of nine).
+//! The handler is installed the first time a PCM is opened.
 
 use std::ffi::{CStr, c_char, c_int};
 use std::sync::Once;
@@ -48,8 +50,8 @@ extern "C" fn paravox_alsa_log(
     let message = message.trim_end();
     if err != 0 {
         let reason = std::io::Error::from_raw_os_error(err.abs());
-        tracing::warn!(target: "alsa", location = %format!("{file}:{line}"), function, %reason, "{message}");
+        tracing::info!(target: "alsa", location = %format!("{file}:{line}"), function, %reason, "{message}");
     } else {
-        tracing::warn!(target: "alsa", location = %format!("{file}:{line}"), function, "{message}");
+        tracing::info!(target: "alsa", location = %format!("{file}:{line}"), function, "{message}");
     }
 }

@@ -62,6 +62,31 @@ impl Daemon {
         }
     }
 
+    /// `paravox serve ARGS` exactly as given (nothing added but the API port), with
+    /// `env` set, its state expected in `state`.
+    pub fn spawn_as_is(dir: &Path, env: &[(&str, &Path)], state: &Path, args: &[&str]) -> Daemon {
+        let log = dir.join("daemon.log");
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_paravox"));
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("paravox serve starts");
+        Daemon {
+            child,
+            log,
+            port,
+            state: state.to_path_buf(),
+        }
+    }
+
     /// Waits until the API answers with the token in place.
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + START_TIMEOUT;
