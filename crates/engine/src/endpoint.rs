@@ -54,7 +54,10 @@ const REOPEN_BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Durati
 
 pub(crate) enum Command {
     Attach(Box<Slot>),
-    Detach(StreamId),
+    /// Hand a stream back, then unpark the thread waiting for it (cloning a `Thread`
+    /// only bumps a count, and the waiter keeps its own, so the real-time thread frees
+    /// nothing when it drops this one).
+    Detach(StreamId, Thread),
     /// Replace a stream's chain at the next cycle boundary.
     SwapChain(StreamId, FreshChain),
     /// Replace the mixer (`None`: the native sum).
@@ -493,7 +496,10 @@ impl Endpoint {
 
     /// Takes a stream back from the thread; `None` if it never came back.
     pub(crate) fn detach(&self, stream: StreamId) -> Option<Box<Slot>> {
-        if self.send(Command::Detach(stream)).is_err() {
+        if self
+            .send(Command::Detach(stream, std::thread::current()))
+            .is_err()
+        {
             return None;
         }
         let deadline = Instant::now() + DETACH_TIMEOUT;
@@ -511,8 +517,9 @@ impl Endpoint {
                 );
                 return None;
             }
-            // The thread answers within one cycle; this is a control-plane wait.
-            std::thread::sleep(Duration::from_micros(500));
+            // The thread unparks us once it has handed the stream back (within a cycle);
+            // the timeout only bounds a wake-up meant for something else.
+            std::thread::park_timeout(Duration::from_millis(5));
         }
     }
 

@@ -124,11 +124,14 @@ impl Worker {
                         let _ = self.returned.push(Returned::Slot(slot));
                     }
                 }
-                Command::Detach(id) => {
+                Command::Detach(id, waiter) => {
                     if let Some(index) = self.slots.iter().position(|slot| slot.shared.id() == id) {
                         let slot = self.slots.swap_remove(index);
                         let _ = self.returned.push(Returned::Slot(slot));
                     }
+                    // One futex wake for a control operation; the waiter holds its own
+                    // handle, so dropping this one frees nothing here.
+                    waiter.unpark();
                 }
                 Command::SwapChain(id, fresh) => {
                     let old = match self.slots.iter_mut().find(|slot| slot.shared.id() == id) {
