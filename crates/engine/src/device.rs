@@ -146,3 +146,63 @@ pub trait CaptureOpener: Send + 'static {
     /// Opens the device.
     fn open(&self) -> Result<Box<dyn CaptureDevice>, DeviceError>;
 }
+
+/// For an endpoint that gives every stream routed to it a device of its own (a PipeWire
+/// node per guest stream, so each VM shows up by name in the desktop's mixer): opens the
+/// device for the stream `stream` of card `card`. Called on the control plane when the
+/// stream is prepared.
+pub trait StreamDevices: Send + Sync + 'static {
+    /// A playback device for one stream.
+    fn playback(&self, card: &str, stream: &str) -> Result<Box<dyn PlaybackOpener>, DeviceError>;
+    /// A capture device for one stream.
+    fn capture(&self, card: &str, stream: &str) -> Result<Box<dyn CaptureOpener>, DeviceError>;
+}
+
+/// The device of an endpoint whose streams each get their own ([`StreamDevices`]): it
+/// carries no stream and keeps no time, so its thread only ever sleeps.
+#[derive(Debug)]
+pub(crate) struct NoDevice {
+    pub(crate) format: DeviceFormat,
+}
+
+impl PlaybackDevice for NoDevice {
+    fn format(&self) -> DeviceFormat {
+        self.format
+    }
+    fn write(&mut self, _samples: &[f32]) -> Result<(), DeviceError> {
+        // Never reached with a stream attached; paced like a null sink in case it is.
+        std::thread::sleep(period_duration(&self.format));
+        Ok(())
+    }
+}
+
+impl CaptureDevice for NoDevice {
+    fn format(&self) -> DeviceFormat {
+        self.format
+    }
+    fn read(&mut self, samples: &mut [f32]) -> Result<(), DeviceError> {
+        samples.fill(0.0);
+        std::thread::sleep(period_duration(&self.format));
+        Ok(())
+    }
+}
+
+impl PlaybackOpener for NoDevice {
+    fn open(&self) -> Result<Box<dyn PlaybackDevice>, DeviceError> {
+        Ok(Box::new(NoDevice {
+            format: self.format,
+        }))
+    }
+}
+
+impl CaptureOpener for NoDevice {
+    fn open(&self) -> Result<Box<dyn CaptureDevice>, DeviceError> {
+        Ok(Box::new(NoDevice {
+            format: self.format,
+        }))
+    }
+}
+
+fn period_duration(format: &DeviceFormat) -> Duration {
+    Duration::from_secs_f64(f64::from(format.period_frames) / f64::from(format.rate.max(1)))
+}

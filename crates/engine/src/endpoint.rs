@@ -18,7 +18,8 @@ use crate::StreamFormat;
 use crate::chain::{CaptureChain, PlaybackChain, SetupIssue};
 use crate::clock::{Pacer, monotonic_ns};
 use crate::device::{
-    CaptureDevice, CaptureOpener, DeviceError, DeviceFormat, Idle, PlaybackDevice, PlaybackOpener,
+    CaptureDevice, CaptureOpener, DeviceError, DeviceFormat, Idle, NoDevice, PlaybackDevice,
+    PlaybackOpener, StreamDevices,
 };
 use crate::error::{EngineError, Result};
 use crate::gain::GainControl;
@@ -224,6 +225,11 @@ pub struct Endpoint {
     mixer_board: Arc<FaultBoard>,
     mixer_name: Mutex<Option<String>>,
     mixer_params: Mutex<Vec<(String, f32)>>,
+    /// Set on an endpoint that gives each stream a device of its own: it serves no
+    /// stream itself, [`Endpoint::for_stream`] opens one per stream.
+    stream_devices: Option<Arc<dyn StreamDevices>>,
+    /// On such a stream's own endpoint: the endpoint it stands for.
+    stands_for: Option<std::sync::Weak<Endpoint>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -323,7 +329,81 @@ impl Endpoint {
             mixer_board: Arc::new(FaultBoard::default()),
             mixer_name: Mutex::new(None),
             mixer_params: Mutex::new(Vec::new()),
+            stream_devices: None,
+            stands_for: None,
         }))
+    }
+
+    /// An endpoint whose streams each get a device of their own from `devices` (opened
+    /// when the stream is prepared, closed when it is released), named after the
+    /// stream's card and stream. The endpoint itself carries no stream; its thread sleeps.
+    pub fn per_stream(
+        name: &str,
+        spec: &str,
+        direction: Direction,
+        format: DeviceFormat,
+        devices: Arc<dyn StreamDevices>,
+    ) -> Result<Arc<Endpoint>> {
+        let io = match direction {
+            Direction::Playback => {
+                Io::Playback(Box::new(NoDevice { format }), Box::new(NoDevice { format }))
+            }
+            Direction::Capture => {
+                Io::Capture(Box::new(NoDevice { format }), Box::new(NoDevice { format }))
+            }
+        };
+        let endpoint = Self::spawn(name, spec, direction, format, io)?;
+        let mut endpoint = Arc::into_inner(endpoint).ok_or_else(|| {
+            EngineError::Limit(format!("endpoint '{name}' was shared while being made"))
+        })?;
+        endpoint.stream_devices = Some(devices);
+        Ok(Arc::new(endpoint))
+    }
+
+    /// Whether streams routed here each get a device of their own.
+    pub fn is_per_stream(&self) -> bool {
+        self.stream_devices.is_some()
+    }
+
+    /// The endpoint stream `stream` of card `card` attaches to when routed here: `None`
+    /// for an ordinary endpoint (the stream attaches to it), else a new endpoint on a
+    /// device of the stream's own, carrying this one's name and spec.
+    pub(crate) fn for_stream(
+        self: &Arc<Self>,
+        card: &str,
+        stream: &str,
+    ) -> Result<Option<Arc<Endpoint>>> {
+        let Some(devices) = &self.stream_devices else {
+            return Ok(None);
+        };
+        let own = match self.direction {
+            Direction::Playback => {
+                let opener = devices.playback(card, stream)?;
+                Self::playback(&self.name, &self.spec, opener)?
+            }
+            Direction::Capture => {
+                let opener = devices.capture(card, stream)?;
+                Self::capture(&self.name, &self.spec, opener)?
+            }
+        };
+        let mut own = Arc::into_inner(own).ok_or_else(|| {
+            EngineError::Limit(format!(
+                "endpoint '{}' was shared while being made",
+                self.name
+            ))
+        })?;
+        own.stands_for = Some(Arc::downgrade(self));
+        Ok(Some(Arc::new(own)))
+    }
+
+    /// Whether this endpoint is `other`, or a stream's own endpoint standing for it.
+    pub(crate) fn is_or_stands_for(self: &Arc<Self>, other: &Arc<Endpoint>) -> bool {
+        Arc::ptr_eq(self, other)
+            || self
+                .stands_for
+                .as_ref()
+                .and_then(std::sync::Weak::upgrade)
+                .is_some_and(|origin| Arc::ptr_eq(&origin, other))
     }
 
     /// The endpoint's name.

@@ -275,6 +275,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Adds an endpoint named `name` whose streams each get a device of their own from
+    /// `devices` (see [`Endpoint::per_stream`]).
+    pub fn add_per_stream_endpoint(
+        &self,
+        name: &str,
+        spec: &str,
+        direction: Direction,
+        format: crate::device::DeviceFormat,
+        devices: Arc<dyn crate::device::StreamDevices>,
+    ) -> Result<Arc<Endpoint>> {
+        self.check_new_name(name)?;
+        self.add_endpoint(Endpoint::per_stream(
+            name, spec, direction, format, devices,
+        )?)
+    }
+
     /// Opens a playback endpoint named `name` (`spec` is kept for display).
     pub fn add_playback_endpoint(
         &self,
@@ -386,7 +402,7 @@ impl Engine {
         let direction = spec.direction;
         let stream = Arc::new(Stream::new(
             self.next_id(),
-            card.id,
+            (card.id, card.name.clone()),
             spec,
             self.registry.context.clone(),
             card.budget.clone(),

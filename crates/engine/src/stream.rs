@@ -139,6 +139,8 @@ pub struct PluginStageStatus {
 #[derive(Debug)]
 pub struct Stream {
     card: CardId,
+    /// The card's name (a PipeWire node of this stream's own is named after it).
+    card_name: String,
     /// The card's budget, shared with its other streams.
     budget: Arc<CardBudget>,
     name: String,
@@ -195,7 +197,7 @@ pub struct StreamStatus {
 impl Stream {
     pub(crate) fn new(
         id: StreamId,
-        card: CardId,
+        (card, card_name): (CardId, String),
         spec: crate::StreamSpec,
         context: Arc<StreamContext>,
         budget: Arc<CardBudget>,
@@ -208,6 +210,7 @@ impl Stream {
         } = spec;
         Ok(Stream {
             card,
+            card_name,
             budget,
             name,
             constraints,
@@ -355,6 +358,7 @@ impl Stream {
             .inspect_err(|error| self.context.publish_refusal(error, Some(self.id())))?;
         let context = &self.context;
         let endpoint = context.resolve_route(control.route.as_deref(), self.direction())?;
+        let endpoint = self.own_endpoint(endpoint)?;
         let format = StreamFormat {
             format: params.format,
             rate: params.rate,
@@ -616,8 +620,9 @@ impl Stream {
         let target = context.resolve_route(endpoint.as_deref(), self.direction())?;
         let mut control = self.lock();
         if let Some(current) = control.endpoint.clone()
-            && !Arc::ptr_eq(&current, &target)
+            && !current.is_or_stands_for(&target)
         {
+            let target = self.own_endpoint(target.clone())?;
             let params = control.params.ok_or(EngineError::IllegalTransition {
                 state: control.state,
                 operation: Operation::Prepare,
@@ -652,6 +657,14 @@ impl Stream {
             endpoint: target.name().to_owned(),
         });
         Ok(())
+    }
+
+    /// The endpoint this stream attaches to when routed to `endpoint`: itself, or for one
+    /// that gives every stream a device of its own, a new endpoint on this stream's.
+    fn own_endpoint(&self, endpoint: Arc<Endpoint>) -> Result<Arc<Endpoint>> {
+        Ok(endpoint
+            .for_stream(&self.card_name, &self.name)?
+            .unwrap_or(endpoint))
     }
 
     /// Control plane: builds a chain for `endpoint` with the stream's plugin set (its own,
