@@ -12,6 +12,7 @@
 //! | `wav:PATH` | [`WavSink`] | playback | [`Pacer`](paravox_engine::clock::Pacer) |
 //! | `null` | [`NullSink`] | playback | pacer |
 //! | `alsa:PCM` | [`AlsaPlayback`], [`AlsaCapture`] | both | the device (a pacer for clockless PCMs such as `null`) |
+//! | `pipewire[:TARGET]` | [`PipewirePlayback`](pipewire::PipewirePlayback), [`PipewireCapture`](pipewire::PipewireCapture) | both | the PipeWire graph (a pacer while unlinked) |
 //! | `tone:FREQ` | [`ToneSource`] | capture | pacer |
 //! | `wavsrc:PATH` | [`WavSource`] | capture | pacer |
 //!
@@ -28,6 +29,7 @@ mod error;
 pub mod file_sink;
 pub mod file_source;
 pub mod null;
+pub mod pipewire;
 pub mod spec;
 pub mod tone;
 pub mod wav;

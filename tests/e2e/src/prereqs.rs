@@ -101,6 +101,15 @@ const DEBIAN_PACKAGES: &[DebianPackage] = &[
         needed_for: "the install test's fresh Debian 12 root",
         from_backports: false,
     },
+    // The pipewire: endpoint's tests start a real PipeWire daemon (1.4 in backports, as
+    // desktops run it; Debian 12's own is 0.3.65). The daemon, pw-link and pw-dump; the
+    // library it pulls in is what paravox loads at run time.
+    DebianPackage {
+        name: "pipewire-bin",
+        probe: Probe::Command("pw-link"),
+        needed_for: "the PipeWire endpoint's tests (a headless pipewire daemon, pw-link, pw-dump)",
+        from_backports: true,
+    },
     // Debian 12's own QEMU (7.2) predates vhost-user-snd-pci (8.2).
     DebianPackage {
         name: "qemu-system-x86",
