@@ -49,8 +49,9 @@ pub fn parse_spec(text: &str, direction: Direction) -> Result<EndpointSpec> {
         return Err(ControlError::invalid(format!(
             "endpoint '{text}' cannot be used for {direction}: {}",
             match direction {
-                Direction::Playback => "playback goes to wav:PATH, null or alsa:PCM",
-                Direction::Capture => "capture comes from tone:FREQ, wavsrc:PATH, alsa:PCM or null",
+                Direction::Playback => "playback goes to wav:PATH, null, alsa:PCM or pipewire",
+                Direction::Capture =>
+                    "capture comes from tone:FREQ, wavsrc:PATH, alsa:PCM, pipewire or null",
             }
         ))
         .at("spec"));
@@ -134,13 +135,17 @@ pub fn open(
             "cannot open {direction} endpoint '{name}' ({text}): {error}"
         ))
     };
-    let endpoint = match direction {
-        Direction::Playback => {
-            let opener = spec.playback_opener().map_err(cannot_open)?;
+    let endpoint = match (direction, spec.stream_devices()) {
+        (_, Some(devices)) => {
+            let format = spec.device_format().map_err(cannot_open)?;
+            engine.add_per_stream_endpoint(name, text, direction, format, devices)
+        }
+        (Direction::Playback, None) => {
+            let opener = spec.playback_opener_for(name).map_err(cannot_open)?;
             engine.add_playback_endpoint(name, text, opener)
         }
-        Direction::Capture => {
-            let opener = spec.capture_opener().map_err(cannot_open)?;
+        (Direction::Capture, None) => {
+            let opener = spec.capture_opener_for(name).map_err(cannot_open)?;
             engine.add_capture_endpoint(name, text, opener)
         }
     };

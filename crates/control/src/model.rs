@@ -207,8 +207,9 @@ pub struct EndpointRequest {
     pub name: String,
     /// Playback or capture.
     pub direction: DirectionName,
-    /// An ENDPOINT spec: `alsa:PCM`, `wav:PATH`, `null`, `tone:FREQ`, `wavsrc:PATH`, each
-    /// with optional `,rate=R,channels=C,format=F,period=FRAMES` (see the README).
+    /// An ENDPOINT spec: `alsa:PCM`, `pipewire[:TARGET]`, `wav:PATH`, `null`, `tone:FREQ`,
+    /// `wavsrc:PATH`, each with optional `,rate=R,channels=C,format=F,period=FRAMES` (see
+    /// the README).
     #[schema(min_length = 1, max_length = 1024, example = "tone:440,amplitude=-12")]
     pub spec: String,
 }

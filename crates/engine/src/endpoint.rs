@@ -245,6 +245,9 @@ impl std::fmt::Debug for Endpoint {
 enum Io {
     Playback(Box<dyn PlaybackOpener>, Box<dyn PlaybackDevice>),
     Capture(Box<dyn CaptureOpener>, Box<dyn CaptureDevice>),
+    /// The device could not open: start as lost, retrying with backoff.
+    LostPlayback(Box<dyn PlaybackOpener>),
+    LostCapture(Box<dyn CaptureOpener>),
 }
 
 impl Endpoint {
@@ -376,16 +379,32 @@ impl Endpoint {
         let Some(devices) = &self.stream_devices else {
             return Ok(None);
         };
-        let own = match self.direction {
+        // A device that cannot open now (its server is restarting) is a lost device:
+        // the stream keeps time on a stand-in and the device is retried with backoff,
+        // as for any endpoint that loses its device.
+        let io = match self.direction {
             Direction::Playback => {
                 let opener = devices.playback(card, stream)?;
-                Self::playback(&self.name, &self.spec, opener)?
+                match opener.open() {
+                    Ok(device) => Io::Playback(opener, device),
+                    Err(error) => {
+                        warn!(endpoint = self.name, card, stream, %error, "the stream's own device cannot open; keeping time without it and retrying");
+                        Io::LostPlayback(opener)
+                    }
+                }
             }
             Direction::Capture => {
                 let opener = devices.capture(card, stream)?;
-                Self::capture(&self.name, &self.spec, opener)?
+                match opener.open() {
+                    Ok(device) => Io::Capture(opener, device),
+                    Err(error) => {
+                        warn!(endpoint = self.name, card, stream, %error, "the stream's own device cannot open; keeping time without it and retrying");
+                        Io::LostCapture(opener)
+                    }
+                }
             }
         };
+        let own = Self::spawn(&self.name, &self.spec, self.direction, self.format, io)?;
         let mut own = Arc::into_inner(own).ok_or_else(|| {
             EngineError::Limit(format!(
                 "endpoint '{}' was shared while being made",

@@ -45,10 +45,19 @@ struct OwnSinkOpener {
     format: DeviceFormat,
     recording: Recording,
     finished: Arc<AtomicUsize>,
+    /// Opens that fail before one works (a sound server restarting).
+    failures: Arc<AtomicUsize>,
 }
 
 impl PlaybackOpener for OwnSinkOpener {
     fn open(&self) -> Result<Box<dyn PlaybackDevice>, DeviceError> {
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(DeviceError::Lost("the server is restarting".into()));
+        }
         Ok(Box::new(OwnSink {
             format: self.format,
             pacer: Pacer::new(self.format.rate, self.format.period_frames),
@@ -62,6 +71,7 @@ struct PerStream {
     format: DeviceFormat,
     devices: Devices,
     finished: Arc<AtomicUsize>,
+    failures: Arc<AtomicUsize>,
 }
 
 impl StreamDevices for PerStream {
@@ -75,6 +85,7 @@ impl StreamDevices for PerStream {
             format: self.format,
             recording,
             finished: self.finished.clone(),
+            failures: self.failures.clone(),
         }))
     }
     fn capture(&self, _card: &str, _stream: &str) -> Result<Box<dyn CaptureOpener>, DeviceError> {
@@ -97,6 +108,7 @@ fn every_stream_plays_into_a_device_of_its_own_named_after_it() {
                 format: format(48_000, 2, 480),
                 devices: devices.clone(),
                 finished: finished.clone(),
+                failures: Arc::default(),
             }),
         )
         .expect("endpoint");
@@ -170,5 +182,52 @@ fn every_stream_plays_into_a_device_of_its_own_named_after_it() {
         finished.load(Ordering::SeqCst),
         2,
         "released streams close their devices"
+    );
+}
+
+#[test]
+fn a_stream_whose_own_device_cannot_open_yet_is_prepared_and_plays_once_it_can() {
+    let engine = Engine::new();
+    let devices: Devices = Arc::default();
+    engine
+        .add_per_stream_endpoint(
+            "desktop",
+            "per-stream",
+            Direction::Playback,
+            format(48_000, 2, 480),
+            Arc::new(PerStream {
+                format: format(48_000, 2, 480),
+                devices: devices.clone(),
+                finished: Arc::default(),
+                failures: Arc::new(AtomicUsize::new(1)),
+            }),
+        )
+        .expect("endpoint");
+    engine
+        .set_default_endpoint(Direction::Playback, "desktop")
+        .expect("default");
+    // The first open (at prepare) fails: the stream is prepared all the same.
+    let stream = prepared_stream(
+        &engine,
+        Direction::Playback,
+        Format::F32Le,
+        48_000,
+        2,
+        9_600,
+    );
+    let bytes: Vec<u8> = std::iter::repeat_n(0.125f32.to_le_bytes(), 2 * 24_000)
+        .flatten()
+        .collect();
+    stream.start().expect("start");
+    write_all(&stream, &bytes);
+    assert!(
+        stream.wait_position(24_000 * 8, Duration::from_secs(10)),
+        "the stream stalled"
+    );
+    let devices = devices.lock().unwrap();
+    let recording = devices[0].2.lock().unwrap();
+    assert!(
+        recording.iter().filter(|s| **s == 0.125).count() > 0,
+        "the device that opened later heard nothing"
     );
 }

@@ -5,6 +5,8 @@
 //! wav:PATH        playback: write a WAV file, in real time
 //! null            playback: discard, in real time
 //! alsa:PCM        playback or capture: an ALSA PCM (default, hw:0,0, plughw:1, dmix, …)
+//! pipewire        playback or capture: a node in the desktop's PipeWire graph
+//! pipewire:TARGET the same, linked to the node named TARGET (`target.object`)
 //! tone:FREQ       capture: a sine at FREQ Hz
 //! wavsrc:PATH     capture: a WAV file, in real time
 //! ```
@@ -18,6 +20,7 @@
 //! | `period=F` | frames per endpoint cycle, 16..=65536 | all | 480 (10 ms at 48 kHz) |
 //! | `format=F` | sample format, as `paravox_pcm::Format::parse` reads it (`s16_le`, `float_le`, …) | wav (the file's format), alsa (asked of the device) | wav: s16_le; alsa: float_le, else s16_le |
 //! | `buffer=N` | device buffer in periods, 2..=64 | alsa | 4 |
+//! | `mode=mix\|stream` | `mix`: one node carries the mix of every stream routed here; `stream`: every guest stream gets a node of its own, named after its VM (card) and stream | pipewire | mix |
 //! | `idle=S\|never` | seconds a PCM with its own clock keeps running with no stream before it is closed (reopened at the next start), 0..=86400 | alsa | 5 |
 //! | `loop=0\|1` | start again at the end of the file | wavsrc | 0: silence after the end |
 //! | `amplitude=DB` | tone level in dBFS, -120..=0 | tone | -3 |
@@ -40,7 +43,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use paravox_engine::device::{CaptureOpener, DeviceFormat, PlaybackOpener};
+use std::sync::Arc;
+
+use paravox_engine::device::{
+    CaptureOpener, DeviceError, DeviceFormat, PlaybackOpener, StreamDevices,
+};
 use paravox_pcm::Format;
 
 use crate::alsa::{AlsaCaptureOpener, AlsaPlaybackOpener, DEFAULT_IDLE_CLOSE};
@@ -48,6 +55,7 @@ use crate::error::HostAudioError;
 use crate::file_sink::WavSinkOpener;
 use crate::file_source::WavSourceOpener;
 use crate::null::NullSinkOpener;
+use crate::pipewire::{NodeNames, PipewireCaptureOpener, PipewirePlaybackOpener};
 use crate::tone::ToneSourceOpener;
 use crate::wav::wav_can_write;
 
@@ -75,9 +83,10 @@ const BUFFER_MAX: u32 = 64;
 const AMPLITUDE_MIN_DBFS: f64 = -120.0;
 const IDLE_MAX_SECONDS: u32 = 86_400;
 
-const KINDS_HINT: &str = "expected wav:PATH, null, alsa:PCM, tone:FREQ or wavsrc:PATH";
+const KINDS_HINT: &str =
+    "expected wav:PATH, null, alsa:PCM, pipewire[:TARGET], tone:FREQ or wavsrc:PATH";
 const OPTIONS_HINT: &str =
-    "expected rate, channels, format, period, buffer, idle, loop or amplitude";
+    "expected rate, channels, format, period, buffer, idle, mode, loop or amplitude";
 
 /// `idle=`: how long an endpoint keeps a device with a clock of its own running while no
 /// stream runs, before it closes it until the next start.
@@ -98,6 +107,13 @@ pub enum EndpointKind {
     Null,
     /// `alsa:PCM`: an ALSA PCM, for playback or capture.
     Alsa { pcm: String },
+    /// `pipewire[:TARGET]`: a PipeWire stream node, for playback or capture, linked to
+    /// the node named TARGET or wherever the session manager links it; with
+    /// `per_stream` (`mode=stream`) one node per guest stream instead of one mix.
+    Pipewire {
+        target: Option<String>,
+        per_stream: bool,
+    },
     /// `tone:FREQ`: a sine source.
     Tone {
         frequency_hz: f64,
@@ -128,11 +144,14 @@ pub struct EndpointSpec {
 }
 
 impl EndpointSpec {
-    /// True for endpoints that can take playback: `wav`, `null`, `alsa`.
+    /// True for endpoints that can take playback: `wav`, `null`, `alsa`, `pipewire`.
     pub fn is_playback(&self) -> bool {
         matches!(
             self.kind,
-            EndpointKind::Wav { .. } | EndpointKind::Null | EndpointKind::Alsa { .. }
+            EndpointKind::Wav { .. }
+                | EndpointKind::Null
+                | EndpointKind::Alsa { .. }
+                | EndpointKind::Pipewire { .. }
         )
     }
 
@@ -144,6 +163,7 @@ impl EndpointSpec {
             EndpointKind::Tone { .. }
                 | EndpointKind::WavSource { .. }
                 | EndpointKind::Alsa { .. }
+                | EndpointKind::Pipewire { .. }
                 | EndpointKind::Null
         )
     }
@@ -194,6 +214,45 @@ impl EndpointSpec {
 
     /// An opener for a playback endpoint; an error for a capture-only spec.
     pub fn playback_opener(&self) -> Result<Box<dyn PlaybackOpener>, HostAudioError> {
+        self.playback_opener_for("paravox")
+    }
+
+    /// How the endpoint named `endpoint` shows in PipeWire's graph: node `paravox.NAME`,
+    /// described as `paravox NAME` in mixers.
+    fn node_names(endpoint: &str) -> NodeNames {
+        NodeNames {
+            node_name: format!("paravox.{endpoint}"),
+            description: format!("paravox {endpoint}"),
+            media_name: endpoint.to_owned(),
+            application_name: "paravox".to_owned(),
+        }
+    }
+
+    /// For `pipewire,mode=stream`: the node each guest stream gets of its own, named
+    /// after its card (the VM) and stream; `None` for every other spec.
+    pub fn stream_devices(&self) -> Option<Arc<dyn StreamDevices>> {
+        match &self.kind {
+            EndpointKind::Pipewire {
+                target,
+                per_stream: true,
+            } => Some(Arc::new(PipewireStreamNodes {
+                target: target.clone(),
+                format: DeviceFormat {
+                    rate: self.effective_rate(),
+                    channels: self.effective_channels(),
+                    period_frames: self.effective_period_frames(),
+                },
+            })),
+            _ => None,
+        }
+    }
+
+    /// [`EndpointSpec::playback_opener`] for the endpoint named `endpoint` (a PipeWire
+    /// node is named after it).
+    pub fn playback_opener_for(
+        &self,
+        endpoint: &str,
+    ) -> Result<Box<dyn PlaybackOpener>, HostAudioError> {
         let device_format = DeviceFormat {
             rate: self.effective_rate(),
             channels: self.effective_channels(),
@@ -206,6 +265,11 @@ impl EndpointSpec {
                 device_format,
             )?)),
             EndpointKind::Null => Ok(Box::new(NullSinkOpener::new(device_format))),
+            EndpointKind::Pipewire { target, .. } => Ok(Box::new(PipewirePlaybackOpener::new(
+                Self::node_names(endpoint),
+                target.clone(),
+                device_format,
+            ))),
             EndpointKind::Alsa { pcm } => Ok(Box::new(
                 AlsaPlaybackOpener::new(
                     pcm.clone(),
@@ -219,7 +283,7 @@ impl EndpointSpec {
                 Err(HostAudioError::WrongDirection {
                     spec: self.to_string(),
                     direction: "playback",
-                    hint: "it is a capture source; playback goes to wav:PATH, null or alsa:PCM",
+                    hint: "it is a capture source; playback goes to wav:PATH, null, alsa:PCM or pipewire",
                 })
             }
         }
@@ -229,6 +293,14 @@ impl EndpointSpec {
     /// reads its file's header here, so a missing file or a rate/channel mismatch is
     /// reported now rather than when the endpoint starts.
     pub fn capture_opener(&self) -> Result<Box<dyn CaptureOpener>, HostAudioError> {
+        self.capture_opener_for("paravox")
+    }
+
+    /// [`EndpointSpec::capture_opener`] for the endpoint named `endpoint`.
+    pub fn capture_opener_for(
+        &self,
+        endpoint: &str,
+    ) -> Result<Box<dyn CaptureOpener>, HostAudioError> {
         let device_format = DeviceFormat {
             rate: self.effective_rate(),
             channels: self.effective_channels(),
@@ -244,6 +316,11 @@ impl EndpointSpec {
                 device_format,
             ))),
             EndpointKind::WavSource { .. } => Ok(Box::new(self.wav_source_opener()?)),
+            EndpointKind::Pipewire { target, .. } => Ok(Box::new(PipewireCaptureOpener::new(
+                Self::node_names(endpoint),
+                target.clone(),
+                device_format,
+            ))),
             EndpointKind::Alsa { pcm } => Ok(Box::new(
                 AlsaCaptureOpener::new(
                     pcm.clone(),
@@ -257,7 +334,7 @@ impl EndpointSpec {
             EndpointKind::Wav { .. } => Err(HostAudioError::WrongDirection {
                 spec: self.to_string(),
                 direction: "capture",
-                hint: "it is a playback sink; capture comes from tone:FREQ, wavsrc:PATH, alsa:PCM or null",
+                hint: "it is a playback sink; capture comes from tone:FREQ, wavsrc:PATH, alsa:PCM, pipewire or null",
             }),
         }
     }
@@ -280,6 +357,44 @@ impl EndpointSpec {
     }
 }
 
+/// `pipewire,mode=stream`: a node per guest stream.
+#[derive(Debug)]
+struct PipewireStreamNodes {
+    target: Option<String>,
+    format: DeviceFormat,
+}
+
+impl PipewireStreamNodes {
+    /// Node `paravox.CARD.STREAM`, shown as `CARD STREAM`, of application `CARD`: the VM
+    /// by name in the mixer.
+    fn names(card: &str, stream: &str) -> NodeNames {
+        NodeNames {
+            node_name: format!("paravox.{card}.{stream}"),
+            description: format!("{card} {stream}"),
+            media_name: format!("{card} {stream}"),
+            application_name: card.to_owned(),
+        }
+    }
+}
+
+impl StreamDevices for PipewireStreamNodes {
+    fn playback(&self, card: &str, stream: &str) -> Result<Box<dyn PlaybackOpener>, DeviceError> {
+        Ok(Box::new(PipewirePlaybackOpener::new(
+            Self::names(card, stream),
+            self.target.clone(),
+            self.format,
+        )))
+    }
+
+    fn capture(&self, card: &str, stream: &str) -> Result<Box<dyn CaptureOpener>, DeviceError> {
+        Ok(Box::new(PipewireCaptureOpener::new(
+            Self::names(card, stream),
+            self.target.clone(),
+            self.format,
+        )))
+    }
+}
+
 /// The options a spec string gave, before they are checked against its kind.
 #[derive(Debug, Default)]
 struct Options {
@@ -289,6 +404,7 @@ struct Options {
     period_frames: Option<u32>,
     buffer_periods: Option<u32>,
     idle: Option<IdleClose>,
+    per_stream: Option<bool>,
     looping: Option<bool>,
     amplitude_dbfs: Option<f64>,
 }
@@ -338,6 +454,19 @@ fn parse_option(options: &mut Options, key: &str, value: &str) -> Result<(), Str
             key,
             parse_ranged("buffer", value, BUFFER_MIN, BUFFER_MAX)?,
         ),
+        "mode" => {
+            let per_stream = match value {
+                "stream" => true,
+                "mix" => false,
+                _ => {
+                    return Err(format!(
+                        "bad mode '{value}': expected mix (one node for every stream) or \
+                         stream (a node per guest stream)"
+                    ));
+                }
+            };
+            set(&mut options.per_stream, key, per_stream)
+        }
         "idle" => {
             let idle = if value == "never" {
                 IdleClose::Never
@@ -412,6 +541,20 @@ fn parse_kind(kind: &str, value: Option<&str>, options: &Options) -> Result<Endp
         "alsa" => EndpointKind::Alsa {
             pcm: require_value(kind, value, "alsa:default or alsa:plughw:0,0")?.to_string(),
         },
+        "pipewire" => EndpointKind::Pipewire {
+            per_stream: options.per_stream.unwrap_or(false),
+            target: match value {
+                None => None,
+                Some("") => {
+                    return Err(
+                        "pipewire: needs a node name after the colon, or none at all: \
+                         pipewire or pipewire:alsa_output.pci-0000_00_1f.3.analog-stereo"
+                            .to_string(),
+                    );
+                }
+                Some(target) => Some(target.to_string()),
+            },
+        },
         "tone" => {
             let text = require_value(kind, value, "tone:440")?;
             let frequency_hz = text
@@ -459,6 +602,13 @@ fn check_options_apply(kind: &EndpointKind, options: &Options) -> Result<(), Str
              pause as soon as no stream runs)",
         )?;
     }
+    if !matches!(kind, EndpointKind::Pipewire { .. }) {
+        refuse_if_set(
+            &options.per_stream,
+            "mode",
+            "applies only to pipewire endpoints",
+        )?;
+    }
     if !matches!(kind, EndpointKind::WavSource { .. }) {
         refuse_if_set(&options.looping, "loop", wavsrc_only)?;
     }
@@ -484,9 +634,10 @@ fn check_options_apply(kind: &EndpointKind, options: &Options) -> Result<(), Str
             "option 'format' does not apply to wavsrc: the file's header gives its format"
                 .to_string(),
         ),
-        (EndpointKind::Null | EndpointKind::Tone { .. }, Some(_)) => {
-            Err("option 'format' applies only to wav: and alsa: endpoints".to_string())
-        }
+        (
+            EndpointKind::Null | EndpointKind::Tone { .. } | EndpointKind::Pipewire { .. },
+            Some(_),
+        ) => Err("option 'format' applies only to wav: and alsa: endpoints".to_string()),
     }
 }
 
@@ -540,6 +691,11 @@ impl fmt::Display for EndpointSpec {
             EndpointKind::Wav { path } => write!(f, "wav:{}", path.display())?,
             EndpointKind::Null => f.write_str("null")?,
             EndpointKind::Alsa { pcm } => write!(f, "alsa:{pcm}")?,
+            EndpointKind::Pipewire { target: None, .. } => f.write_str("pipewire")?,
+            EndpointKind::Pipewire {
+                target: Some(target),
+                ..
+            } => write!(f, "pipewire:{target}")?,
             EndpointKind::Tone { frequency_hz, .. } => write!(f, "tone:{frequency_hz}")?,
             EndpointKind::WavSource { path, .. } => write!(f, "wavsrc:{}", path.display())?,
         }
@@ -564,6 +720,9 @@ impl fmt::Display for EndpointSpec {
             None => {}
         }
         match &self.kind {
+            EndpointKind::Pipewire {
+                per_stream: true, ..
+            } => f.write_str(",mode=stream"),
             EndpointKind::WavSource { looping: true, .. } => f.write_str(",loop=1"),
             EndpointKind::Tone { amplitude_dbfs, .. }
                 if *amplitude_dbfs != DEFAULT_TONE_AMPLITUDE_DBFS =>

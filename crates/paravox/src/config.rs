@@ -351,11 +351,17 @@ impl Config {
     }
 
     /// The desktop mode's configuration: the desktop's PipeWire when `pipewire` (its socket
-    /// exists), falling back to ALSA's `default`; else ALSA's `default`, falling back to
+    /// exists), a node per guest stream named after its VM, falling back to ALSA's
+    /// `default`; else ALSA's `default`, falling back to
     /// a WAV file in the state directory (playback) or silence (capture).
     pub fn desktop_for(state_dir: &Path, pipewire: bool) -> Result<Config> {
         let (output, output_fallback, input, input_fallback) = if pipewire {
-            ("pipewire", "alsa:default", "pipewire", "alsa:default")
+            (
+                "pipewire,mode=stream",
+                "alsa:default",
+                "pipewire,mode=stream",
+                "alsa:default",
+            )
         } else {
             (
                 "alsa:default",

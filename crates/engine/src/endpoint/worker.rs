@@ -99,8 +99,16 @@ impl Worker {
     pub(super) fn run(mut self, io: Io) {
         request_realtime(&self.name);
         match io {
-            Io::Playback(opener, device) => self.run_playback(opener, device),
-            Io::Capture(opener, device) => self.run_capture(opener, device),
+            Io::Playback(opener, device) => self.run_playback(opener, Held::Open(device)),
+            Io::Capture(opener, device) => self.run_capture(opener, Held::Open(device)),
+            Io::LostPlayback(opener) => {
+                self.stats.device_lost.store(true, Ordering::Relaxed);
+                self.run_playback(opener, Held::Lost(Recovery::new(&self.format)));
+            }
+            Io::LostCapture(opener) => {
+                self.stats.device_lost.store(true, Ordering::Relaxed);
+                self.run_capture(opener, Held::Lost(Recovery::new(&self.format)));
+            }
         }
         // Hand everything back so the streams can be dropped off this thread's clock.
         for slot in self.slots.drain(..) {
@@ -228,8 +236,11 @@ impl Worker {
         !stop
     }
 
-    fn run_playback(&mut self, opener: Box<dyn PlaybackOpener>, device: Box<dyn PlaybackDevice>) {
-        let mut held = Held::Open(device);
+    fn run_playback(
+        &mut self,
+        opener: Box<dyn PlaybackOpener>,
+        mut held: Held<Box<dyn PlaybackDevice>>,
+    ) {
         let mut idleness = Idleness::default();
         let open = || opener.open();
         while self.apply_commands() {
@@ -340,8 +351,11 @@ impl Worker {
         }
     }
 
-    fn run_capture(&mut self, opener: Box<dyn CaptureOpener>, device: Box<dyn CaptureDevice>) {
-        let mut held = Held::Open(device);
+    fn run_capture(
+        &mut self,
+        opener: Box<dyn CaptureOpener>,
+        mut held: Held<Box<dyn CaptureDevice>>,
+    ) {
         let mut idleness = Idleness::default();
         let open = || opener.open();
         while self.apply_commands() {

@@ -114,6 +114,30 @@ fn valid_cases() -> Vec<(&'static str, EndpointSpec)> {
                 ..spec(alsa("hw:0"))
             },
         ),
+        (
+            "pipewire",
+            spec(EndpointKind::Pipewire {
+                target: None,
+                per_stream: false,
+            }),
+        ),
+        (
+            "pipewire,mode=stream",
+            spec(EndpointKind::Pipewire {
+                target: None,
+                per_stream: true,
+            }),
+        ),
+        (
+            "pipewire:alsa_output.pci-0000_00_1f.3.analog-stereo,rate=44100",
+            EndpointSpec {
+                rate: Some(44_100),
+                ..spec(EndpointKind::Pipewire {
+                    target: Some("alsa_output.pci-0000_00_1f.3.analog-stereo".into()),
+                    per_stream: false,
+                })
+            },
+        ),
         // ALSA's own upper-case arguments stay with the PCM name.
         (
             "alsa:hw:CARD=PCH,DEV=0,channels=6",
@@ -227,15 +251,15 @@ fn display_writes_the_canonical_form() {
 }
 
 /// Every invalid form, with a piece of the message that tells the user what to do.
-const INVALID_CASES: [(&str, &str); 40] = [
+const INVALID_CASES: [(&str, &str); 45] = [
     (
         "",
-        "the endpoint is empty: expected wav:PATH, null, alsa:PCM, tone:FREQ or wavsrc:PATH",
+        "the endpoint is empty: expected wav:PATH, null, alsa:PCM, pipewire[:TARGET], tone:FREQ or wavsrc:PATH",
     ),
     ("   ", "the endpoint is empty"),
     (
         "foo",
-        "unknown endpoint kind 'foo': expected wav:PATH, null, alsa:PCM, tone:FREQ or wavsrc:PATH",
+        "unknown endpoint kind 'foo': expected wav:PATH, null, alsa:PCM, pipewire[:TARGET], tone:FREQ or wavsrc:PATH",
     ),
     ("foo:bar", "unknown endpoint kind 'foo'"),
     ("WAV:/tmp/x.wav", "unknown endpoint kind 'WAV'"),
@@ -282,12 +306,26 @@ const INVALID_CASES: [(&str, &str); 40] = [
     ("alsa:hw:0,format=mpeg", "format mpeg cannot be converted"),
     (
         "wav:/x.wav,chanels=1",
-        "unknown option 'chanels': expected rate, channels, format, period, buffer, idle, loop or amplitude",
+        "unknown option 'chanels': expected rate, channels, format, period, buffer, idle, mode, loop or amplitude",
     ),
     ("null,rate=8000,rate=8000", "option 'rate' given twice"),
     (
         "wav:/x.wav,buffer=4",
         "option 'buffer' applies only to alsa: endpoints",
+    ),
+    ("pipewire:", "pipewire: needs a node name after the colon"),
+    ("pipewire,mode=each", "bad mode 'each': expected mix"),
+    (
+        "alsa:default,mode=stream",
+        "option 'mode' applies only to pipewire endpoints",
+    ),
+    (
+        "pipewire,format=s16_le",
+        "option 'format' applies only to wav: and alsa: endpoints",
+    ),
+    (
+        "pipewire,idle=5",
+        "option 'idle' applies only to alsa: endpoints",
     ),
     (
         "null,idle=5",
@@ -374,6 +412,7 @@ fn directions() {
         ("wav:/x.wav", true, false),
         ("null", true, true),
         ("alsa:default", true, true),
+        ("pipewire", true, true),
         ("tone:440", false, true),
         ("wavsrc:/x.wav", false, true),
     ];
@@ -409,7 +448,10 @@ fn openers_are_refused_for_the_wrong_direction() {
     let tone: EndpointSpec = "tone:440".parse().expect("valid");
     let message = tone.playback_opener().err().expect("refused").to_string();
     assert!(message.contains("cannot be used for playback"), "{message}");
-    assert!(message.contains("wav:PATH, null or alsa:PCM"), "{message}");
+    assert!(
+        message.contains("wav:PATH, null, alsa:PCM or pipewire"),
+        "{message}"
+    );
 
     let wav: EndpointSpec = "wav:/x.wav".parse().expect("valid");
     let message = wav.capture_opener().err().expect("refused").to_string();
