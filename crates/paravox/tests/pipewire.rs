@@ -31,8 +31,17 @@ fn tone(frames: usize) -> Vec<i16> {
         .collect()
 }
 
-#[test]
-fn a_guest_stream_is_a_pipewire_node_named_after_its_vm_and_plays_bit_exact() {
+/// A daemon playing to `output`, a virtio-snd guest's 4 s tone through it: the node
+/// `node` carries it (with `application`, `description` as its names), bit-exact into
+/// the sink; `leaves` says whether the node leaves the graph when the guest releases
+/// its stream (a node per stream does, the mixed node stays).
+fn guest_plays_through(
+    output: &str,
+    node: &str,
+    application: &str,
+    description: &str,
+    leaves: bool,
+) {
     let (pw_setup, _turn) = setup();
     let pipewire = PipeWire::start(pw_setup);
     let dir = tempfile::tempdir().unwrap();
@@ -52,7 +61,7 @@ fn a_guest_stream_is_a_pipewire_node_named_after_its_vm_and_plays_bit_exact() {
             "--api-sockets",
             dir.path().join("sockets").to_str().unwrap(),
             "--output",
-            "pipewire,mode=stream",
+            output,
             "--input",
             "null",
             "--virtio-socket",
@@ -87,15 +96,13 @@ fn a_guest_stream_is_a_pipewire_node_named_after_its_vm_and_plays_bit_exact() {
     let mut driver = Driver::connect(&socket);
     driver.configure(&params);
     // Prepared: the stream's own node is in the graph, named after the card.
-    let node = "paravox.desk.playback";
     pipewire.wait_for(Duration::from_secs(10), "the guest stream's node", |pw| {
         pw.node_info(node).is_some()
     });
     let info = pipewire.node_info(node).expect("node");
     let props = &info["props"];
-    assert_eq!(props["application.name"], "desk", "{props}");
-    assert_eq!(props["media.name"], "desk playback", "{props}");
-    assert_eq!(props["node.description"], "desk playback", "{props}");
+    assert_eq!(props["application.name"], application, "{props}");
+    assert_eq!(props["node.description"], description, "{props}");
     assert_eq!(props["media.class"], "Stream/Output/Audio", "{props}");
 
     let recorded = std::thread::scope(|scope| {
@@ -124,10 +131,17 @@ fn a_guest_stream_is_a_pipewire_node_named_after_its_vm_and_plays_bit_exact() {
     });
     assert_eq!(driver.stop(0), status::OK, "PCM_STOP");
     assert_eq!(driver.release(0), status::OK, "PCM_RELEASE");
-    // Released: the node leaves the graph.
-    pipewire.wait_for(Duration::from_secs(10), "the node to go", |pw| {
-        pw.node_info(node).is_none()
-    });
+    if leaves {
+        // Released: the stream's own node leaves the graph.
+        pipewire.wait_for(Duration::from_secs(10), "the node to go", |pw| {
+            pw.node_info(node).is_none()
+        });
+    } else {
+        assert!(
+            pipewire.node_info(node).is_some(),
+            "the mixed node went away"
+        );
+    }
     driver.disconnect();
     let _ = capture.finish();
     daemon.stop();
@@ -152,6 +166,29 @@ fn a_guest_stream_is_a_pipewire_node_named_after_its_vm_and_plays_bit_exact() {
         played.len(),
         "bit-exact for {matching} of {} samples",
         played.len()
+    );
+}
+
+#[test]
+fn a_guest_stream_is_a_pipewire_node_named_after_its_vm_and_plays_bit_exact() {
+    guest_plays_through(
+        "pipewire,mode=stream",
+        "paravox.desk.playback",
+        "desk",
+        "desk playback",
+        true,
+    );
+}
+
+#[test]
+fn the_mixed_pipewire_node_carries_a_guest_bit_exact() {
+    // `--output SPEC` opens the endpoint `cli-output`.
+    guest_plays_through(
+        "pipewire",
+        "paravox.cli-output",
+        "paravox",
+        "paravox cli-output",
+        false,
     );
 }
 
