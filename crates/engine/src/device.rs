@@ -96,7 +96,10 @@ pub trait PlaybackDevice: Send + 'static {
     fn stats(&self) -> DeviceStats {
         DeviceStats::default()
     }
-    /// What the endpoint does with this device while nothing plays.
+    /// What the endpoint does with this device while nothing plays. Called when the
+    /// endpoint finds no running stream, before it pauses or keeps the device fed (again
+    /// after each wake-up that finds none): a device may quiet itself here (PipeWire takes
+    /// its node out of the graph's schedule), as long as doing so twice is harmless.
     fn idle(&self) -> Idle {
         Idle::Pause
     }
@@ -120,7 +123,8 @@ pub trait CaptureDevice: Send + 'static {
     fn stats(&self) -> DeviceStats {
         DeviceStats::default()
     }
-    /// What the endpoint does with this device while nothing records.
+    /// What the endpoint does with this device while nothing records; see
+    /// [`PlaybackDevice::idle`].
     fn idle(&self) -> Idle {
         Idle::Pause
     }
