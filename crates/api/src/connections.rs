@@ -30,6 +30,42 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// The pause after an accept fails (no descriptors left, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// A request body that records whether it was read to its end.
+struct Tracked {
+    inner: Incoming,
+    finished: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(context);
+        let ended = match &polled {
+            std::task::Poll::Ready(None) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            this.finished.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// One open connection.
 #[derive(Debug)]
 struct Open {
@@ -122,7 +158,27 @@ pub async fn serve(listener: TcpListener, app: Router, mut stopped: oneshot::Rec
             hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 served.store(true, Ordering::Relaxed);
                 let mut app = app.clone();
-                async move { app.call(request.map(axum::body::Body::new)).await }
+                async move {
+                    let sent_body = !hyper::body::Body::is_end_stream(request.body());
+                    let finished = Arc::new(AtomicBool::new(false));
+                    let request = request.map(|inner| {
+                        axum::body::Body::new(Tracked {
+                            inner,
+                            finished: finished.clone(),
+                        })
+                    });
+                    let mut response = app.call(request).await?;
+                    if sent_body && !finished.load(Ordering::Acquire) {
+                        // Answered without reading the whole body (a refused token, a
+                        // wrong media type): the connection cannot carry another request,
+                        // so say so rather than let the client reuse it and find it closed.
+                        response.headers_mut().insert(
+                            axum::http::header::CONNECTION,
+                            axum::http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             })
         };
         let connection = http1::Builder::new()

@@ -58,6 +58,15 @@ fn every_protected_route_refuses_missing_wrong_and_malformed_tokens() {
                 Some("Bearer realm=\"paravox\""),
                 "{method} {path}"
             );
+            if *method != "GET" && *method != "DELETE" {
+                // Refused unread, the body leaves the connection unusable: the answer
+                // says so, and the client does not send its next request on it.
+                assert_eq!(
+                    answer.header("connection"),
+                    Some("close"),
+                    "{method} {path}"
+                );
+            }
         }
     }
     // Nothing was changed by the refused calls.
