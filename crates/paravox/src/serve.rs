@@ -15,18 +15,11 @@ use crate::{reload, sd_notify, signals};
 /// The state directory: `--state-dir`, else `/var/lib/paravox` for root, else
 /// `$XDG_STATE_HOME/paravox` (or `~/.local/state/paravox`).
 pub fn state_dir(explicit: Option<PathBuf>) -> PathBuf {
-    if let Some(dir) = explicit {
-        return dir;
-    }
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if explicit.is_none() && unsafe { libc::geteuid() } == 0 {
         return PathBuf::from("/var/lib/paravox");
     }
-    std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("paravox")
+    user_state_dir(explicit)
 }
 
 /// Desktop mode's state directory: `--state-dir`, else `$XDG_STATE_HOME/paravox` (or
