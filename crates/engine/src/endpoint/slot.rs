@@ -112,6 +112,10 @@ pub(crate) struct Starvation {
     dry_cycles: u32,
     /// Whether this spell was counted already.
     counted: bool,
+    /// Whether audio has moved since the stream started: a dry spell before that is no
+    /// gap in the middle (the endpoint may wake for a start before the transport has
+    /// handed it the audio the guest queued).
+    flowing: bool,
 }
 
 /// How long a running stream may stay dry before that is an xrun even without more
@@ -132,9 +136,13 @@ impl Starvation {
             }
             return false;
         }
-        // Audio again: a spell that was not counted yet was a gap in the middle.
-        let gap = self.dry_cycles > 0 && !self.counted;
-        *self = Starvation::default();
+        // Audio again: a spell that was not counted yet, after audio, was a gap in the
+        // middle.
+        let gap = self.flowing && self.dry_cycles > 0 && !self.counted;
+        *self = Starvation {
+            flowing: true,
+            ..Starvation::default()
+        };
         gap
     }
 }
@@ -214,6 +222,15 @@ mod tests {
         assert_eq!(xruns(&[false, true, true, false, false], 10), 1);
         // Two gaps, two xruns.
         assert_eq!(xruns(&[false, true, false, true, true, false], 10), 2);
+    }
+
+    #[test]
+    fn a_late_first_period_is_no_gap_but_a_stream_never_fed_past_the_grace_is_one() {
+        // Started a cycle before its first audio reached the ring.
+        assert_eq!(xruns(&[true, false, false, true, false], 10), 1);
+        assert_eq!(xruns(&[true, true, false, false], 10), 0);
+        // Started and never fed: dry past the grace all the same.
+        assert_eq!(xruns(&[true; 20], 10), 1);
     }
 
     #[test]
