@@ -344,6 +344,18 @@ impl BackendState {
                 info!(device = %key, "toolstack removes the device");
                 self.teardown(key);
                 self.set_state(key, &backend_path, XenbusState::Closed);
+            } else if written != Some(XenbusState::Closed) {
+                // Closed already, but the node says otherwise: a toolstack that writes
+                // `online` and `state` (Closing) in two steps rather than one transaction
+                // wrote the second after we had closed. Say Closed again, or it waits
+                // for it forever.
+                let closed = XenbusState::Closed.code().to_string();
+                if let Err(error) =
+                    self.xenstore
+                        .write(NO_TX, &format!("{backend_path}/state"), closed.as_bytes())
+                {
+                    warn!(device = %key, %error, "cannot write the backend state");
+                }
             }
             return Ok(());
         }
