@@ -130,6 +130,30 @@ fn lock(connections: &Mutex<Connections>) -> std::sync::MutexGuard<'_, Connectio
 
 /// Serves `app` on `listener` until `stopped` fires, then lets requests in flight finish
 /// for a moment.
+/// The kernel send buffer of an API connection. Left to autotuning it grows to
+/// megabytes, which a client that stops reading (a frozen browser tab listening to a
+/// stream) fills with seconds of stale audio before the server notices; bounded, the
+/// monitor's own queue fills within a second and drops instead.
+const SEND_BUFFER_BYTES: libc::c_int = 128 * 1024;
+
+fn bound_send_buffer(stream: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size = SEND_BUFFER_BYTES;
+    // SAFETY: a valid socket descriptor and an int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            std::ptr::from_ref(&size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot bound a connection's send buffer");
+    }
+}
+
 pub async fn serve(listener: TcpListener, app: Router, mut stopped: oneshot::Receiver<()>) {
     // Tells every connection to finish its request in flight and close.
     let (stop, stopping) = watch::channel(false);
@@ -151,6 +175,7 @@ pub async fn serve(listener: TcpListener, app: Router, mut stopped: oneshot::Rec
                 continue;
             }
         };
+        bound_send_buffer(&stream);
         let served = Arc::new(AtomicBool::new(false));
         let id = lock(&connections).admit(served.clone());
         let service = {

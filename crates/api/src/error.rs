@@ -118,6 +118,7 @@ impl ApiError {
             | EngineError::Params(_)
             | EngineError::Resample { .. }
             | EngineError::Device(_) => ApiError::unprocessable(detail),
+            EngineError::Busy(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, detail),
             EngineError::Io(_) => ApiError::internal(detail),
         }
     }

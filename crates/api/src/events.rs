@@ -25,7 +25,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, watch};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::app::AppState;
+use crate::app::{AppState, WebSocketSlot};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
 use crate::meters::MeterFrame;
@@ -157,6 +157,34 @@ pub enum ServerMessage {
         /// What the budget allows.
         allowed: u64,
     },
+    /// A listener started monitoring a stream or an endpoint (`/listen`).
+    MonitorStarted {
+        /// The monitor's id.
+        monitor: u32,
+        /// The stream it listens to.
+        stream: Option<u32>,
+        /// The endpoint it listens to.
+        endpoint: Option<String>,
+    },
+    /// A monitor stopped.
+    MonitorStopped {
+        /// The monitor's id.
+        monitor: u32,
+        /// The stream it listened to.
+        stream: Option<u32>,
+        /// The endpoint it listened to.
+        endpoint: Option<String>,
+    },
+    /// A browser started feeding a microphone endpoint (`/microphone`).
+    MicrophoneAttached {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// The browser feeding a microphone endpoint left: it delivers silence.
+    MicrophoneDetached {
+        /// The endpoint.
+        endpoint: String,
+    },
     /// Levels of the subscribed streams, 25 times a second.
     Meters {
         /// One entry per subscribed stream that exists.
@@ -242,6 +270,30 @@ impl From<&Event> for ServerMessage {
                 asked,
                 allowed,
             },
+            Event::MonitorStarted {
+                monitor,
+                stream,
+                endpoint,
+            } => ServerMessage::MonitorStarted {
+                monitor,
+                stream,
+                endpoint,
+            },
+            Event::MonitorStopped {
+                monitor,
+                stream,
+                endpoint,
+            } => ServerMessage::MonitorStopped {
+                monitor,
+                stream,
+                endpoint,
+            },
+            Event::MicrophoneAttached { endpoint } => {
+                ServerMessage::MicrophoneAttached { endpoint }
+            }
+            Event::MicrophoneDetached { endpoint } => {
+                ServerMessage::MicrophoneDetached { endpoint }
+            }
         }
     }
 }
@@ -342,13 +394,30 @@ pub async fn subscribe(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let subscription = query.subscription()?;
-    let upgrade = upgrade.map_err(|rejection| {
+    let upgrade = upgrade_or_problem(upgrade)?;
+    let slot = websocket_slot(&state)?;
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        session(state, socket, subscription).await;
+        drop(slot);
+    }))
+}
+
+/// The upgrade, or the problem a request that is not a WebSocket handshake gets.
+pub(crate) fn upgrade_or_problem(
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<WebSocketUpgrade, ApiError> {
+    upgrade.map_err(|rejection| {
         ApiError::new(
             rejection.status(),
             format!("{}: connect with a WebSocket client", rejection.body_text()),
         )
-    })?;
-    let slot = state
+    })
+}
+
+/// A place for one more WebSocket session, or 503 when [`MAX_WEBSOCKET_CLIENTS`] are
+/// open.
+pub(crate) fn websocket_slot(state: &AppState) -> Result<WebSocketSlot, ApiError> {
+    state
         .websocket_slot(MAX_WEBSOCKET_CLIENTS)
         .ok_or_else(|| {
             ApiError::new(
@@ -357,11 +426,30 @@ pub async fn subscribe(
                     "too many WebSocket clients: at most {MAX_WEBSOCKET_CLIENTS} at once; close one and try again"
                 ),
             )
-        })?;
-    Ok(upgrade.on_upgrade(move |socket| async move {
-        session(state, socket, subscription).await;
-        drop(slot);
-    }))
+        })
+}
+
+/// Splits a session's socket: a writer task sends what is queued (at most `depth`
+/// messages wait), then a close frame once the queue is dropped.
+pub(crate) fn queued_writer(
+    socket: WebSocket,
+    depth: usize,
+) -> (
+    mpsc::Sender<Message>,
+    futures_util::stream::SplitStream<WebSocket>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (mut sink, incoming) = socket.split();
+    let (queue, mut outgoing) = mpsc::channel::<Message>(depth);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outgoing.recv().await {
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    (queue, incoming, writer)
 }
 
 /// What a session listens to.
@@ -389,16 +477,7 @@ pub enum Ending {
 }
 
 async fn session(state: AppState, socket: WebSocket, subscription: Subscription) {
-    let (mut sink, incoming) = socket.split();
-    let (queue, mut outgoing) = mpsc::channel::<Message>(CLIENT_QUEUE);
-    let writer = tokio::spawn(async move {
-        while let Some(message) = outgoing.recv().await {
-            if sink.send(message).await.is_err() {
-                return;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let (queue, incoming, writer) = queued_writer(socket, CLIENT_QUEUE);
     // The sampler runs while this client is connected.
     let (meters, _watching) = state.watch_meters();
     let feeds = Feeds {

@@ -8,6 +8,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::events::{ClientMessage, ServerMessage};
+use crate::routes::listen::{ListenMessage, PingMessage};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/openapi.json";
@@ -30,18 +31,25 @@ pub const DOCS_PATH: &str = "/api/docs";
             their names and streams their index on the card.\n\n\
             **Events.** `GET /api/events` upgrades to a WebSocket that sends `ServerMessage` JSON texts \
             (lifecycle events, and 25 times a second the levels of subscribed streams) and reads \
-            `ClientMessage` JSON texts (`{\"subscribe\": {\"streams\": [3], \"events\": true}}`).",
+            `ClientMessage` JSON texts (`{\"subscribe\": {\"streams\": [3], \"events\": true}}`).\n\n\
+            **Listening.** `GET /api/streams/{id}/listen` and `/api/endpoints/{name}/listen` upgrade \
+            to a WebSocket that sends a `ListenMessage` text, then binary messages of audio: a \
+            16-byte little-endian header (`u32` rate, `u16` channels, `u16` format 1 = s16, 2 = f32, \
+            `u64` index of the first frame; a jump is audio dropped for this client) and interleaved \
+            samples. `GET /api/endpoints/{name}/microphone` feeds a `browser` endpoint: the client \
+            sends binary messages of raw samples in the rate, channels and format of its query.",
         license(name = "Apache-2.0 OR MIT"),
     ),
     modifiers(&BearerToken),
     security(("bearer" = [])),
-    components(schemas(ServerMessage, ClientMessage)),
+    components(schemas(ServerMessage, ClientMessage, ListenMessage, PingMessage)),
     tags(
         (name = "cards", description = "Sound cards and their streams"),
         (name = "streams", description = "Stream status; live volume, mute and route"),
         (name = "endpoints", description = "Host endpoints streams are routed to"),
         (name = "plugins", description = "WebAssembly plugins: the library, uploads, and their faults"),
         (name = "events", description = "WebSocket of lifecycle events and meters"),
+        (name = "listen", description = "WebSockets to listen to streams and endpoints, and to feed browser microphones"),
         (name = "metrics", description = "Prometheus metrics"),
         (name = "health", description = "Liveness and readiness probes"),
     ),

@@ -229,6 +229,23 @@ pub struct EndpointView {
     pub stats: EndpointStatsView,
     /// Mixed output (or captured input) level over the last 40 ms.
     pub meter: MeterLevels,
+    /// A browser microphone endpoint (spec `browser`): whether a browser feeds it
+    /// (otherwise it delivers silence). Absent for other endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub microphone: Option<MicrophoneView>,
+}
+
+/// The state of a browser microphone endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MicrophoneView {
+    /// A browser feeds it now; without one it delivers silence.
+    pub fed: bool,
+    /// Frames received from browsers, in the endpoint's rate.
+    pub received_frames: u64,
+    /// Frames dropped because a browser sent faster than real time.
+    pub dropped_frames: u64,
+    /// Periods delivered short because the browser fell behind.
+    pub underruns: u64,
 }
 
 /// An ALSA PCM the host offers.
@@ -369,5 +386,14 @@ pub fn endpoint_view(
             device_lost: stats.device_lost(),
         },
         meter: meter.unwrap_or(MeterLevels::SILENT),
+        microphone: endpoint.microphone().map(|feed| {
+            let stats = feed.stats();
+            MicrophoneView {
+                fed: stats.fed,
+                received_frames: stats.received_frames,
+                dropped_frames: stats.dropped_frames,
+                underruns: stats.underruns,
+            }
+        }),
     }
 }

@@ -766,5 +766,5 @@ fn the_served_document_is_the_generated_one_with_unique_operation_ids() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), count, "operation ids are unique: {ids:?}");
-    assert_eq!(count, 24);
+    assert_eq!(count, 28);
 }

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use paravox_engine::microphone::MicrophoneFeeder;
+use paravox_engine::monitor::{Monitor, MonitorInfo};
 use paravox_engine::plugin::{ChainPlugins, KernelFactory};
 use paravox_engine::{Budget, Card, CardId, Direction, Endpoint, Engine, Stream, StreamId};
 use paravox_virtio_snd::VirtioCard;
@@ -1069,6 +1071,50 @@ impl Control {
         }
         info!(plugin = name, "plugin removed");
         Ok(())
+    }
+
+    /// Starts a monitor on stream `id`: a listener (the dashboard's Listen button) hears
+    /// its audio after its chain. Nothing is saved: a monitor lives as long as its
+    /// handle.
+    pub fn listen_to_stream(&self, id: StreamId) -> Result<Monitor> {
+        if self.engine.stream(id).is_none() {
+            return Err(ControlError::not_found(format!(
+                "no stream {id} (GET /api/streams lists them)"
+            )));
+        }
+        Ok(self.engine.listen_to_stream(id)?)
+    }
+
+    /// Starts a monitor on endpoint `name`: its mix, or what it captures.
+    pub fn listen_to_endpoint(&self, name: &str) -> Result<Monitor> {
+        Ok(self.engine.listen_to_endpoint(name)?)
+    }
+
+    /// The monitors listening now.
+    pub fn monitors(&self) -> Vec<MonitorInfo> {
+        self.engine.monitors()
+    }
+
+    /// A browser starts feeding the microphone endpoint `name` with interleaved samples
+    /// at `rate` with `channels`.
+    pub fn feed_microphone(
+        &self,
+        name: &str,
+        rate: u32,
+        channels: u32,
+    ) -> Result<MicrophoneFeeder> {
+        let endpoint = self.engine.endpoint(name).ok_or_else(|| {
+            ControlError::not_found(format!(
+                "no endpoint named '{name}' (GET /api/endpoints lists them)"
+            ))
+        })?;
+        if endpoint.microphone().is_none() {
+            return Err(ControlError::conflict(format!(
+                "endpoint '{name}' ({}) is not a browser microphone: open one with the spec 'browser'",
+                endpoint.spec()
+            )));
+        }
+        Ok(self.engine.feed_microphone(name, rate, channels)?)
     }
 
     /// The host's ALSA PCMs, to make endpoints from.

@@ -51,7 +51,7 @@ pub fn parse_spec(text: &str, direction: Direction) -> Result<EndpointSpec> {
             match direction {
                 Direction::Playback => "playback goes to wav:PATH, null, alsa:PCM or pipewire",
                 Direction::Capture =>
-                    "capture comes from tone:FREQ, wavsrc:PATH, alsa:PCM, pipewire or null",
+                    "capture comes from tone:FREQ, wavsrc:PATH, alsa:PCM, pipewire, browser or null",
             }
         ))
         .at("spec"));
@@ -136,6 +136,10 @@ pub fn open(
         ))
     };
     let endpoint = match (direction, spec.stream_devices()) {
+        _ if matches!(spec.kind, EndpointKind::Browser) => {
+            let format = spec.device_format().map_err(cannot_open)?;
+            engine.add_microphone_endpoint(name, text, format)
+        }
         (_, Some(devices)) => {
             let format = spec.device_format().map_err(cannot_open)?;
             engine.add_per_stream_endpoint(name, text, direction, format, devices)

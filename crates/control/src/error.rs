@@ -105,6 +105,7 @@ impl From<EngineError> for ControlError {
             | EngineError::NoRoute(_)
             | EngineError::Limit(_)
             | EngineError::Budget { .. } => ErrorKind::Conflict,
+            EngineError::Busy(_) => ErrorKind::Unavailable,
             EngineError::WrongDirection { .. }
             | EngineError::Params(_)
             | EngineError::Resample { .. }

@@ -148,6 +148,8 @@ pub struct EndpointStats {
     busy_total_ns: AtomicU64,
     device_lost: AtomicBool,
     meter: Meter,
+    /// Where monitors listen to the mix (or the captured input).
+    tap: Arc<crate::monitor::TapPoint>,
 }
 
 impl EndpointStats {
@@ -184,6 +186,11 @@ impl EndpointStats {
     /// The mixed output (or captured input) level.
     pub fn meter(&self) -> &Meter {
         &self.meter
+    }
+
+    /// Where monitors listen to the mix (or the captured input).
+    pub(crate) fn tap(&self) -> &Arc<crate::monitor::TapPoint> {
+        &self.tap
     }
 
     /// What the thread is doing now.
@@ -230,6 +237,8 @@ pub struct Endpoint {
     stream_devices: Option<Arc<dyn StreamDevices>>,
     /// On such a stream's own endpoint: the endpoint it stands for.
     stands_for: Option<std::sync::Weak<Endpoint>>,
+    /// Set on a browser microphone endpoint: what the browser feeds.
+    microphone: Option<Arc<crate::microphone::MicrophoneFeed>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -334,7 +343,29 @@ impl Endpoint {
             mixer_params: Mutex::new(Vec::new()),
             stream_devices: None,
             stands_for: None,
+            microphone: None,
         }))
+    }
+
+    /// A capture endpoint of `format` fed by a browser (see [`crate::microphone`]).
+    pub fn browser_microphone(
+        name: &str,
+        spec: &str,
+        format: DeviceFormat,
+    ) -> Result<Arc<Endpoint>> {
+        let feed = crate::microphone::MicrophoneFeed::new(name, format);
+        let opener = crate::microphone::MicrophoneOpener { feed: feed.clone() };
+        let endpoint = Self::capture(name, spec, Box::new(opener))?;
+        let mut endpoint = Arc::into_inner(endpoint).ok_or_else(|| {
+            EngineError::Limit(format!("endpoint '{name}' was shared while being made"))
+        })?;
+        endpoint.microphone = Some(feed);
+        Ok(Arc::new(endpoint))
+    }
+
+    /// On a browser microphone endpoint: its feed.
+    pub fn microphone(&self) -> Option<&Arc<crate::microphone::MicrophoneFeed>> {
+        self.microphone.as_ref()
     }
 
     /// An endpoint whose streams each get a device of their own from `devices` (opened

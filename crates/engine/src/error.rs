@@ -44,6 +44,11 @@ pub enum EngineError {
     /// A limit was reached.
     #[error("limit reached: {0}")]
     Limit(String),
+
+    /// A shared resource is all in use now (every monitor ring listens); try later.
+    #[error("busy: {0}")]
+    Busy(String),
+
     /// A guest asked for more than its card's budget allows.
     #[error("card {card}: {exceeded}")]
     Budget {

@@ -115,6 +115,34 @@ pub enum Event {
         /// What the budget allows.
         allowed: u64,
     },
+    /// A listener started monitoring a stream or an endpoint.
+    MonitorStarted {
+        /// The monitor.
+        monitor: u32,
+        /// The stream it listens to.
+        stream: Option<StreamId>,
+        /// The endpoint it listens to.
+        endpoint: Option<String>,
+    },
+    /// A monitor stopped.
+    MonitorStopped {
+        /// The monitor.
+        monitor: u32,
+        /// The stream it listened to.
+        stream: Option<StreamId>,
+        /// The endpoint it listened to.
+        endpoint: Option<String>,
+    },
+    /// A browser started feeding a microphone endpoint.
+    MicrophoneAttached {
+        /// The endpoint's name.
+        endpoint: String,
+    },
+    /// The browser feeding a microphone endpoint left; it delivers silence.
+    MicrophoneDetached {
+        /// The endpoint's name.
+        endpoint: String,
+    },
 }
 
 /// How many events a slow subscriber may lag behind before it misses some.

@@ -24,6 +24,8 @@ pub mod event;
 pub mod gain;
 pub mod guest_log;
 pub mod meter;
+pub mod microphone;
+pub mod monitor;
 pub mod notify;
 pub mod plugin;
 mod registry;

@@ -134,6 +134,8 @@ pub struct Registry {
     stopping: AtomicBool,
     /// The budget new cards get.
     default_budget: RwLock<Budget>,
+    /// The monitor rings.
+    monitors: Arc<crate::monitor::MonitorHub>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -240,6 +242,7 @@ impl Engine {
             next_id: AtomicU32::new(1),
             stopping: AtomicBool::new(false),
             default_budget: RwLock::new(Budget::default()),
+            monitors: Arc::default(),
         });
         let worker = registry.clone();
         let housekeeper = std::thread::Builder::new()
@@ -311,6 +314,74 @@ impl Engine {
     ) -> Result<Arc<Endpoint>> {
         self.check_new_name(name)?;
         self.add_endpoint(Endpoint::capture(name, spec, opener)?)
+    }
+
+    /// Adds a capture endpoint named `name` that a browser feeds (see
+    /// [`crate::microphone`]).
+    pub fn add_microphone_endpoint(
+        &self,
+        name: &str,
+        spec: &str,
+        format: crate::device::DeviceFormat,
+    ) -> Result<Arc<Endpoint>> {
+        self.check_new_name(name)?;
+        self.add_endpoint(Endpoint::browser_microphone(name, spec, format)?)
+    }
+
+    /// A browser starts feeding the microphone endpoint `name` with interleaved samples
+    /// at `rate` with `channels`; refused for other endpoints and while another browser
+    /// feeds it.
+    pub fn feed_microphone(
+        &self,
+        name: &str,
+        rate: u32,
+        channels: u32,
+    ) -> Result<crate::microphone::MicrophoneFeeder> {
+        let endpoint = self
+            .endpoint(name)
+            .ok_or_else(|| EngineError::NoSuchEndpoint(name.to_owned()))?;
+        let feed = endpoint.microphone().ok_or_else(|| {
+            EngineError::Limit(format!(
+                "endpoint '{name}' is not a browser microphone (its spec is '{}', not 'browser')",
+                endpoint.spec()
+            ))
+        })?;
+        feed.attach(rate, channels, &self.registry.context)
+    }
+
+    /// Starts a monitor on stream `stream`: its audio after its chain (playback), or
+    /// what its endpoint captures for it (capture).
+    pub fn listen_to_stream(&self, stream: StreamId) -> Result<crate::monitor::Monitor> {
+        let stream = self
+            .stream(stream)
+            .ok_or(EngineError::NoSuchStream(stream))?;
+        self.registry.monitors.listen(
+            stream.shared().tap(),
+            crate::monitor::MonitorTarget::Stream(stream.id()),
+            &self.registry.context,
+        )
+    }
+
+    /// Starts a monitor on endpoint `name`: its mix (playback) or what it captures.
+    pub fn listen_to_endpoint(&self, name: &str) -> Result<crate::monitor::Monitor> {
+        let endpoint = self
+            .endpoint(name)
+            .ok_or_else(|| EngineError::NoSuchEndpoint(name.to_owned()))?;
+        if endpoint.is_per_stream() {
+            return Err(EngineError::Limit(format!(
+                "endpoint '{name}' gives each stream a device of its own and mixes nothing; listen to a stream instead"
+            )));
+        }
+        self.registry.monitors.listen(
+            endpoint.stats().tap(),
+            crate::monitor::MonitorTarget::Endpoint(name.to_owned()),
+            &self.registry.context,
+        )
+    }
+
+    /// The monitors listening now.
+    pub fn monitors(&self) -> Vec<crate::monitor::MonitorInfo> {
+        self.registry.monitors.list()
     }
 
     /// Removes an endpoint; refused while streams are attached to it.

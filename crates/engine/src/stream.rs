@@ -42,6 +42,8 @@ pub struct StreamShared {
     gain: GainControl,
     meter: Meter,
     waker: PositionWaker,
+    /// Where monitors listen to it.
+    tap: Arc<crate::monitor::TapPoint>,
 }
 
 impl StreamShared {
@@ -86,6 +88,11 @@ impl StreamShared {
     /// Bytes consumed or produced since the last prepare.
     pub fn position_bytes(&self) -> u64 {
         self.position_bytes.load(Ordering::Acquire)
+    }
+
+    /// Where monitors listen to it.
+    pub(crate) fn tap(&self) -> &Arc<crate::monitor::TapPoint> {
+        &self.tap
     }
 
     /// Xruns so far.
@@ -225,6 +232,7 @@ impl Stream {
                 gain: GainControl::default(),
                 meter: Meter::default(),
                 waker: PositionWaker::new()?,
+                tap: Arc::default(),
             }),
             control: Mutex::new(Control {
                 state: StreamState::Idle,

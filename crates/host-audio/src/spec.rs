@@ -9,6 +9,7 @@
 //! pipewire:TARGET the same, linked to the node named TARGET (`target.object`)
 //! tone:FREQ       capture: a sine at FREQ Hz
 //! wavsrc:PATH     capture: a WAV file, in real time
+//! browser         capture: a microphone in a browser, fed over the API (silence until one is)
 //! ```
 //!
 //! each followed by optional `,key=value` options:
@@ -84,7 +85,7 @@ const AMPLITUDE_MIN_DBFS: f64 = -120.0;
 const IDLE_MAX_SECONDS: u32 = 86_400;
 
 const KINDS_HINT: &str =
-    "expected wav:PATH, null, alsa:PCM, pipewire[:TARGET], tone:FREQ or wavsrc:PATH";
+    "expected wav:PATH, null, alsa:PCM, pipewire[:TARGET], tone:FREQ, wavsrc:PATH or browser";
 const OPTIONS_HINT: &str =
     "expected rate, channels, format, period, buffer, idle, mode, loop or amplitude";
 
@@ -121,6 +122,10 @@ pub enum EndpointKind {
     },
     /// `wavsrc:PATH`: a WAV file source.
     WavSource { path: PathBuf, looping: bool },
+    /// `browser`: a microphone in the dashboard, fed over the API's WebSocket; silence
+    /// while no browser feeds it. The engine opens it
+    /// ([`paravox_engine::Engine::add_microphone_endpoint`]), not an opener.
+    Browser,
 }
 
 /// A parsed `ENDPOINT` string. Options the string did not give are `None`; the
@@ -165,6 +170,7 @@ impl EndpointSpec {
                 | EndpointKind::Alsa { .. }
                 | EndpointKind::Pipewire { .. }
                 | EndpointKind::Null
+                | EndpointKind::Browser
         )
     }
 
@@ -279,7 +285,7 @@ impl EndpointSpec {
                 )
                 .with_idle_close(self.idle_close()),
             )),
-            EndpointKind::Tone { .. } | EndpointKind::WavSource { .. } => {
+            EndpointKind::Tone { .. } | EndpointKind::WavSource { .. } | EndpointKind::Browser => {
                 Err(HostAudioError::WrongDirection {
                     spec: self.to_string(),
                     direction: "playback",
@@ -331,10 +337,15 @@ impl EndpointSpec {
                 .with_idle_close(self.idle_close()),
             )),
             EndpointKind::Null => Ok(Box::new(NullSinkOpener::new(device_format))),
+            EndpointKind::Browser => Err(HostAudioError::InvalidSpec {
+                spec: self.to_string(),
+                reason: "a browser microphone is fed over the API: the engine opens it as one"
+                    .to_string(),
+            }),
             EndpointKind::Wav { .. } => Err(HostAudioError::WrongDirection {
                 spec: self.to_string(),
                 direction: "capture",
-                hint: "it is a playback sink; capture comes from tone:FREQ, wavsrc:PATH, alsa:PCM, pipewire or null",
+                hint: "it is a playback sink; capture comes from tone:FREQ, wavsrc:PATH, alsa:PCM, pipewire, browser or null",
             }),
         }
     }
@@ -538,6 +549,12 @@ fn parse_kind(kind: &str, value: Option<&str>, options: &Options) -> Result<Endp
             }
             EndpointKind::Null
         }
+        "browser" => {
+            if value.is_some() {
+                return Err("browser takes no argument: write just 'browser'".to_string());
+            }
+            EndpointKind::Browser
+        }
         "alsa" => EndpointKind::Alsa {
             pcm: require_value(kind, value, "alsa:default or alsa:plughw:0,0")?.to_string(),
         },
@@ -635,7 +652,10 @@ fn check_options_apply(kind: &EndpointKind, options: &Options) -> Result<(), Str
                 .to_string(),
         ),
         (
-            EndpointKind::Null | EndpointKind::Tone { .. } | EndpointKind::Pipewire { .. },
+            EndpointKind::Null
+            | EndpointKind::Tone { .. }
+            | EndpointKind::Pipewire { .. }
+            | EndpointKind::Browser,
             Some(_),
         ) => Err("option 'format' applies only to wav: and alsa: endpoints".to_string()),
     }
@@ -690,6 +710,7 @@ impl fmt::Display for EndpointSpec {
         match &self.kind {
             EndpointKind::Wav { path } => write!(f, "wav:{}", path.display())?,
             EndpointKind::Null => f.write_str("null")?,
+            EndpointKind::Browser => f.write_str("browser")?,
             EndpointKind::Alsa { pcm } => write!(f, "alsa:{pcm}")?,
             EndpointKind::Pipewire { target: None, .. } => f.write_str("pipewire")?,
             EndpointKind::Pipewire {

@@ -13,10 +13,13 @@
 //! | GET, POST | `/api/plugins` | shipped and installed plugins; install (upload) one |
 //! | GET, DELETE | `/api/plugins/{name}` | one plugin; remove an installed one |
 //! | GET | `/api/events` | WebSocket of events and meters |
+//! | GET | `/api/streams/{id}/listen`, `/api/endpoints/{name}/listen` | WebSocket of a stream's or an endpoint's audio ([`listen`]) |
+//! | GET | `/api/endpoints/{name}/microphone` | WebSocket feeding a `browser` endpoint from a microphone |
+//! | GET | `/api/monitors` | the monitors listening now |
 //! | GET | `/metrics` | Prometheus metrics (token unless configured public) |
 //! | GET | `/healthz`, `/readyz` | probes (public) |
 //! | GET | `/api/openapi.json`, `/api/docs` | the OpenAPI document and Swagger UI (public) |
-//! | GET | `/`, `/app.js`, `/plugins.js`, `/routing.js`, `/style.css` | the browser dashboard (public; it asks for the token) |
+//! | GET | `/`, `/app.js`, `/plugins.js`, `/routing.js`, `/listen.js`, `/listen-worklet.js`, `/mic-worklet.js`, `/style.css` | the browser dashboard (public; it asks for the token) |
 //!
 //! Request bodies are limited to [`BODY_LIMIT_BYTES`], except plugin uploads, limited to
 //! [`PLUGIN_BODY_LIMIT_BYTES`](crate::PLUGIN_BODY_LIMIT_BYTES).
@@ -24,6 +27,7 @@
 pub mod cards;
 pub mod endpoints;
 pub mod health;
+pub mod listen;
 pub mod plugins;
 pub mod static_files;
 pub mod streams;
@@ -58,6 +62,10 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(endpoints::alsa))
         .routes(routes!(endpoints::get, endpoints::delete))
         .routes(routes!(events::subscribe))
+        .routes(routes!(listen::monitors))
+        .routes(routes!(listen::listen_to_stream))
+        .routes(routes!(listen::listen_to_endpoint))
+        .routes(routes!(listen::feed_microphone))
         .merge(plugin_routes())
 }
 

@@ -280,12 +280,14 @@ impl Worker {
                     Some(input) => {
                         let outcome = chain.pull(ring, slot.shared.gain(), input);
                         slot.shared.meter().record(input);
+                        slot.shared.tap().feed(input, &self.format);
                         handed += 1;
                         outcome
                     }
                     None => {
                         let outcome = chain.pull(ring, slot.shared.gain(), &mut self.scratch);
                         slot.shared.meter().record(&self.scratch);
+                        slot.shared.tap().feed(&self.scratch, &self.format);
                         if mixer.is_some() {
                             overflow = true;
                         }
@@ -313,6 +315,7 @@ impl Worker {
                 }
             }
             self.stats.meter.record(&self.mix);
+            self.stats.tap.feed(&self.mix, &self.format);
             self.finish_cycle_accounting(started);
             match &mut held {
                 Held::Open(live) => {
@@ -396,6 +399,7 @@ impl Worker {
             let started = monotonic_ns();
             let grace_cycles = self.grace_cycles();
             self.stats.meter.record(&self.mix);
+            self.stats.tap.feed(&self.mix, &self.format);
             for slot in self.slots.iter_mut() {
                 if !slot.shared.is_running() {
                     // Stopped: whatever dry spell it ended in is over, not an xrun.
@@ -405,6 +409,8 @@ impl Worker {
                 let SlotChain::Capture { ring, chain } = &mut slot.chain else {
                     continue;
                 };
+                // A capture stream's monitor hears what the endpoint gives it.
+                slot.shared.tap().feed(&self.mix, &self.format);
                 let outcome = chain.push(&self.mix, ring, slot.shared.gain());
                 if slot.starvation.cycle(outcome.overrun, grace_cycles) {
                     slot.shared.count_xrun();
