@@ -209,7 +209,7 @@ impl TapPoint {
     /// channels to every monitor listening here. Copies into a ring or drops; never
     /// waits, allocates or locks.
     #[inline]
-    pub(crate) fn feed(&self, samples: &[f32], format: &DeviceFormat) {
+    pub fn feed(&self, samples: &[f32], format: &DeviceFormat) {
         let mask = self.mask.load(Ordering::Relaxed);
         if mask != 0
             && let Some(hub) = self.hub.get()

@@ -90,8 +90,8 @@ impl StreamShared {
         self.position_bytes.load(Ordering::Acquire)
     }
 
-    /// Where monitors listen to it.
-    pub(crate) fn tap(&self) -> &Arc<crate::monitor::TapPoint> {
+    /// Where monitors listen to it (its endpoint thread feeds it each cycle).
+    pub fn tap(&self) -> &Arc<crate::monitor::TapPoint> {
         &self.tap
     }
 
