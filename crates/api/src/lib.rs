@@ -70,6 +70,7 @@ pub mod host;
 pub mod meters;
 pub mod metrics;
 pub mod openapi;
+pub mod opus;
 pub mod routes;
 mod server;
 pub mod token;

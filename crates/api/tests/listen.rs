@@ -172,6 +172,67 @@ fn a_monitor_hears_a_playing_stream_sample_for_sample() {
 }
 
 #[test]
+fn an_opus_monitor_carries_the_tone_in_a_tenth_of_the_bytes() {
+    if let Err(why) = paravox_api::opus::available() {
+        assert!(
+            std::env::var_os("PARAVOX_REQUIRE_OPUS").is_none(),
+            "PARAVOX_REQUIRE_OPUS is set but {why}"
+        );
+        println!("skipping: {why}");
+        return;
+    }
+    let server = TestServer::start();
+    let (stream, _tone) = support::playing_stream(&server.engine, "vm");
+    let mut socket = connect(
+        &server,
+        &format!("/api/streams/{}/listen?format=opus", stream.id()),
+    )
+    .expect("listen");
+    let Received::Text(first) = receive(&mut socket) else {
+        panic!("text first");
+    };
+    assert_eq!(first["format"], "opus");
+    let mut decoder = paravox_api::opus::Decoder::new(48_000, 2).expect("decoder");
+    let mut decoded = Vec::new();
+    let mut bytes = 0;
+    let mut next_frame = None;
+    while decoded.len() < 2 * 48_000 * 2 {
+        if let Received::Audio(header, packet) = receive(&mut socket) {
+            assert_eq!(
+                (header.rate, header.channels, header.format),
+                (48_000, 2, 3)
+            );
+            if let Some(expected) = next_frame {
+                assert_eq!(header.first_frame, expected, "packets follow each other");
+            }
+            next_frame = Some(header.first_frame + 960);
+            bytes += packet.len() + 16;
+            decoded.extend(decoder.decode(&packet).expect("decode"));
+        }
+    }
+    // s16 stereo at 48 kHz is 192,000 bytes a second; Opus at 96 kbit/s about 12,000
+    // plus the headers.
+    let per_second = bytes / 2;
+    println!("opus monitor: {per_second} bytes a second");
+    assert!(per_second < 192_000 / 10, "{per_second} bytes a second");
+    let left: Vec<f32> = decoded.chunks_exact(2).map(|f| f[0]).skip(4_800).collect();
+    let crossings = left
+        .windows(2)
+        .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+        .count();
+    let hz = crossings as f64 / 2.0 / (left.len() as f64 / 48_000.0);
+    assert!((hz - 1000.0).abs() < 5.0, "{hz} Hz");
+    let peak = left.iter().fold(0f32, |peak, s| peak.max(s.abs()));
+    assert!((peak - 0.5).abs() < 0.05, "peak {peak}");
+    // A microphone does not take Opus.
+    support::open(&server.engine, "mic", "browser", Direction::Capture);
+    assert_eq!(
+        refused(&server, "/api/endpoints/mic/microphone?format=opus").0,
+        400
+    );
+}
+
+#[test]
 fn a_client_that_stops_reading_costs_the_stream_nothing() {
     let server = TestServer::start();
     let (stream, _tone) = support::playing_stream(&server.engine, "vm");

@@ -31,6 +31,8 @@ enum Probe {
     PkgConfig(&'static str),
     /// This file is a statically linked executable (the guest initramfs has no libc).
     StaticExecutable(&'static str),
+    /// The dynamic linker's cache (`ldconfig -p`) lists this shared library.
+    SharedLibrary(&'static str),
     /// This QEMU binary knows this `-device` (new enough for it).
     QemuDevice {
         binary: &'static str,
@@ -81,6 +83,13 @@ const DEBIAN_PACKAGES: &[DebianPackage] = &[
         name: "chromium",
         probe: Probe::Command("chromium"),
         needed_for: "the dashboard's browser test (driven by playwright-core, no browser download)",
+        from_backports: false,
+    },
+    // Loaded at run time for Opus monitors (`?format=opus`); its tests require it.
+    DebianPackage {
+        name: "libopus0",
+        probe: Probe::SharedLibrary("libopus.so.0"),
+        needed_for: "Opus monitors and their tests (paravox loads libopus at run time)",
         from_backports: false,
     },
     DebianPackage {
@@ -135,6 +144,8 @@ impl DebianPackage {
             Probe::StaticExecutable(path) => {
                 fs::read(path).is_ok_and(|contents| is_static_executable(&contents))
             }
+            Probe::SharedLibrary(soname) => cmd::output(Command::new("ldconfig").arg("-p"))
+                .is_ok_and(|cache| cache.contains(&format!("{soname} "))),
             Probe::QemuDevice { binary, device } => {
                 cmd::output(Command::new(binary).args(["-device", "help"]))
                     .is_ok_and(|listing| listing.contains(&format!("name \"{device}\"")))
@@ -147,6 +158,7 @@ impl DebianPackage {
             Probe::Command(name) => format!("`{name}` not on PATH"),
             Probe::PkgConfig(library) => format!("`pkg-config --exists {library}` failed"),
             Probe::StaticExecutable(path) => format!("{path} missing or not statically linked"),
+            Probe::SharedLibrary(soname) => format!("`ldconfig -p` does not list {soname}"),
             Probe::QemuDevice { binary, device } => {
                 format!("`{binary} -device help` does not list {device}")
             }
