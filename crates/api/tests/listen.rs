@@ -164,11 +164,28 @@ fn a_monitor_hears_a_playing_stream_sample_for_sample() {
             break;
         }
     }
-    drop(socket);
+    assert_eq!(stream.xruns(), 0);
+
+    // The VM goes away: the monitor says so and ends.
+    server
+        .engine
+        .remove_card(stream.card())
+        .expect("remove the card");
+    loop {
+        match receive(&mut socket) {
+            Received::Text(text) if text["type"] == "ended" => {
+                assert!(
+                    text["reason"].as_str().is_some_and(|r| r.contains("gone")),
+                    "{text}"
+                );
+                break;
+            }
+            _ => {}
+        }
+    }
     support::eventually("the monitor to stop", || {
         server.get("/api/monitors").json() == serde_json::json!([])
     });
-    assert_eq!(stream.xruns(), 0);
 }
 
 #[test]

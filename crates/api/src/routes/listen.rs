@@ -152,6 +152,12 @@ pub enum ListenMessage {
         /// Frames dropped because they came faster than real time.
         dropped_frames: u64,
     },
+    /// The monitor's stream or endpoint is gone (its VM shut down): the server closes
+    /// the connection after this.
+    Ended {
+        /// Why.
+        reason: String,
+    },
     /// The answer to `{"ping": N}`.
     Pong {
         /// The client's number.
@@ -398,7 +404,7 @@ async fn monitor_session(
     format: WireFormat,
     (rate, channels): (u32, u32),
 ) {
-    let (queue, mut incoming, writer) = queued_writer(socket, MONITOR_QUEUE);
+    let (queue, mut incoming, mut writer) = queued_writer(socket, MONITOR_QUEUE);
     let mut stopping = state.stopping();
     let first = ListenMessage::Listening {
         monitor: monitor.id(),
@@ -428,9 +434,15 @@ async fn monitor_session(
                 }
             }
             _ = stats_tick.tick() => {
-                let stats = ListenMessage::MonitorStats {
-                    sent_frames,
-                    dropped_frames: monitor.dropped_frames() + queue_dropped,
+                let stats = match gone(&state, monitor.target()) {
+                    Some(reason) => {
+                        open = false;
+                        ListenMessage::Ended { reason }
+                    }
+                    None => ListenMessage::MonitorStats {
+                        sent_frames,
+                        dropped_frames: monitor.dropped_frames() + queue_dropped,
+                    },
                 };
                 if let Err(mpsc::error::TrySendError::Closed(_)) = queue.try_send(text(&stats)) {
                     open = false;
@@ -449,9 +461,30 @@ async fn monitor_session(
         }
     }
     drop(queue);
-    // Stop the tap before waiting on a writer that may be stuck on a frozen browser.
+    // Stop the tap first, then give the writer a moment to send what is queued (the
+    // `ended` message) and a close frame; a writer stuck on a frozen browser is dropped.
     drop(monitor);
-    writer.abort();
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+}
+
+/// Why a monitor's target no longer exists, if it does not.
+fn gone(state: &AppState, target: &MonitorTarget) -> Option<String> {
+    let engine = state.engine();
+    match target {
+        MonitorTarget::Stream(id) => engine
+            .stream(*id)
+            .is_none()
+            .then(|| format!("stream {id} is gone (its card was removed)")),
+        MonitorTarget::Endpoint(name) => engine
+            .endpoint(name)
+            .is_none()
+            .then(|| format!("endpoint '{name}' is gone")),
+    }
 }
 
 /// Groups tapped periods into messages of one format and an unbroken timeline.
@@ -664,6 +697,7 @@ async fn microphone_session(
 ) {
     let (mut sink, mut incoming) = socket.split();
     let own = feeder.format();
+    let name = endpoint.clone();
     let first = ListenMessage::Microphone {
         endpoint,
         rate: own.rate,
@@ -691,6 +725,10 @@ async fn microphone_session(
                 Some(Ok(_)) => None,
             },
             _ = stats_tick.tick() => {
+                if let Some(reason) = gone(&state, &MonitorTarget::Endpoint(name.clone())) {
+                    let _ = sink.send(text(&ListenMessage::Ended { reason })).await;
+                    break;
+                }
                 let stats = feeder.stats();
                 Some(ListenMessage::MicrophoneStats {
                     received_frames: stats.received_frames,
