@@ -4,8 +4,11 @@
 //!
 //! Needs `schemathesis` on the PATH (`pip install schemathesis==4.32.5`); without it the
 //! test says so and passes, unless `PARAVOX_REQUIRE_SCHEMATHESIS=1`, which makes a
-//! missing tool a failure (what CI sets once it installs the tool). The WebSocket route
-//! is left out: an HTTP fuzzer cannot do its handshake (tests/events.rs covers it).
+//! missing tool a failure (what CI sets once it installs the tool). The event WebSocket
+//! is left out: an HTTP fuzzer cannot do its handshake, and it takes nothing to refuse
+//! (tests/events.rs covers it). The listening WebSockets stay in, for their ids and
+//! queries; what counts as accepting a request without the handshake is in
+//! `schemathesis.toml`, and tests/listen.rs makes the handshakes.
 
 mod support;
 
