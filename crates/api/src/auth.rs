@@ -13,8 +13,22 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::token::Token;
 
-/// The one path that may carry the token in its query.
-pub const QUERY_TOKEN_PATH: &str = "/api/events";
+/// Whether `path` is a WebSocket, the only requests that may carry the token in their
+/// query (browsers cannot set headers on one): `/api/events`, `/api/streams/{id}/listen`,
+/// `/api/endpoints/{name}/listen` and `/api/endpoints/{name}/microphone`.
+pub fn takes_query_token(path: &str) -> bool {
+    if path == "/api/events" {
+        return true;
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    matches!(
+        segments.as_slice(),
+        ["", "api", "streams", id, "listen"] if !id.is_empty()
+    ) || matches!(
+        segments.as_slice(),
+        ["", "api", "endpoints", name, "listen" | "microphone"] if !name.is_empty()
+    )
+}
 
 /// Middleware: passes the request on only with the right token.
 pub async fn require_token(
@@ -71,7 +85,7 @@ fn bearer(value: &[u8]) -> Result<String, ApiError> {
 }
 
 fn query_token(request: &Request) -> Option<String> {
-    if request.uri().path() != QUERY_TOKEN_PATH {
+    if !takes_query_token(request.uri().path()) {
         return None;
     }
     request
@@ -123,9 +137,31 @@ mod tests {
     }
 
     #[test]
-    fn only_the_websocket_takes_the_token_in_its_query() {
+    fn only_the_websockets_take_the_token_in_their_query() {
         let query = format!("?token={}", "0f".repeat(32));
-        assert!(check(&token(), &request(&format!("/api/events{query}"), None)).is_ok());
-        assert!(check(&token(), &request(&format!("/api/cards{query}"), None)).is_err());
+        for path in [
+            "/api/events",
+            "/api/streams/3/listen",
+            "/api/endpoints/sink/listen",
+            "/api/endpoints/browser-mic/microphone",
+        ] {
+            assert!(
+                check(&token(), &request(&format!("{path}{query}"), None)).is_ok(),
+                "{path}"
+            );
+        }
+        for path in [
+            "/api/cards",
+            "/api/streams/3",
+            "/api/endpoints/listen",
+            "/api/streams//listen",
+            "/api/endpoints/sink/listen/more",
+            "/api/endpoints/sink/microphone2",
+        ] {
+            assert!(
+                check(&token(), &request(&format!("{path}{query}"), None)).is_err(),
+                "{path}"
+            );
+        }
     }
 }

@@ -176,6 +176,11 @@ pub async fn serve(listener: TcpListener, app: Router, mut stopped: oneshot::Rec
             }
         };
         bound_send_buffer(&stream);
+        // Small messages (a monitor's 20 ms of audio, a pong) go out at once instead of
+        // waiting on Nagle for the client's delayed acknowledgement.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        }
         let served = Arc::new(AtomicBool::new(false));
         let id = lock(&connections).admit(served.clone());
         let service = {

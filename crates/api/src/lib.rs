@@ -31,11 +31,12 @@
 //! # Security
 //!
 //! The API listens on 127.0.0.1:7860 by default and answers only requests whose `Host`
-//! names it ([`host`]; 421 otherwise). Every `/api` call, the WebSocket and
+//! names it ([`host`]; 421 otherwise). Every `/api` call, the WebSockets and
 //! `/metrics` need `Authorization: Bearer <token>` with the token from the file `token`
 //! in the state directory (32 random bytes as hex, created at first start, mode 0600;
-//! [`token::load_or_create`]); the comparison takes constant time. The WebSocket also
-//! accepts `?token=`, because browsers cannot set headers on one. `/healthz`,
+//! [`token::load_or_create`]); the comparison takes constant time. The WebSockets (and
+//! only they: [`auth::takes_query_token`]) also accept `?token=`, because browsers cannot
+//! set headers on one. `/healthz`,
 //! `/readyz`, `/api/openapi.json` and `/api/docs` are public, and `/metrics` can be made
 //! public with [`ApiConfig::metrics_public`]. No CORS headers are sent: the dashboard is
 //! served from the same origin. Request bodies are limited to 64 KiB, plugin uploads

@@ -312,12 +312,33 @@ fn the_monitor_cap_answers_503_and_a_closed_monitor_frees_its_place() {
         server.get("/api/monitors").json().as_array().map(Vec::len),
         Some(8)
     );
+    // A browser's plain request with the token in its query (how the dashboard asks
+    // why a WebSocket was refused) learns the reason.
+    let query_token = format!("token={}", server.token);
+    let plain = server.raw("GET", &format!("{path}?{query_token}"), &[], None);
+    assert!(plain.problem(503).contains("monitors listen already"));
+
     let mut closed = sockets.pop().expect("one");
     closed.close(None).expect("close");
     drop(closed);
     support::eventually("a place to free", || {
         server.get("/api/monitors").json().as_array().map(Vec::len) == Some(7)
     });
+    // Without the handshake, a request that would be accepted is told to make one.
+    let plain = server.raw("GET", &format!("{path}?{query_token}"), &[], None);
+    assert!(plain.problem(400).contains("WebSocket"));
+    server
+        .raw(
+            "GET",
+            &format!("/api/streams/999/listen?{query_token}"),
+            &[],
+            None,
+        )
+        .problem(404);
+    // The query token opens the WebSockets only.
+    server
+        .raw("GET", &format!("/api/streams?{query_token}"), &[], None)
+        .problem(401);
     connect(&server, &path).expect("a place again");
 
     // Refusals that name nothing there.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use paravox_engine::microphone::MicrophoneFeeder;
-use paravox_engine::monitor::{Monitor, MonitorInfo};
+use paravox_engine::monitor::{MAX_MONITORS, Monitor, MonitorInfo, MonitorTarget};
 use paravox_engine::plugin::{ChainPlugins, KernelFactory};
 use paravox_engine::{Budget, Card, CardId, Direction, Endpoint, Engine, Stream, StreamId};
 use paravox_virtio_snd::VirtioCard;
@@ -1077,11 +1077,7 @@ impl Control {
     /// its audio after its chain. Nothing is saved: a monitor lives as long as its
     /// handle.
     pub fn listen_to_stream(&self, id: StreamId) -> Result<Monitor> {
-        if self.engine.stream(id).is_none() {
-            return Err(ControlError::not_found(format!(
-                "no stream {id} (GET /api/streams lists them)"
-            )));
-        }
+        self.check_listen(&MonitorTarget::Stream(id))?;
         Ok(self.engine.listen_to_stream(id)?)
     }
 
@@ -1095,6 +1091,57 @@ impl Control {
         self.engine.monitors()
     }
 
+    /// Whether a monitor on `target` would start now, without starting one (the API asks
+    /// before a WebSocket handshake, so a plain request learns why one would fail).
+    pub fn check_listen(&self, target: &MonitorTarget) -> Result<()> {
+        match target {
+            MonitorTarget::Stream(id) => {
+                if self.engine.stream(*id).is_none() {
+                    return Err(ControlError::not_found(format!(
+                        "no stream {id} (GET /api/streams lists them)"
+                    )));
+                }
+            }
+            MonitorTarget::Endpoint(name) => {
+                let endpoint = self.engine.endpoint(name).ok_or_else(|| {
+                    ControlError::not_found(format!(
+                        "no endpoint named '{name}' (GET /api/endpoints lists them)"
+                    ))
+                })?;
+                if endpoint.is_per_stream() {
+                    return Err(ControlError::conflict(format!(
+                        "endpoint '{name}' gives each stream a device of its own and mixes nothing; listen to a stream instead"
+                    )));
+                }
+            }
+        }
+        if self.engine.monitors().len() >= MAX_MONITORS {
+            return Err(ControlError::unavailable(format!(
+                "{MAX_MONITORS} monitors listen already; stop one first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether a browser could start feeding the microphone endpoint `name` now.
+    pub fn check_microphone(&self, name: &str) -> Result<()> {
+        let endpoint = self.engine.endpoint(name).ok_or_else(|| {
+            ControlError::not_found(format!(
+                "no endpoint named '{name}' (GET /api/endpoints lists them)"
+            ))
+        })?;
+        match endpoint.microphone() {
+            None => Err(ControlError::conflict(format!(
+                "endpoint '{name}' ({}) is not a browser microphone: open one with the spec 'browser'",
+                endpoint.spec()
+            ))),
+            Some(feed) if feed.stats().fed => Err(ControlError::conflict(format!(
+                "another browser feeds the microphone endpoint '{name}'; stop it first"
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// A browser starts feeding the microphone endpoint `name` with interleaved samples
     /// at `rate` with `channels`.
     pub fn feed_microphone(
@@ -1103,17 +1150,7 @@ impl Control {
         rate: u32,
         channels: u32,
     ) -> Result<MicrophoneFeeder> {
-        let endpoint = self.engine.endpoint(name).ok_or_else(|| {
-            ControlError::not_found(format!(
-                "no endpoint named '{name}' (GET /api/endpoints lists them)"
-            ))
-        })?;
-        if endpoint.microphone().is_none() {
-            return Err(ControlError::conflict(format!(
-                "endpoint '{name}' ({}) is not a browser microphone: open one with the spec 'browser'",
-                endpoint.spec()
-            )));
-        }
+        self.check_microphone(name)?;
         Ok(self.engine.feed_microphone(name, rate, channels)?)
     }
 

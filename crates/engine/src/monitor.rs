@@ -132,8 +132,11 @@ struct MonitorSlot {
     ring: OnceLock<SampleRing>,
     /// Frames copied into the ring.
     written_frames: AtomicU64,
-    /// Frames dropped because the listener had not made room.
+    /// Frames dropped for the listener: at the tap because it had not made room, or
+    /// after it ([`Monitor::note_dropped`]).
     dropped_frames: AtomicU64,
+    /// Frames the listener passed on to its client ([`Monitor::note_sent`]).
+    sent_frames: AtomicU64,
     /// Frames dropped since the last period that fitted (carried in its header).
     pending_drop: AtomicU64,
     /// The last period's format: rate in the high half, channels in the low.
@@ -191,7 +194,9 @@ pub struct MonitorInfo {
     pub channels: u32,
     /// Frames tapped.
     pub written_frames: u64,
-    /// Frames dropped because the listener was behind.
+    /// Frames the listener passed on to its client.
+    pub sent_frames: u64,
+    /// Frames dropped because the listener (or its client) was behind.
     pub dropped_frames: u64,
 }
 
@@ -329,6 +334,7 @@ impl MonitorHub {
         ring.reset();
         slot.written_frames.store(0, Ordering::Relaxed);
         slot.dropped_frames.store(0, Ordering::Relaxed);
+        slot.sent_frames.store(0, Ordering::Relaxed);
         slot.pending_drop.store(0, Ordering::Relaxed);
         slot.format.store(0, Ordering::Relaxed);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -363,6 +369,7 @@ impl MonitorHub {
                     rate: (format >> 32) as u32,
                     channels: format as u32,
                     written_frames: slot.written_frames.load(Ordering::Relaxed),
+                    sent_frames: slot.sent_frames.load(Ordering::Relaxed),
                     dropped_frames: slot.dropped_frames.load(Ordering::Relaxed),
                 })
             })
@@ -405,9 +412,28 @@ impl Monitor {
         &self.hub.slots[self.index]
     }
 
-    /// Frames the endpoint thread dropped for this monitor because it was behind.
+    /// Frames dropped for this monitor: by the endpoint thread because it was behind,
+    /// and by its listener ([`Monitor::note_dropped`]).
     pub fn dropped_frames(&self) -> u64 {
         self.slot().dropped_frames.load(Ordering::Relaxed)
+    }
+
+    /// The listener dropped `frames` it had read (its client was behind): counted with
+    /// the tap's own drops, for the list.
+    pub fn note_dropped(&self, frames: u64) {
+        self.slot()
+            .dropped_frames
+            .fetch_add(frames, Ordering::Relaxed);
+    }
+
+    /// The listener passed `frames` on to its client.
+    pub fn note_sent(&self, frames: u64) {
+        self.slot().sent_frames.fetch_add(frames, Ordering::Relaxed);
+    }
+
+    /// Frames the listener passed on.
+    pub fn sent_frames(&self) -> u64 {
+        self.slot().sent_frames.load(Ordering::Relaxed)
     }
 
     /// Frames tapped for this monitor.

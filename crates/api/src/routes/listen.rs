@@ -191,9 +191,10 @@ pub struct MonitorView {
     pub rate: u32,
     /// Channels of the last audio tapped (0 before the first).
     pub channels: u32,
-    /// Frames tapped for it.
-    pub written_frames: u64,
-    /// Frames dropped at the tap because its listener was behind.
+    /// Frames sent to its client.
+    pub sent_frames: u64,
+    /// Frames dropped because its client was behind (at the tap or in the server's
+    /// queue).
     pub dropped_frames: u64,
 }
 
@@ -209,7 +210,7 @@ impl From<MonitorInfo> for MonitorView {
             endpoint,
             rate: info.rate,
             channels: info.channels,
-            written_frames: info.written_frames,
+            sent_frames: info.sent_frames,
             dropped_frames: info.dropped_frames,
         }
     }
@@ -251,8 +252,9 @@ pub async fn listen_to_stream(
     ApiQuery(query): ApiQuery<ListenQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade_or_problem(upgrade)?;
     check_codec(&query)?;
+    state.control().check_listen(&MonitorTarget::Stream(id))?;
+    let upgrade = upgrade_or_problem(upgrade)?;
     let slot = websocket_slot(&state)?;
     let control = state.control().clone();
     let monitor = blocking(move || control.listen_to_stream(id)).await?;
@@ -281,8 +283,11 @@ pub async fn listen_to_endpoint(
     ApiQuery(query): ApiQuery<ListenQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade_or_problem(upgrade)?;
     check_codec(&query)?;
+    state
+        .control()
+        .check_listen(&MonitorTarget::Endpoint(name.clone()))?;
+    let upgrade = upgrade_or_problem(upgrade)?;
     let slot = websocket_slot(&state)?;
     let control = state.control().clone();
     let target = name.clone();
@@ -334,6 +339,7 @@ pub async fn feed_microphone(
             "format: a microphone sends s16 or f32 samples",
         ));
     }
+    state.control().check_microphone(&name)?;
     let upgrade = upgrade_or_problem(upgrade)?;
     let slot = websocket_slot(&state)?;
     let control = state.control().clone();
@@ -414,8 +420,6 @@ async fn monitor_session(
         format,
     };
     let mut batcher = Batcher::new(format);
-    let mut sent_frames = 0u64;
-    let mut queue_dropped = 0u64;
     let mut send_tick = tokio::time::interval(SEND_INTERVAL);
     send_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
@@ -426,9 +430,9 @@ async fn monitor_session(
             _ = send_tick.tick() => {
                 for (frames, message) in batcher.drain(&mut monitor) {
                     match queue.try_send(Message::Binary(message.into())) {
-                        Ok(()) => sent_frames += frames,
+                        Ok(()) => monitor.note_sent(frames),
                         // The browser is behind: this audio is lost for it alone.
-                        Err(mpsc::error::TrySendError::Full(_)) => queue_dropped += frames,
+                        Err(mpsc::error::TrySendError::Full(_)) => monitor.note_dropped(frames),
                         Err(mpsc::error::TrySendError::Closed(_)) => open = false,
                     }
                 }
@@ -440,8 +444,8 @@ async fn monitor_session(
                         ListenMessage::Ended { reason }
                     }
                     None => ListenMessage::MonitorStats {
-                        sent_frames,
-                        dropped_frames: monitor.dropped_frames() + queue_dropped,
+                        sent_frames: monitor.sent_frames(),
+                        dropped_frames: monitor.dropped_frames(),
                     },
                 };
                 if let Err(mpsc::error::TrySendError::Closed(_)) = queue.try_send(text(&stats)) {
