@@ -3,8 +3,12 @@
 //
 // Lists are fetched once at login and again only when an event says they changed; meters
 // update their bars in place so a frame never rebuilds the page. The plugin library and
-// chain editor live in plugins.js, the routing graph in routing.js.
+// chain editor live in plugins.js, the routing graph in routing.js, listening and the
+// microphone in listen.js.
 
+import {
+  endpointTarget, isBrowserEndpoint, listenButton, microphoneControl, stopListening, stopMicrophone, streamTarget,
+} from './listen.js';
 import { chainSection, loadPlugins, pluginsView, updateChain } from './plugins.js';
 import { routingView } from './routing.js';
 
@@ -277,6 +281,8 @@ function onMessage(message) {
       break;
     case 'device_lost':
     case 'device_recovered':
+    case 'microphone_attached':
+    case 'microphone_detached':
       refresh('endpoints');
       break;
     case 'chain_swapped':
@@ -299,6 +305,8 @@ function describe(event) {
     const found = state.streams.get(id);
     return found ? `stream ${id} (${found.name})` : `stream ${id}`;
   };
+  const monitored = ({ stream: id, endpoint }) =>
+    id !== null && id !== undefined ? stream(id) : `endpoint ${endpoint}`;
   switch (event.type) {
     case 'card_added': return `Card ${event.card} (${event.name}) added`;
     case 'card_removed': return `Card ${event.card} removed`;
@@ -312,6 +320,10 @@ function describe(event) {
     case 'device_recovered': return `Endpoint ${event.endpoint} has its device back`;
     case 'chain_swapped': return `${stream(event.stream)}: plugin chain swapped`;
     case 'plugin_fault': return `${event.stream !== null && event.stream !== undefined ? `${stream(event.stream)}: p` : 'P'}lugin ${event.plugin} (${event.stage}) disabled: ${event.reason}`;
+    case 'monitor_started': return `Listening started: ${monitored(event)} (monitor ${event.monitor})`;
+    case 'monitor_stopped': return `Listening stopped: ${monitored(event)} (monitor ${event.monitor})`;
+    case 'microphone_attached': return `A browser's microphone feeds endpoint ${event.endpoint}`;
+    case 'microphone_detached': return `No browser feeds endpoint ${event.endpoint}: it delivers silence`;
     case 'budget_exceeded': return `Card ${event.card}${event.stream !== null && event.stream !== undefined ? `, ${stream(event.stream)}` : ''}: refused by its budget (${event.limit}: ${event.asked} asked, ${event.allowed} allowed)`;
     default: return JSON.stringify(event);
   }
@@ -363,20 +375,25 @@ function transportText(transport) {
 
 // ---- Meters --------------------------------------------------------------------------
 
+/** A level bar named `label`, silent until setMeter; `attributes` mark it for updates. */
+export function levelMeter(label, attributes = {}) {
+  const element = h('span', {
+    class: 'meter', role: 'meter', 'aria-label': label,
+    'aria-valuemin': METER_FLOOR_DB, 'aria-valuemax': 0, ...attributes,
+  }, h('span', { class: 'meter-track' }, h('span', { class: 'meter-bar' })), h('span', { class: 'meter-value' }));
+  setMeter(element, -120);
+  return element;
+}
+
 /** A level bar for a stream, updated in place by meter frames. */
 export function meter(stream) {
-  const bar = h('span', { class: 'meter-bar' });
-  const label = h('span', { class: 'meter-value' });
-  const element = h('span', {
-    class: 'meter', role: 'meter', 'data-stream': stream.id,
-    'aria-label': `Level of ${stream.name}`,
-    'aria-valuemin': METER_FLOOR_DB, 'aria-valuemax': 0,
-  }, h('span', { class: 'meter-track' }, bar), label);
+  const element = levelMeter(`Level of ${stream.name}`, { 'data-stream': stream.id });
   setMeter(element, state.meters.get(stream.id) ?? -120);
   return element;
 }
 
-function setMeter(element, peak) {
+/** Shows `peak` (dBFS) on a level bar. */
+export function setMeter(element, peak) {
   const level = Math.max(METER_FLOOR_DB, Math.min(0, peak));
   const fraction = (level - METER_FLOOR_DB) / -METER_FLOOR_DB;
   element.setAttribute('aria-valuenow', level.toFixed(1));
@@ -484,7 +501,9 @@ function streamTable(card, streams) {
     h('tbody', {}, streams.map((stream) => h('tr', { 'data-stream-row': stream.id },
       h('th', { scope: 'row', 'data-label': 'Stream' },
         h('a', { href: `#/stream/${stream.id}`, 'data-key': `stream-link-${stream.id}` }, stream.name),
-        h('span', { class: 'direction' }, ` ${stream.direction} · #${stream.id}`)),
+        h('span', { class: 'direction' }, ` ${stream.direction} · #${stream.id}`),
+        // Under the name, so the table keeps its width on a laptop.
+        h('div', { class: 'stream-listen' }, listenButton(streamTarget(stream)))),
       h('td', { 'data-label': 'State' }, h('span', { class: `state state-${stream.state}` }, stream.state)),
       h('td', { 'data-label': 'Format', class: 'nowrap' }, formatParams(stream.params)),
       h('td', { 'data-label': 'Period', class: 'nowrap' }, formatPeriod(stream.params)),
@@ -532,6 +551,7 @@ function detail(id) {
         h('label', { for: 'volume' }, 'Volume'),
         h('div', { class: 'slider' }, volume, volumeValue)),
       h('div', { class: 'control' }, h('span', { class: 'control-label' }, 'Output'), mute),
+      h('div', { class: 'control' }, h('span', { class: 'control-label' }, 'Listen in this browser'), listenButton(streamTarget(stream))),
       h('div', { class: 'control' },
         h('label', { for: 'route' }, `Route (${stream.direction} endpoint)`), routePicker)),
     chainSection(stream),
@@ -626,7 +646,7 @@ function endpointsView() {
   section.append(h('div', { class: 'table-wrap panel' }, h('table', { class: 'endpoints' },
     h('caption', { class: 'visually-hidden' }, 'Host endpoints'),
     h('thead', {}, h('tr', {},
-      ['Endpoint', 'Direction', 'Spec', 'Format', 'Streams', 'Device xruns', 'Load', 'Device']
+      ['Endpoint', 'Direction', 'Spec', 'Format', 'Streams', 'Device xruns', 'Load', 'Device', 'Listen']
         .map((name) => h('th', { scope: 'col' }, name)))),
     h('tbody', {}, state.endpoints.map((e) => {
       const cycleNs = (e.format.period_frames * 1e9) / e.format.rate;
@@ -640,7 +660,9 @@ function endpointsView() {
         h('td', { 'data-label': 'Streams', class: 'number' }, e.attached_streams),
         h('td', { 'data-label': 'Device xruns', class: 'number' }, e.stats.device_xruns),
         h('td', { 'data-label': 'Load', class: 'number' }, load),
-        h('td', { 'data-label': 'Device' }, deviceState(e.stats)));
+        h('td', { 'data-label': 'Device' }, deviceState(e.stats)),
+        h('td', { 'data-label': 'Listen', class: 'listen-cell' }, h('div', {},
+          listenButton(endpointTarget(e)), isBrowserEndpoint(e) ? microphoneControl(e) : null)));
     })))));
   return section;
 }
@@ -683,6 +705,8 @@ async function login(token) {
 }
 
 function logout(clear = true) {
+  stopListening();
+  stopMicrophone();
   state.token = null;
   sessionStorage.removeItem(TOKEN_KEY);
   disconnect();

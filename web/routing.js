@@ -1,8 +1,9 @@
 // The routing view: for each direction, streams on the left, endpoints on the right, a
 // line from each stream to the endpoint it plays to (or records from), and a picker on
-// each stream to re-route it.
+// each stream to re-route it. A browser endpoint says what feeds it (listen.js).
 
 import { h, patchStream, state, viewHead } from './app.js';
+import { isBrowserEndpoint, microphoneSummary } from './listen.js';
 
 /** Height of one row of the graph in CSS pixels (matches `.route-row` in style.css). */
 const ROW = 64;
@@ -52,7 +53,8 @@ function graph(direction, streams, endpoints) {
   const endpointNodes = endpoints.map((endpoint, index) => row(
     h('div', { class: 'route-row route-endpoint', 'data-route-endpoint': endpoint.name },
       h('span', { class: 'route-name' }, endpoint.name, endpoint.default ? h('span', { class: 'tag' }, 'default') : null),
-      h('span', { class: 'direction' }, `${endpoint.attached_streams} attached`)), index));
+      h('span', { class: 'direction' }, `${endpoint.attached_streams} attached`,
+        isBrowserEndpoint(endpoint) ? ` · ${microphoneSummary(endpoint)}` : '')), index));
   // The links: from the middle of a stream's row to the middle of its endpoint's row.
   const links = svg('svg', {
     class: 'route-links', viewBox: `0 0 100 ${rows * ROW}`, preserveAspectRatio: 'none', 'aria-hidden': 'true',

@@ -59,7 +59,7 @@ const STEPS: &[Step] = &[
         run: api_fuzz,
     },
     Step {
-        name: "browser: the dashboard in Chromium (playwright-core)",
+        name: "browser: the dashboard, listening and the microphone in Chromium (playwright-core)",
         run: dashboard,
     },
     Step {
@@ -151,8 +151,13 @@ fn plugins() -> Result<Outcome> {
 
 /// Cargo's own output goes straight to our stdout, so CI reads its `test result:` lines.
 fn cargo_test() -> Result<Outcome> {
-    // The systemd unit's test must not skip in CI: prerequisites installed systemd.
-    cmd::run(cmd::cargo(["test", "--workspace"]).env("PARAVOX_REQUIRE_SYSTEMD", "1"))?;
+    // The systemd unit's and the Opus monitor's tests must not skip in CI: the
+    // prerequisites installed systemd and libopus0.
+    cmd::run(
+        cmd::cargo(["test", "--workspace"])
+            .env("PARAVOX_REQUIRE_SYSTEMD", "1")
+            .env("PARAVOX_REQUIRE_OPUS", "1"),
+    )?;
     Ok(Outcome::Passed)
 }
 
@@ -189,8 +194,8 @@ fn api_fuzz() -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
-/// Installs the browser test's npm packages (playwright-core only; it never downloads a
-/// browser: Debian's chromium drives the page) and runs it, requiring the browser.
+/// Installs the browser tests' npm packages (playwright-core only; it never downloads a
+/// browser: Debian's chromium drives the page) and runs them, requiring the browser.
 fn dashboard() -> Result<Outcome> {
     cmd::run(
         std::process::Command::new("npm")
@@ -199,8 +204,15 @@ fn dashboard() -> Result<Outcome> {
             .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"),
     )?;
     cmd::run(
-        cmd::cargo(["test", "--workspace", "--test", "dashboard"])
-            .env("PARAVOX_REQUIRE_BROWSER", "1"),
+        cmd::cargo([
+            "test",
+            "--workspace",
+            "--test",
+            "dashboard",
+            "--test",
+            "listen",
+        ])
+        .env("PARAVOX_REQUIRE_BROWSER", "1"),
     )?;
     Ok(Outcome::Passed)
 }

@@ -11,14 +11,13 @@
 #[path = "../../../crates/api/tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::ffi::OsStr;
+use std::path::Path;
 
+use paravox_browser_tests::{browser_available, run_node_test};
 use paravox_engine::Direction;
 use support::TestServer;
 use support::wat_plugins::Misdeed;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 #[test]
 fn the_dashboard_files_are_served_without_the_token() {
@@ -45,6 +44,17 @@ fn the_dashboard_files_are_served_without_the_token() {
             "text/javascript; charset=utf-8",
             "route-links",
         ),
+        ("/listen.js", "text/javascript; charset=utf-8", "/listen"),
+        (
+            "/listen-worklet.js",
+            "text/javascript; charset=utf-8",
+            "registerProcessor('paravox-listen'",
+        ),
+        (
+            "/mic-worklet.js",
+            "text/javascript; charset=utf-8",
+            "registerProcessor('paravox-microphone'",
+        ),
         ("/style.css", "text/css; charset=utf-8", ".meter-bar"),
     ] {
         let answer = server.raw("GET", path, &[], None);
@@ -64,37 +74,9 @@ fn the_dashboard_files_are_served_without_the_token() {
     server.raw("GET", "/app2.js", &[], None).problem(404);
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Why the browser test cannot run here, if it cannot.
-fn missing_tools(tests_dir: &Path) -> Option<String> {
-    if Command::new("node").arg("--version").output().is_err() {
-        return Some("node is not installed".into());
-    }
-    if !Path::new(CHROMIUM).exists() {
-        return Some(format!("{CHROMIUM} is missing (apt install chromium)"));
-    }
-    if !tests_dir.join("node_modules/playwright-core").is_dir() {
-        return Some(format!(
-            "playwright-core is not installed (run `npm ci` in {})",
-            tests_dir.display()
-        ));
-    }
-    None
-}
-
 #[test]
 fn the_dashboard_controls_a_playing_stream_in_chromium() {
-    let root = workspace_root();
-    let tests_dir = root.join("tests/browser/web");
-    if let Some(reason) = missing_tools(&tests_dir) {
-        assert!(
-            std::env::var_os("PARAVOX_REQUIRE_BROWSER").is_none(),
-            "PARAVOX_REQUIRE_BROWSER is set but {reason}"
-        );
-        println!("skipping the browser test: {reason}");
+    if !browser_available(&[]) {
         return;
     }
 
@@ -120,28 +102,15 @@ fn the_dashboard_controls_a_playing_stream_in_chromium() {
     .expect("crash");
 
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../dashboard-screenshots");
-    let output = Command::new("node")
-        .arg("--test")
-        .arg("--test-reporter=spec")
-        .arg(tests_dir.join("dashboard.test.mjs"))
-        .env("PARAVOX_URL", &server.base)
-        .env("PARAVOX_TOKEN", &server.token)
-        .env("PARAVOX_SCREENSHOTS", &screenshots)
-        .env("PARAVOX_PLUGIN", &good)
-        .env("PARAVOX_FAULTY_PLUGIN", &faulty)
-        .env("CHROMIUM", CHROMIUM)
-        .current_dir(&tests_dir)
-        .output()
-        .expect("run node");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("{report}");
-    assert!(
-        output.status.success(),
-        "the browser test failed:\n{report}"
+    run_node_test(
+        "dashboard.test.mjs",
+        &[
+            ("PARAVOX_URL", OsStr::new(&server.base)),
+            ("PARAVOX_TOKEN", OsStr::new(&server.token)),
+            ("PARAVOX_SCREENSHOTS", screenshots.as_os_str()),
+            ("PARAVOX_PLUGIN", good.as_os_str()),
+            ("PARAVOX_FAULTY_PLUGIN", faulty.as_os_str()),
+        ],
     );
     println!("screenshots in {}", screenshots.display());
 }

@@ -11,47 +11,16 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { api, base, eventually, launch, token, watchProblems } from './support.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const base = (process.env.PARAVOX_URL || process.argv[2] || '').replace(/\/$/, '');
-const token = process.env.PARAVOX_TOKEN || process.argv[3] || '';
 const shots = process.env.PARAVOX_SCREENSHOTS || resolve(here, '../../target/dashboard-screenshots');
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 const SILENT_DB = -60;
 const goodPlugin = process.env.PARAVOX_PLUGIN;
 const faultyPlugin = process.env.PARAVOX_FAULTY_PLUGIN;
-
-/** The API as the test sees it, beside the browser. */
-async function api(method, path, body) {
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  assert.ok(response.ok, `${method} ${path}: ${response.status} ${await response.clone().text()}`);
-  return response.json();
-}
-
-/** Polls `check` (async, returns truthy when done) for up to `ms`. */
-async function eventually(what, check, ms = 5000) {
-  const deadline = Date.now() + ms;
-  let last;
-  for (;;) {
-    last = await check();
-    if (last) return last;
-    if (Date.now() > deadline) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((done) => setTimeout(done, 50));
-  }
-}
 
 /** Drops a file on the plugin library's drop zone, as a drag from the desktop would. */
 async function dropFile(page, name, bytes) {
@@ -76,19 +45,8 @@ async function peak(meter) {
 }
 
 test('the dashboard shows, controls and logs a playing stream', async (t) => {
-  assert.ok(base && token, 'give the API URL and token (PARAVOX_URL/PARAVOX_TOKEN or arguments)');
   mkdirSync(shots, { recursive: true });
-  const profile = mkdtempSync(join(tmpdir(), 'paravox-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    viewport: { width: 1280, height: 800 },
-  });
-  t.after(async () => {
-    await context.close();
-    rmSync(profile, { recursive: true, force: true });
-  });
+  const context = await launch(t);
   // Every event socket passes through here, so the test can cut one.
   const sockets = [];
   await context.routeWebSocket(/\/api\/events/, (socket) => {
@@ -96,11 +54,7 @@ test('the dashboard shows, controls and logs a playing stream', async (t) => {
     socket.connectToServer();
   });
   const page = context.pages()[0] ?? (await context.newPage());
-  const problems = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(`console: ${message.text()}`);
-  });
+  const problems = watchProblems(page);
 
   const [stream] = (await api('GET', '/api/streams')).filter((s) => s.name === 'main');
   assert.ok(stream, 'the server has a stream named main');

@@ -12,14 +12,20 @@ const INDEX_HTML: &str = include_str!("../../../../web/index.html");
 const APP_JS: &str = include_str!("../../../../web/app.js");
 const PLUGINS_JS: &str = include_str!("../../../../web/plugins.js");
 const ROUTING_JS: &str = include_str!("../../../../web/routing.js");
+const LISTEN_JS: &str = include_str!("../../../../web/listen.js");
+const LISTEN_WORKLET_JS: &str = include_str!("../../../../web/listen-worklet.js");
+const MIC_WORKLET_JS: &str = include_str!("../../../../web/mic-worklet.js");
 const STYLE_CSS: &str = include_str!("../../../../web/style.css");
 
-/// Same-origin scripts, styles and connections only; the page has no inline code.
+/// Same-origin scripts, styles and connections only; the page has no inline code. The
+/// audio worklets load as scripts (`script-src`), and the microphone and the page's audio
+/// output need no directive.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
-/// `/`, the scripts (`/app.js` and the modules it imports) and `/style.css`.
+/// `/`, the scripts (`/app.js`, the modules it imports and the audio worklets that
+/// `listen.js` loads) and `/style.css`.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
@@ -27,6 +33,9 @@ pub fn routes() -> Router<AppState> {
         .route("/app.js", get(app_js))
         .route("/plugins.js", get(plugins_js))
         .route("/routing.js", get(routing_js))
+        .route("/listen.js", get(listen_js))
+        .route("/listen-worklet.js", get(listen_worklet_js))
+        .route("/mic-worklet.js", get(mic_worklet_js))
         .route("/style.css", get(style_css))
 }
 
@@ -59,6 +68,18 @@ async fn plugins_js() -> impl IntoResponse {
 
 async fn routing_js() -> impl IntoResponse {
     file("text/javascript; charset=utf-8", ROUTING_JS)
+}
+
+async fn listen_js() -> impl IntoResponse {
+    file("text/javascript; charset=utf-8", LISTEN_JS)
+}
+
+async fn listen_worklet_js() -> impl IntoResponse {
+    file("text/javascript; charset=utf-8", LISTEN_WORKLET_JS)
+}
+
+async fn mic_worklet_js() -> impl IntoResponse {
+    file("text/javascript; charset=utf-8", MIC_WORKLET_JS)
 }
 
 async fn style_css() -> impl IntoResponse {

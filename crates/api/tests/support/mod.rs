@@ -324,6 +324,20 @@ pub fn stereo_params() -> HwParams {
     }
 }
 
+/// The frequency of the tone [`Tone`] plays.
+pub const TONE_HZ: f64 = 1000.0;
+/// The tone's rate: [`stereo_params`]' rate.
+pub const TONE_RATE: u32 = 48_000;
+/// The tone's peak, in full scale (−6 dBFS).
+pub const TONE_PEAK: f64 = 0.5;
+
+/// Sample `frame` of the tone [`Tone`] plays (the same on both channels): a test can check
+/// what reached a sink bit for bit.
+pub fn tone_sample(frame: u64) -> i16 {
+    let phase = frame as f64 * TONE_HZ / f64::from(TONE_RATE) * std::f64::consts::TAU;
+    (phase.sin() * TONE_PEAK * f64::from(i16::MAX)) as i16
+}
+
 /// A thread feeding a playback stream a 1 kHz sine at −6 dBFS until dropped.
 pub struct Tone {
     stop: Arc<AtomicBool>,
@@ -340,8 +354,7 @@ impl Tone {
             while !flag.load(Ordering::Relaxed) {
                 if chunk.is_empty() {
                     for _ in 0..480 {
-                        let phase = frame as f64 * 1000.0 / 48_000.0 * std::f64::consts::TAU;
-                        let sample = (phase.sin() * 0.5 * f64::from(i16::MAX)) as i16;
+                        let sample = tone_sample(frame);
                         chunk.extend_from_slice(&sample.to_le_bytes());
                         chunk.extend_from_slice(&sample.to_le_bytes());
                         frame += 1;
