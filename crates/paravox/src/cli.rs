@@ -139,7 +139,7 @@ pub enum CtlCommand {
     },
 }
 
-const ENDPOINT_HELP: &str = "ENDPOINT: wav:PATH, null, alsa:PCM, pipewire[:TARGET], tone:FREQ or wavsrc:PATH, \
+const ENDPOINT_HELP: &str = "ENDPOINT: wav:PATH, null, alsa:PCM, pipewire[:TARGET], tone:FREQ, wavsrc:PATH or browser, \
 each with optional ,rate=R,channels=C,format=F,period=FRAMES";
 
 #[derive(Debug, Args)]

@@ -128,6 +128,15 @@ fn valid_cases() -> Vec<(&'static str, EndpointSpec)> {
                 per_stream: true,
             }),
         ),
+        ("browser", spec(EndpointKind::Browser)),
+        (
+            "browser,rate=44100,channels=1",
+            EndpointSpec {
+                rate: Some(44_100),
+                channels: Some(1),
+                ..spec(EndpointKind::Browser)
+            },
+        ),
         (
             "pipewire:alsa_output.pci-0000_00_1f.3.analog-stereo,rate=44100",
             EndpointSpec {
@@ -251,15 +260,15 @@ fn display_writes_the_canonical_form() {
 }
 
 /// Every invalid form, with a piece of the message that tells the user what to do.
-const INVALID_CASES: [(&str, &str); 45] = [
+const INVALID_CASES: [(&str, &str); 48] = [
     (
         "",
-        "the endpoint is empty: expected wav:PATH, null, alsa:PCM, pipewire[:TARGET], tone:FREQ or wavsrc:PATH",
+        "the endpoint is empty: expected wav:PATH, null, alsa:PCM, pipewire[:TARGET], tone:FREQ, wavsrc:PATH or browser",
     ),
     ("   ", "the endpoint is empty"),
     (
         "foo",
-        "unknown endpoint kind 'foo': expected wav:PATH, null, alsa:PCM, pipewire[:TARGET], tone:FREQ or wavsrc:PATH",
+        "unknown endpoint kind 'foo': expected wav:PATH, null, alsa:PCM, pipewire[:TARGET], tone:FREQ, wavsrc:PATH or browser",
     ),
     ("foo:bar", "unknown endpoint kind 'foo'"),
     ("WAV:/tmp/x.wav", "unknown endpoint kind 'WAV'"),
@@ -314,6 +323,15 @@ const INVALID_CASES: [(&str, &str); 45] = [
         "option 'buffer' applies only to alsa: endpoints",
     ),
     ("pipewire:", "pipewire: needs a node name after the colon"),
+    ("browser:mic", "browser takes no argument"),
+    (
+        "browser,format=s16_le",
+        "option 'format' applies only to wav: and alsa: endpoints",
+    ),
+    (
+        "browser,idle=5",
+        "option 'idle' applies only to alsa: endpoints",
+    ),
     ("pipewire,mode=each", "bad mode 'each': expected mix"),
     (
         "alsa:default,mode=stream",
@@ -415,6 +433,7 @@ fn directions() {
         ("pipewire", true, true),
         ("tone:440", false, true),
         ("wavsrc:/x.wav", false, true),
+        ("browser", false, true),
     ];
     for (text, playback, capture) in cases {
         let parsed: EndpointSpec = text.parse().expect("valid");
