@@ -70,6 +70,31 @@ impl Client {
         Ok(Client::new(base_url, &text))
     }
 
+    /// The monitors listening now.
+    pub fn monitors(&self) -> Result<Vec<crate::routes::listen::MonitorView>, Error> {
+        self.call(Method::Get, "/api/monitors", None::<&()>)
+    }
+
+    /// The `ws://` URL of the API path `path` (a WebSocket route).
+    pub fn websocket_url(&self, path: &str) -> String {
+        let base = self
+            .base
+            .strip_prefix("http://")
+            .map(|rest| format!("ws://{rest}"))
+            .or_else(|| {
+                self.base
+                    .strip_prefix("https://")
+                    .map(|rest| format!("wss://{rest}"))
+            })
+            .unwrap_or_else(|| self.base.clone());
+        format!("{base}{path}")
+    }
+
+    /// The `Authorization` header's value.
+    pub fn authorization(&self) -> &str {
+        &self.authorization
+    }
+
     /// `/healthz`: whether the daemon answers, with its endpoint and card counts.
     pub fn health(&self) -> Result<crate::routes::health::Health, Error> {
         self.call(Method::Get, "/healthz", None::<&()>)

@@ -137,6 +137,30 @@ pub enum CtlCommand {
         /// Endpoint name.
         endpoint: String,
     },
+    /// Record what a stream (after its chain) or an endpoint plays into a WAV file, live
+    /// over the API: the dashboard's Listen, for scripts and CI. Audio the connection
+    /// could not keep up with is written as silence, so the file keeps real time.
+    Listen {
+        /// The stream to listen to.
+        #[arg(
+            long,
+            required_unless_present = "endpoint",
+            conflicts_with = "endpoint"
+        )]
+        stream: Option<u32>,
+        /// The endpoint to listen to (its mix, or what it captures).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// The WAV file to write (s16 at the stream's rate and channels).
+        #[arg(long)]
+        to: PathBuf,
+        /// Stop after this many seconds of audio; without it, when the stream or endpoint
+        /// goes away (Ctrl-C leaves a complete file too).
+        #[arg(long)]
+        seconds: Option<f64>,
+    },
+    /// List the monitors listening now (dashboard tabs, `ctl listen`).
+    Monitors,
 }
 
 const ENDPOINT_HELP: &str = "ENDPOINT: wav:PATH, null, alsa:PCM, pipewire[:TARGET], tone:FREQ, wavsrc:PATH or browser, \

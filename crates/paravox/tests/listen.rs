@@ -1,6 +1,7 @@
 //! Listening and talking through the real daemon, sandbox on, with a virtio-snd guest:
 //! an Opus monitor on the output hears the guest's tone (libopus is loaded inside the
-//! sandbox), and a microphone fed over the API is what the guest records.
+//! sandbox), `paravox ctl listen` records it into a WAV file, and a microphone fed over
+//! the API is what the guest records.
 
 mod common;
 #[path = "../../virtio-snd/tests/support/mod.rs"]
@@ -34,6 +35,18 @@ fn connect(daemon: &common::Daemon, path: &str) -> Socket {
             .expect("timeout");
     }
     socket
+}
+
+/// `frames` stereo frames of 997 Hz at −6 dBFS, every sample a little different (a ramp
+/// in the low bits), so a match in a recording is the tone's own place.
+fn tone_samples(frames: usize) -> Vec<i16> {
+    (0..frames)
+        .flat_map(|frame| {
+            let phase = std::f64::consts::TAU * 997.0 * frame as f64 / 48_000.0;
+            let sample = (phase.sin() * 16_384.0) as i16 ^ ((frame % 5) as i16);
+            [sample, sample]
+        })
+        .collect()
 }
 
 /// The frequency of the loudest stretch of `samples` (one channel), by zero crossings,
@@ -84,18 +97,32 @@ fn a_guest_is_heard_over_opus_and_records_a_browser_microphone() {
     // hears it.
     let mut monitor = connect(&daemon, "/api/endpoints/cli-output/listen?format=opus");
     let frames = 3 * 48_000;
-    let bytes: Vec<u8> = (0..frames)
-        .flat_map(|frame| {
-            let phase = std::f64::consts::TAU * 997.0 * frame as f64 / 48_000.0;
-            let sample = (phase.sin() * 16_384.0) as i16;
-            [sample, sample]
-        })
+    let bytes: Vec<u8> = tone_samples(frames)
+        .into_iter()
         .flat_map(i16::to_le_bytes)
         .collect();
     assert_eq!(bytes.len() % PERIOD_10MS_BYTES as usize, 0);
     let params = SetParams::s16_stereo_48k(0, 8);
     driver.configure(&params);
+    let recording = dir.path().join("heard.wav");
     let heard = std::thread::scope(|scope| {
+        let ctl = scope.spawn(|| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_paravox"))
+                .args(["ctl", "--url", &format!("http://127.0.0.1:{}", daemon.port)])
+                .arg("--state-dir")
+                .arg(&daemon.state)
+                .args([
+                    "listen",
+                    "--endpoint",
+                    "cli-output",
+                    "--seconds",
+                    "2",
+                    "--to",
+                ])
+                .arg(&recording)
+                .output()
+                .expect("paravox ctl listen runs")
+        });
         let listener = scope.spawn(move || {
             let mut decoder = paravox_api::opus::Decoder::new(48_000, 2).expect("decoder");
             let mut heard = Vec::new();
@@ -123,8 +150,51 @@ fn a_guest_is_heard_over_opus_and_records_a_browser_microphone() {
         playback.run(&mut driver);
         assert_eq!(driver.stop(0), status::OK, "PCM_STOP");
         assert_eq!(driver.release(0), status::OK, "PCM_RELEASE");
+        let ctl = ctl.join().expect("ctl");
+        assert!(
+            ctl.status.success(),
+            "paravox ctl listen: {}",
+            String::from_utf8_lossy(&ctl.stderr)
+        );
+        let said = String::from_utf8_lossy(&ctl.stderr).into_owned();
+        println!("paravox ctl listen: {said}");
+        assert!(
+            said.contains("wrote 2.00 s of endpoint cli-output (48000 Hz, 2 ch)"),
+            "{said}"
+        );
         listener.join().expect("listener")
     });
+    // The file holds two seconds at the endpoint's format; where the guest's tone plays
+    // in it, it is the tone's own samples (s16 through the f32 mix and back is exact).
+    let mut wav = paravox_host_audio::wav::WavReader::open(&recording).expect("the WAV file");
+    let info = wav.info();
+    assert_eq!((info.rate, info.channels), (48_000, 2));
+    assert_eq!(info.frames(), Some(2 * 48_000));
+    let mut bytes = vec![0u8; 2 * 48_000 * 4];
+    let read = wav.read_bytes(&mut bytes).expect("read");
+    let written: Vec<i16> = bytes[..read]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let played: Vec<i16> = tone_samples(frames);
+    let start = written
+        .iter()
+        .position(|&s| s != 0)
+        .expect("the recording holds the tone");
+    let offset = played
+        .windows(8)
+        .position(|w| w == &written[start..start + 8])
+        .expect("the tone's samples are in the recording");
+    let matching = written[start..]
+        .iter()
+        .zip(&played[offset..])
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert_eq!(
+        matching,
+        written.len() - start,
+        "ctl listen wrote the tone bit-exact"
+    );
     let left: Vec<f32> = heard.chunks_exact(2).map(|f| f[0]).collect();
     let loud: Vec<f32> = left
         .iter()
