@@ -37,6 +37,9 @@ use crate::views::StreamStateName;
 pub const CLIENT_QUEUE: usize = 256;
 /// Streams one client may subscribe to.
 pub const MAX_SUBSCRIBED_STREAMS: usize = 1024;
+/// The largest message a client may send (a subscription to every stream it may name
+/// is about 11 KiB); a larger one ends the session.
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// WebSocket sessions served at once; one more is refused with 503 until one closes.
 pub const MAX_WEBSOCKET_CLIENTS: usize = 64;
 
@@ -396,10 +399,13 @@ pub async fn subscribe(
     let subscription = query.subscription()?;
     let upgrade = upgrade_or_problem(upgrade)?;
     let slot = websocket_slot(&state)?;
-    Ok(upgrade.on_upgrade(move |socket| async move {
-        session(state, socket, subscription).await;
-        drop(slot);
-    }))
+    Ok(upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            session(state, socket, subscription).await;
+            drop(slot);
+        }))
 }
 
 /// The upgrade, or the problem a request that is not a WebSocket handshake gets.

@@ -388,6 +388,7 @@ fn recording(
 fn a_microphone_fed_over_the_socket_reaches_a_guest_capture_stream() {
     let server = TestServer::start();
     support::open(&server.engine, "mic", "browser", Direction::Capture);
+    support::open(&server.engine, "mic2", "browser", Direction::Capture);
     let view = server.get("/api/endpoints/mic").json();
     assert_eq!(view["microphone"]["fed"], false, "{view}");
     let (_stream, keep, recorder) = recording(&server, "mic");
@@ -414,6 +415,35 @@ fn a_microphone_fed_over_the_socket_reaches_a_guest_capture_stream() {
         refused(&server, "/api/endpoints/mic/microphone?rate=100").0,
         400
     );
+    assert_eq!(
+        server.get("/api/endpoints/mic").json()["microphone"]["fed"],
+        true
+    );
+
+    // A message over 64 KiB ends that browser's session, and only it.
+    let mut oversized =
+        connect(&server, "/api/endpoints/mic2/microphone").expect("a second microphone");
+    oversized
+        .send(Message::Binary(vec![0u8; 70_000].into()))
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "the oversized message was taken");
+        match oversized.read() {
+            Ok(Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(tungstenite::Error::Io(_) | tungstenite::Error::Protocol(_)) => break,
+            Ok(_) => {}
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    support::eventually("the oversized feeder to be gone", || {
+        server.get("/api/endpoints/mic2").json()["microphone"]["fed"] == false
+    });
     assert_eq!(
         server.get("/api/endpoints/mic").json()["microphone"]["fed"],
         true

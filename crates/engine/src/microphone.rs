@@ -29,6 +29,8 @@ const MAX_BUFFER_MS: u32 = 200;
 /// The ring: a second of audio at most (it never holds more than [`MAX_BUFFER_MS`] for
 /// long, the rest absorbs a burst).
 const RING_MS: u32 = 1000;
+/// Input frames converted at a time (see [`MicrophoneFeeder::push`]).
+const CONVERT_FRAMES: usize = 256;
 /// The lowest and highest rates a browser may declare.
 pub const BROWSER_RATES: (u32, u32) = (8_000, 192_000);
 
@@ -162,6 +164,32 @@ impl MicrophoneFeeder {
     /// frame is ignored). Returns the frames queued in the endpoint's rate; what finds no
     /// room is dropped and counted.
     pub fn push(&mut self, samples: &[f32]) -> usize {
+        let out_channels = self.feed.format.channels as usize;
+        let mut queued = 0;
+        // A slice at a time, so what one message can make the converter hold stays
+        // bounded whatever the rates (8 kHz in, 768 kHz out is 96 frames per frame).
+        for slice in samples.chunks(CONVERT_FRAMES * self.from_channels) {
+            self.convert(slice);
+            let frames = self.converted.len() / out_channels;
+            let fitting = (self.feed.ring.room() / out_channels).min(frames);
+            self.feed
+                .ring
+                .push(&self.converted[..fitting * out_channels]);
+            self.feed
+                .received_frames
+                .fetch_add(frames as u64, Ordering::Relaxed);
+            if fitting < frames {
+                self.feed
+                    .dropped_frames
+                    .fetch_add((frames - fitting) as u64, Ordering::Relaxed);
+            }
+            queued += fitting;
+        }
+        queued
+    }
+
+    /// Converts whole frames of `samples` into `converted`, in the endpoint's format.
+    fn convert(&mut self, samples: &[f32]) {
         let format = self.feed.format;
         let out_channels = format.channels as usize;
         let step = f64::from(self.from_rate) / f64::from(format.rate);
@@ -183,20 +211,6 @@ impl MicrophoneFeeder {
                 *previous = clean(*sample);
             }
         }
-        let frames = self.converted.len() / out_channels;
-        let fitting = (self.feed.ring.room() / out_channels).min(frames);
-        self.feed
-            .ring
-            .push(&self.converted[..fitting * out_channels]);
-        self.feed
-            .received_frames
-            .fetch_add(frames as u64, Ordering::Relaxed);
-        if fitting < frames {
-            self.feed
-                .dropped_frames
-                .fetch_add((frames - fitting) as u64, Ordering::Relaxed);
-        }
-        fitting
     }
 
     /// The endpoint's counters.
@@ -419,6 +433,33 @@ mod tests {
         device.read(&mut period).expect("read");
         assert!(period.iter().all(|s| *s == 0.0));
         assert_eq!(feed.ring.available(), 0);
+    }
+
+    #[test]
+    fn a_slow_browser_rate_into_a_fast_endpoint_converts_a_slice_at_a_time() {
+        let format = DeviceFormat {
+            rate: 768_000,
+            channels: 18,
+            period_frames: 480,
+        };
+        let feed = MicrophoneFeed::new("mic", format);
+        let context = Arc::new(StreamContext::new());
+        let mut feeder = feed.attach(8_000, 1, &context).expect("attach");
+        // The largest message a client may send, as s16 mono: 32,768 frames.
+        let queued = feeder.push(&vec![0.1f32; 32_768]);
+        let stats = feeder.stats();
+        // 96 output frames for every input frame, give or take the phase's rounding.
+        assert!(
+            stats.received_frames.abs_diff(32_768 * 96) <= 2,
+            "every frame converted and counted: {}",
+            stats.received_frames
+        );
+        assert_eq!(queued as u64 + stats.dropped_frames, stats.received_frames);
+        assert!(
+            feeder.converted.capacity() <= 2 * (CONVERT_FRAMES + 1) * 96 * 18,
+            "the converter held {} samples",
+            feeder.converted.capacity()
+        );
     }
 
     #[test]

@@ -348,6 +348,7 @@ pub async fn feed_microphone(
     let format = query.format.unwrap_or_default();
     Ok(upgrade
         .max_message_size(MAX_MICROPHONE_MESSAGE)
+        .max_frame_size(MAX_MICROPHONE_MESSAGE)
         .on_upgrade(move |socket| async move {
             microphone_session(state, socket, name, feeder, format, channels as usize).await;
             drop(slot);
@@ -396,6 +397,7 @@ fn start_monitor(
     let format = query.format.unwrap_or_default();
     upgrade
         .max_message_size(MAX_TEXT_MESSAGE)
+        .max_frame_size(MAX_TEXT_MESSAGE)
         .on_upgrade(move |socket| async move {
             monitor_session(state, socket, monitor, format, (rate, channels)).await;
             drop(slot);
