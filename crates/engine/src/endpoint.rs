@@ -59,6 +59,8 @@ pub(crate) enum Command {
     /// only bumps a count, and the waiter keeps its own, so the real-time thread frees
     /// nothing when it drops this one).
     Detach(StreamId, Thread),
+    /// Hand a stream back to be dropped; nobody waits for it (it was retired already).
+    Release(StreamId),
     /// Replace a stream's chain at the next cycle boundary.
     SwapChain(StreamId, FreshChain),
     /// Replace the mixer (`None`: the native sum).
@@ -68,6 +70,8 @@ pub(crate) enum Command {
 
 pub(crate) enum Returned {
     Slot(Box<Slot>),
+    /// A released stream's slot, to drop.
+    Released(Box<Slot>),
     Chain(FreshChain),
     Mixer(Box<MixerStage>),
 }
@@ -624,6 +628,19 @@ impl Endpoint {
         self.mixer_board.total()
     }
 
+    /// Lets go of a stream whose slot was retired ([`Slot::is_current`] is false for it):
+    /// the thread hands it back at its next cycle to be dropped off the thread, and
+    /// nothing waits for that.
+    pub(crate) fn release(&self, stream: StreamId) {
+        {
+            let mut attached = lock(&self.attached);
+            *attached = attached.saturating_sub(1);
+        }
+        if let Err(error) = self.send(Command::Release(stream)) {
+            warn!(endpoint = self.name, stream, %error, "the endpoint thread takes no commands; the released stream stays skipped until it stops");
+        }
+    }
+
     /// Takes a stream back from the thread; `None` if it never came back.
     pub(crate) fn detach(&self, stream: StreamId) -> Option<Box<Slot>> {
         if self
@@ -661,7 +678,9 @@ impl Endpoint {
                 Returned::Slot(slot) => {
                     lock(&self.parked).insert(slot.shared.id(), slot);
                 }
-                // Replaced chains and mixers end here, off the real-time thread.
+                // Released slots, replaced chains and mixers end here, off the real-time
+                // thread.
+                Returned::Released(slot) => drop(slot),
                 Returned::Chain(chain) => drop(chain),
                 Returned::Mixer(mixer) => drop(mixer),
             }

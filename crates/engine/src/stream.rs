@@ -44,12 +44,20 @@ pub struct StreamShared {
     waker: PositionWaker,
     /// Where monitors listen to it.
     tap: Arc<crate::monitor::TapPoint>,
+    /// Bumped when the stream leaves its endpoint: a slot made before is retired, and the
+    /// endpoint thread skips it until it is handed back (see [`Slot::is_current`]).
+    generation: AtomicU32,
 }
 
 impl StreamShared {
     /// The stream's id.
     pub fn id(&self) -> StreamId {
         self.id
+    }
+
+    /// The current generation (see the field).
+    pub(crate) fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Whether the endpoint should move this stream.
@@ -233,6 +241,7 @@ impl Stream {
                 meter: Meter::default(),
                 waker: PositionWaker::new()?,
                 tap: Arc::default(),
+                generation: AtomicU32::new(0),
             }),
             control: Mutex::new(Control {
                 state: StreamState::Idle,
@@ -477,7 +486,12 @@ impl Stream {
     fn detach(&self, control: &mut Control) {
         self.shared.running.store(false, Ordering::Release);
         if let Some(endpoint) = control.endpoint.take() {
-            endpoint.detach(self.id());
+            // The slot is retired at once (the endpoint thread moves, meters and reports
+            // it no more) and handed back to be dropped later: nothing here waits for the
+            // thread's next cycle, so a transport's loop serving other streams does not
+            // stall on one stream's stop, prepare or close.
+            self.shared.generation.fetch_add(1, Ordering::AcqRel);
+            endpoint.release(self.id());
         }
     }
 

@@ -97,6 +97,8 @@ pub struct Slot {
     /// The current dry spell (a playback ring without the audio a cycle needed, a capture
     /// ring without room), judged by the xrun rule of [`Starvation::cycle`].
     pub(crate) starvation: Starvation,
+    /// The stream's generation when this slot was made.
+    generation: u32,
 }
 
 /// One stream's dry spells, and whether each is an xrun.
@@ -150,10 +152,17 @@ impl Starvation {
 impl Slot {
     pub(crate) fn new(shared: Arc<StreamShared>, chain: SlotChain) -> Box<Slot> {
         Box::new(Slot {
+            generation: shared.generation(),
             shared,
             chain,
             starvation: Starvation::default(),
         })
+    }
+
+    /// Real-time: whether this is the stream's slot now, and not one it left (released,
+    /// waiting to be handed back) before it was prepared again.
+    pub(crate) fn is_current(&self) -> bool {
+        self.generation == self.shared.generation()
     }
 
     pub(crate) fn direction(&self) -> Direction {

@@ -141,6 +141,18 @@ impl Worker {
                     // handle, so dropping this one frees nothing here.
                     waiter.unpark();
                 }
+                Command::Release(id) => {
+                    // The retired slot: the stream may have a current one here already
+                    // only if this command came late, which the queue's order rules out.
+                    if let Some(index) = self
+                        .slots
+                        .iter()
+                        .position(|slot| slot.shared.id() == id && !slot.is_current())
+                    {
+                        let slot = self.slots.swap_remove(index);
+                        let _ = self.returned.push(Returned::Released(slot));
+                    }
+                }
                 Command::SwapChain(id, fresh) => {
                     let old = match self.slots.iter_mut().find(|slot| slot.shared.id() == id) {
                         Some(slot) => slot.swap_chain(fresh),
@@ -170,7 +182,11 @@ impl Worker {
         opener: &dyn Fn() -> Result<D, DeviceError>,
         idleness: &mut Idleness,
     ) -> bool {
-        if self.slots.iter().any(|slot| slot.shared.is_running()) {
+        if self
+            .slots
+            .iter()
+            .any(|slot| slot.is_current() && slot.shared.is_running())
+        {
             idleness.since = None;
             if std::mem::take(&mut idleness.stopped) {
                 match held {
@@ -255,8 +271,9 @@ impl Worker {
             let mut handed = 0;
             let mut overflow = false;
             for slot in self.slots.iter_mut() {
-                if !slot.shared.is_running() {
-                    // Stopped: whatever dry spell it ended in is over, not an xrun.
+                if !slot.is_current() || !slot.shared.is_running() {
+                    // Stopped (or retired): whatever dry spell it ended in is over, not
+                    // an xrun.
                     slot.starvation = Default::default();
                     continue;
                 }
@@ -401,8 +418,9 @@ impl Worker {
             self.stats.meter.record(&self.mix);
             self.stats.tap.feed(&self.mix, &self.format);
             for slot in self.slots.iter_mut() {
-                if !slot.shared.is_running() {
-                    // Stopped: whatever dry spell it ended in is over, not an xrun.
+                if !slot.is_current() || !slot.shared.is_running() {
+                    // Stopped (or retired): whatever dry spell it ended in is over, not
+                    // an xrun.
                     slot.starvation = Default::default();
                     continue;
                 }
@@ -440,7 +458,8 @@ impl Worker {
     /// Publishes positions once the device has taken (or given) the cycle, so a position
     /// never runs ahead of what was really played.
     fn publish_positions(&self) {
-        for slot in &self.slots {
+        // A retired slot's position is its old one: the stream counts from 0 again.
+        for slot in self.slots.iter().filter(|slot| slot.is_current()) {
             let position = match &slot.chain {
                 SlotChain::Playback { ring, .. } => ring.position(),
                 SlotChain::Capture { ring, .. } => ring.written(),
