@@ -75,7 +75,60 @@ pub fn render(engine: &Engine) -> String {
     let mut out = String::new();
     render_streams(engine, &mut out);
     render_endpoints(engine, &mut out);
+    render_listening(engine, &mut out);
     out
+}
+
+/// Monitors, and the browser microphones.
+fn render_listening(engine: &Engine, out: &mut String) {
+    let mut metric = family(
+        out,
+        "paravox_monitors",
+        "gauge",
+        "Monitors listening (dashboard tabs, ctl listen).",
+    );
+    metric.sample("paravox_monitors", &[], engine.monitors().len());
+    let microphones: Vec<_> = engine
+        .endpoints()
+        .into_iter()
+        .filter_map(|endpoint| {
+            let stats = endpoint.microphone()?.stats();
+            Some((endpoint.name().to_owned(), stats))
+        })
+        .collect();
+    type Column = fn(&paravox_engine::microphone::MicrophoneStats) -> u64;
+    let columns: [(&str, &str, &str, Column); 4] = [
+        (
+            "paravox_microphone_fed",
+            "gauge",
+            "1 while a browser feeds the microphone endpoint.",
+            |s| u64::from(s.fed),
+        ),
+        (
+            "paravox_microphone_received_frames_total",
+            "counter",
+            "Frames browsers sent the endpoint (in its rate).",
+            |s| s.received_frames,
+        ),
+        (
+            "paravox_microphone_dropped_frames_total",
+            "counter",
+            "Frames dropped because a browser sent faster than real time.",
+            |s| s.dropped_frames,
+        ),
+        (
+            "paravox_microphone_underruns_total",
+            "counter",
+            "Periods delivered short because the browser fell behind.",
+            |s| s.underruns,
+        ),
+    ];
+    for (name, kind, help, value) in columns {
+        let mut metric = family(out, name, kind, help);
+        for (endpoint, stats) in &microphones {
+            metric.sample(name, &[("endpoint", endpoint)], value(stats));
+        }
+    }
 }
 
 fn render_streams(engine: &Engine, out: &mut String) {
@@ -264,6 +317,28 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn browser_microphones_and_monitors_are_counted() {
+        let engine = Engine::new();
+        let format = paravox_engine::device::DeviceFormat {
+            rate: 48_000,
+            channels: 2,
+            period_frames: 480,
+        };
+        engine
+            .add_microphone_endpoint("mic", "browser", format)
+            .expect("microphone");
+        let _feeder = engine.feed_microphone("mic", 48_000, 1).expect("feed");
+        let _monitor = engine.listen_to_endpoint("mic").expect("listen");
+        let text = render(&engine);
+        assert!(text.contains("paravox_monitors 1\n"), "{text}");
+        assert!(
+            text.contains("paravox_microphone_fed{endpoint=\"mic\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE paravox_microphone_underruns_total counter"));
     }
 
     #[test]

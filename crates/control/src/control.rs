@@ -1073,17 +1073,15 @@ impl Control {
         Ok(())
     }
 
-    /// Starts a monitor on stream `id`: a listener (the dashboard's Listen button) hears
-    /// its audio after its chain. Nothing is saved: a monitor lives as long as its
-    /// handle.
-    pub fn listen_to_stream(&self, id: StreamId) -> Result<Monitor> {
-        self.check_listen(&MonitorTarget::Stream(id))?;
-        Ok(self.engine.listen_to_stream(id)?)
-    }
-
-    /// Starts a monitor on endpoint `name`: its mix, or what it captures.
-    pub fn listen_to_endpoint(&self, name: &str) -> Result<Monitor> {
-        Ok(self.engine.listen_to_endpoint(name)?)
+    /// Starts a monitor on `target`: a listener (the dashboard's Listen button) hears a
+    /// stream's audio after its chain, or an endpoint's mix or what it captures. Nothing
+    /// is saved: a monitor lives as long as its handle.
+    pub fn listen(&self, target: &MonitorTarget) -> Result<Monitor> {
+        self.check_listen(target)?;
+        Ok(match target {
+            MonitorTarget::Stream(id) => self.engine.listen_to_stream(*id)?,
+            MonitorTarget::Endpoint(name) => self.engine.listen_to_endpoint(name)?,
+        })
     }
 
     /// The monitors listening now.

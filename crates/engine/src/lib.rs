@@ -11,6 +11,10 @@
 //! [`Card`]s and [`Stream`]s, drive streams through [`state`]'s operations, move audio
 //! with [`Stream::write`] / [`Stream::read`], and wait for positions without polling
 //! ([`Stream::wait_position`], or the eventfd of [`notify::PositionWaker`] in an epoll loop).
+//!
+//! Listeners off the real-time path hear streams and endpoints through [`monitor`] taps
+//! (the dashboard's Listen), and a browser feeds a capture endpoint through
+//! [`microphone`]; neither makes an endpoint thread wait, allocate or lock.
 
 pub mod budget;
 pub mod chain;

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::app::{AppState, WebSocketSlot, blocking};
+use crate::app::{AppState, blocking};
 use crate::error::{ApiError, Problem};
 use crate::events::{queued_writer, upgrade_or_problem, websocket_slot};
 use crate::extract::{ApiPath, ApiQuery};
@@ -252,16 +252,7 @@ pub async fn listen_to_stream(
     ApiQuery(query): ApiQuery<ListenQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    check_codec(&query)?;
-    state.control().check_listen(&MonitorTarget::Stream(id))?;
-    let upgrade = upgrade_or_problem(upgrade)?;
-    let slot = websocket_slot(&state)?;
-    let control = state.control().clone();
-    let monitor = blocking(move || control.listen_to_stream(id)).await?;
-    let (rate, channels) = stream_format(&state, id);
-    Ok(start_monitor(
-        state, upgrade, slot, monitor, query, rate, channels,
-    ))
+    listen(state, MonitorTarget::Stream(id), query, upgrade).await
 }
 
 /// Listens to an endpoint: its mix (playback) or what it captures, as binary WebSocket
@@ -283,21 +274,33 @@ pub async fn listen_to_endpoint(
     ApiQuery(query): ApiQuery<ListenQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    listen(state, MonitorTarget::Endpoint(name), query, upgrade).await
+}
+
+/// What both `/listen` routes do: refuse what would fail before the handshake, then
+/// start the monitor and its session.
+async fn listen(
+    state: AppState,
+    target: MonitorTarget,
+    query: ListenQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
     check_codec(&query)?;
-    state
-        .control()
-        .check_listen(&MonitorTarget::Endpoint(name.clone()))?;
+    state.control().check_listen(&target)?;
     let upgrade = upgrade_or_problem(upgrade)?;
     let slot = websocket_slot(&state)?;
     let control = state.control().clone();
-    let target = name.clone();
-    let monitor = blocking(move || control.listen_to_endpoint(&target)).await?;
-    let format = state.engine().endpoint(&name).map_or((0, 0), |endpoint| {
-        (endpoint.format().rate, endpoint.format().channels)
-    });
-    Ok(start_monitor(
-        state, upgrade, slot, monitor, query, format.0, format.1,
-    ))
+    let wanted = target.clone();
+    let monitor = blocking(move || control.listen(&wanted)).await?;
+    let starts_in = target_format(&state, &target);
+    let format = query.format.unwrap_or_default();
+    Ok(upgrade
+        .max_message_size(MAX_TEXT_MESSAGE)
+        .max_frame_size(MAX_TEXT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            monitor_session(state, socket, monitor, format, starts_in).await;
+            drop(slot);
+        }))
 }
 
 /// Feeds a browser microphone endpoint (spec `browser`): the client sends binary
@@ -368,39 +371,21 @@ fn check_codec(query: &ListenQuery) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The format a stream's monitor starts in: its endpoint's (the default one before it is
-/// routed anywhere).
-fn stream_format(state: &AppState, id: u32) -> (u32, u32) {
+/// The format a monitor starts in: its endpoint's (for a stream not routed anywhere yet,
+/// the default one's); (0, 0) when there is none.
+fn target_format(state: &AppState, target: &MonitorTarget) -> (u32, u32) {
     let engine = state.engine();
-    engine
-        .stream(id)
-        .and_then(|stream| {
+    let name = match target {
+        MonitorTarget::Stream(id) => engine.stream(*id).and_then(|stream| {
             stream
                 .route()
                 .or_else(|| engine.default_endpoint(stream.direction()))
-        })
-        .and_then(|name| engine.endpoint(&name))
+        }),
+        MonitorTarget::Endpoint(name) => Some(name.clone()),
+    };
+    name.and_then(|name| engine.endpoint(&name))
         .map_or((0, 0), |endpoint| {
             (endpoint.format().rate, endpoint.format().channels)
-        })
-}
-
-fn start_monitor(
-    state: AppState,
-    upgrade: WebSocketUpgrade,
-    slot: WebSocketSlot,
-    monitor: Monitor,
-    query: ListenQuery,
-    rate: u32,
-    channels: u32,
-) -> Response {
-    let format = query.format.unwrap_or_default();
-    upgrade
-        .max_message_size(MAX_TEXT_MESSAGE)
-        .max_frame_size(MAX_TEXT_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            monitor_session(state, socket, monitor, format, (rate, channels)).await;
-            drop(slot);
         })
 }
 
