@@ -78,11 +78,6 @@ impl MicrophoneFeed {
         })
     }
 
-    /// The endpoint's format.
-    pub fn format(&self) -> DeviceFormat {
-        self.format
-    }
-
     /// The counters.
     pub fn stats(&self) -> MicrophoneStats {
         MicrophoneStats {

@@ -130,8 +130,6 @@ struct MonitorSlot {
     /// away waits for them before the slot can be claimed again.
     writers: AtomicU32,
     ring: OnceLock<SampleRing>,
-    /// Frames copied into the ring.
-    written_frames: AtomicU64,
     /// Frames dropped for the listener: at the tap because it had not made room, or
     /// after it ([`Monitor::note_dropped`]).
     dropped_frames: AtomicU64,
@@ -192,8 +190,6 @@ pub struct MonitorInfo {
     pub rate: u32,
     /// Channels of the last period tapped (0 before the first).
     pub channels: u32,
-    /// Frames tapped.
-    pub written_frames: u64,
     /// Frames the listener passed on to its client.
     pub sent_frames: u64,
     /// Frames dropped because the listener (or its client) was behind.
@@ -254,8 +250,6 @@ impl TapPoint {
                     ring.store_at(0, header.into_iter());
                     ring.store_at(CHUNK_HEADER, samples.iter().map(|s| s.to_bits()));
                     ring.commit(CHUNK_HEADER + samples.len());
-                    slot.written_frames
-                        .fetch_add(frames as u64, Ordering::Relaxed);
                 } else {
                     slot.pending_drop
                         .fetch_add(frames as u64, Ordering::Relaxed);
@@ -332,7 +326,6 @@ impl MonitorHub {
             .ring
             .get_or_init(|| SampleRing::new(MONITOR_RING_SAMPLES));
         ring.reset();
-        slot.written_frames.store(0, Ordering::Relaxed);
         slot.dropped_frames.store(0, Ordering::Relaxed);
         slot.sent_frames.store(0, Ordering::Relaxed);
         slot.pending_drop.store(0, Ordering::Relaxed);
@@ -368,7 +361,6 @@ impl MonitorHub {
                     target,
                     rate: (format >> 32) as u32,
                     channels: format as u32,
-                    written_frames: slot.written_frames.load(Ordering::Relaxed),
                     sent_frames: slot.sent_frames.load(Ordering::Relaxed),
                     dropped_frames: slot.dropped_frames.load(Ordering::Relaxed),
                 })
@@ -436,21 +428,11 @@ impl Monitor {
         self.slot().sent_frames.load(Ordering::Relaxed)
     }
 
-    /// Frames tapped for this monitor.
-    pub fn written_frames(&self) -> u64 {
-        self.slot().written_frames.load(Ordering::Relaxed)
-    }
-
-    /// Samples waiting (headers included).
-    pub fn queued_samples(&self) -> usize {
-        self.slot().ring.get().map_or(0, SampleRing::available)
-    }
-
     /// Reads the next tapped period, appending its samples to `out`; `None` when
     /// nothing is waiting.
     pub fn read(&mut self, out: &mut Vec<f32>) -> Option<MonitorChunk> {
-        let hub = self.hub.clone();
-        let ring = hub.slots[self.index].ring.get()?;
+        // The field, not `slot()`: `self.timeline` changes while the ring is borrowed.
+        let ring = self.hub.slots[self.index].ring.get()?;
         let available = ring.available();
         if available < CHUNK_HEADER {
             return None;
