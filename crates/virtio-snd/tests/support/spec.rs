@@ -78,6 +78,7 @@ pub mod format {
 
 /// Rate indexes (`VIRTIO_SND_PCM_RATE_*`).
 pub mod rate {
+    pub const R44100: u8 = 6;
     pub const R48000: u8 = 7;
     /// One past the last rate the specification defines.
     pub const UNDEFINED: u8 = 16;
