@@ -132,7 +132,8 @@ pub struct StreamView {
     /// Bytes between the guest and the endpoint (written and not yet played, or
     /// captured and not yet read).
     pub queued_bytes: u64,
-    /// Bytes the endpoint's device holds.
+    /// Bytes the endpoint's device holds, plus what the resampler holds back when the
+    /// stream's rate is not the endpoint's (what virtio-snd reports as `latency_bytes`).
     pub device_delay_bytes: u64,
     /// Queued and device bytes as time: the stream's latency in milliseconds.
     pub latency_ms: f64,

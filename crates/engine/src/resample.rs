@@ -64,6 +64,27 @@ fn bessel_i0(x: f64) -> f64 {
     sum
 }
 
+/// Coefficients per phase for the reduced ratio `up/down`.
+fn taps_for(up: u64, down: u64) -> usize {
+    let stretch = (down as f64 / up as f64).max(1.0);
+    ((BASE_TAPS as f64 * stretch).ceil() as usize).clamp(BASE_TAPS, MAX_TAPS)
+}
+
+/// How long the resampler from `from_rate` to `to_rate` holds a signal back, in input
+/// frames: half its window of `taps` inputs (the filter is symmetric). 0 when the rates
+/// are equal (no resampler) or cannot be resampled.
+pub fn delay_frames(from_rate: u32, to_rate: u32) -> u64 {
+    if from_rate == to_rate || from_rate == 0 || to_rate == 0 {
+        return 0;
+    }
+    let divisor = gcd(u64::from(from_rate), u64::from(to_rate));
+    let (up, down) = (u64::from(to_rate) / divisor, u64::from(from_rate) / divisor);
+    if up > MAX_PHASES {
+        return 0;
+    }
+    taps_for(up, down) as u64 / 2
+}
+
 impl Resampler {
     /// A resampler for `channels` interleaved channels from `from_rate` to `to_rate`.
     pub fn new(from_rate: u32, to_rate: u32, channels: usize) -> Result<Resampler> {
@@ -84,8 +105,7 @@ impl Resampler {
         if up > MAX_PHASES {
             return Err(refuse("the rates have no small common ratio"));
         }
-        let stretch = (down as f64 / up as f64).max(1.0);
-        let taps = ((BASE_TAPS as f64 * stretch).ceil() as usize).clamp(BASE_TAPS, MAX_TAPS);
+        let taps = taps_for(up, down);
         let table = Self::design(up as usize, taps, down as f64);
         Ok(Resampler {
             from_rate,
@@ -276,6 +296,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_impulse_comes_out_as_late_as_delay_frames_says() {
+        for (from, to) in [
+            (44_100, 48_000),
+            (48_000, 44_100),
+            (16_000, 48_000),
+            (48_000, 8_000),
+        ] {
+            let mut resampler = Resampler::new(from, to, 1).expect("resampler");
+            let at = 1_000usize;
+            let mut input = vec![0.0f32; 4 * at];
+            input[at] = 1.0;
+            let mut output = vec![0.0f32; 4 * at * to as usize / from as usize + 64];
+            let (_, produced) = resampler.process(&input, &mut output);
+            let peak = (0..produced)
+                .max_by(|&a, &b| output[a].abs().total_cmp(&output[b].abs()))
+                .expect("output");
+            // Where the peak sits, in input frames, less where the impulse went in.
+            let late = peak as f64 * f64::from(from) / f64::from(to) - at as f64;
+            let said = delay_frames(from, to) as f64;
+            // Within one output frame (the peak lands on the output grid).
+            let grid = f64::from(from) / f64::from(to);
+            assert!(
+                (late - said).abs() <= grid.max(1.0),
+                "{from}->{to}: the impulse came out {late:.2} input frames late, delay_frames says {said}"
+            );
+        }
+        assert_eq!(delay_frames(48_000, 48_000), 0);
     }
 
     #[test]

@@ -588,15 +588,25 @@ impl Stream {
     }
 
     /// Guest bytes the endpoint's device holds but has not yet played (or captured but
-    /// not yet delivered): the latency beyond the stream's own ring. 0 when detached.
+    /// not yet delivered), plus what the native resampler holds back when the stream's
+    /// rate is not the endpoint's: the latency beyond the stream's own ring. 0 when
+    /// detached. A resampler plugin's own delay is not known and not counted.
     pub fn device_delay_bytes(&self) -> u64 {
         let control = self.lock();
         let (Some(endpoint), Some(params)) = (control.endpoint.as_ref(), control.params) else {
             return 0;
         };
         let format = endpoint.format();
-        let frames = endpoint.stats().device_delay_frames() * u64::from(params.rate)
-            / u64::from(format.rate.max(1));
+        let (rate, endpoint_rate) = (u64::from(params.rate), u64::from(format.rate.max(1)));
+        // The resampler's delay is counted in its input's frames: the stream's for
+        // playback, the endpoint's for capture.
+        let resampler = match self.direction() {
+            Direction::Playback => crate::resample::delay_frames(params.rate, format.rate),
+            Direction::Capture => {
+                crate::resample::delay_frames(format.rate, params.rate) * rate / endpoint_rate
+            }
+        };
+        let frames = endpoint.stats().device_delay_frames() * rate / endpoint_rate + resampler;
         frames * u64::from(self.shared.frame_bytes.load(Ordering::Relaxed))
     }
 
