@@ -27,7 +27,7 @@ use paravox_engine::Engine;
 use tracing::{debug, info, warn};
 
 use crate::config::parse_card;
-use crate::device::{Connection, DeviceKey};
+use crate::device::{Connection, DeviceKey, DeviceLoop};
 use crate::error::{Error, Result};
 use crate::guest_log::guest_warn;
 use crate::platform::{Platform, XenPlatform};
@@ -129,6 +129,7 @@ impl Backend {
             devices: BTreeMap::new(),
             sender: sender.clone(),
             published: devices.clone(),
+            device_loop: DeviceLoop::start()?,
         };
         let thread = std::thread::Builder::new()
             .name("sndif-backend".into())
@@ -185,6 +186,9 @@ struct BackendState {
     devices: BTreeMap<DeviceKey, Device>,
     sender: Sender<Message>,
     published: Arc<Mutex<Vec<DeviceStatus>>>,
+    /// The one loop that serves every connected device. Last: the devices (and so their
+    /// connections) are dropped before it stops.
+    device_loop: DeviceLoop,
 }
 
 impl BackendState {
@@ -399,7 +403,14 @@ impl BackendState {
             let _ = sender.send(Message::Fault { key, reason });
         });
         let outcome = parse_card(&self.xenstore, frontend_path).and_then(|config| {
-            Connection::connect(key, &config, &self.engine, self.platform.as_ref(), fault)
+            Connection::connect(
+                key,
+                &config,
+                &self.engine,
+                self.platform.as_ref(),
+                fault,
+                self.device_loop.handle(),
+            )
         });
         match outcome {
             Ok(connection) => {

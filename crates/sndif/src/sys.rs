@@ -77,9 +77,19 @@ impl Epoll {
 
     /// Waits up to `timeout_ms` (negative: forever) and returns the ready tokens.
     pub fn wait(&self, timeout_ms: i32) -> io::Result<Vec<u64>> {
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 32];
+        let mut tokens = Vec::new();
+        self.wait_into(timeout_ms, &mut tokens)?;
+        Ok(tokens)
+    }
+
+    /// Waits up to `timeout_ms` (negative: forever) and puts the ready tokens (at most
+    /// 128; level-triggered, so the rest come on the next call) into `tokens`, which keeps
+    /// its allocation from call to call.
+    pub fn wait_into(&self, timeout_ms: i32, tokens: &mut Vec<u64>) -> io::Result<()> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 128];
+        tokens.clear();
         loop {
-            // SAFETY: `events` has room for the 32 entries the kernel may write.
+            // SAFETY: `events` has room for the entries the kernel may write.
             let n = unsafe {
                 libc::epoll_wait(
                     self.fd.as_raw_fd(),
@@ -95,7 +105,8 @@ impl Epoll {
                 }
                 return Err(error);
             }
-            return Ok(events[..n as usize].iter().map(|e| e.u64).collect());
+            tokens.extend(events[..n as usize].iter().map(|e| e.u64));
+            return Ok(());
         }
     }
 }
