@@ -154,6 +154,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .unwrap_or_else(|| runtime_dir(&state_dir, args.user));
     ensure_dir(&api_files, "directory for API files")?;
     ensure_dir(&api_sockets, "directory for API sockets")?;
+    if let Some(dir) = &args.sndif_shm {
+        // Here, before Landlock: the rules let the daemon write inside the directory but
+        // not create it in a parent they do not cover.
+        ensure_dir(dir, "sndif shared-memory directory")?;
+    }
     raise_descriptor_limit();
     if !args.no_sandbox {
         // Before any thread starts: Landlock reaches only this thread and its children.

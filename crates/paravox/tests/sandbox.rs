@@ -46,6 +46,9 @@ impl Daemon {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--api-sockets")
             .arg(dir.join("sockets"))
+            // A directory the daemon must create, in a parent no Landlock rule covers.
+            .arg("--sndif-shm")
+            .arg(dir.join("xen").join("shm"))
             .env("ALSA_CONFIG_PATH", &asoundrc)
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("log"));
@@ -69,6 +72,16 @@ impl Daemon {
             assert!(Instant::now() < deadline, "no API:\n{}", daemon.log());
             std::thread::sleep(Duration::from_millis(50));
         }
+        let hub = dir
+            .join("xen")
+            .join("shm")
+            .join(paravox_sndif::SharedMemoryHost::HUB_SOCKET);
+        assert!(
+            hub.exists(),
+            "the sndif transport does not listen at {}:\n{}",
+            hub.display(),
+            daemon.log()
+        );
         daemon
     }
 
