@@ -3,6 +3,7 @@
 //! machine with only Rust installed needs two commands: `cargo xtask run` and
 //! `cargo xtask test`.
 
+mod bench;
 mod dist;
 mod fuzz;
 mod install_test;
@@ -53,6 +54,10 @@ enum Command {
     /// Run guest streams of both protocols, plugins and API clients through a release
     /// daemon for a while, sampling its memory, descriptors, threads and xruns.
     Soak(soak::SoakArgs),
+    /// Print the performance table in one run, as Markdown: the soak at each stream count
+    /// (CPU per stream-second, threads, xruns), the Wasm plugins against the native
+    /// stages, idle CPU, the dom0 figures of `e2e xen` and the latency tests' figures.
+    Bench(bench::BenchArgs),
     /// Play position-stamped audio from sndif and virtio-snd guests through daemons with
     /// Wasm and native conversion, every CPU loaded, and check every sink byte for byte
     /// (the long form of the test `cargo xtask test` runs for 10 s).
@@ -112,6 +117,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Licenses => licenses::check(),
         Command::E2e { suite } => e2e::run(&suite),
         Command::Soak(args) => soak::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Stress { minutes } => stress(minutes),
         Command::Asan => asan(),
         Command::Dist => dist::run(),
@@ -245,6 +251,36 @@ mod tests {
             args.paravox_binary.as_deref(),
             Some(std::path::Path::new("/x/paravox"))
         );
+    }
+
+    #[test]
+    fn bench_takes_a_list_of_counts_and_steps_to_skip() {
+        let cli = Cli::try_parse_from(["xtask", "bench"]).unwrap();
+        let Command::Bench(args) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.streams, [16, 64, 256, 512]);
+        assert_eq!(args.soak_seconds, 60);
+        assert!(args.skip.is_empty());
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench",
+            "--streams",
+            "4,8",
+            "--soak-seconds",
+            "20",
+            "--skip",
+            "xen",
+            "--skip",
+            "latency",
+        ])
+        .unwrap();
+        let Command::Bench(args) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.streams, [4, 8]);
+        assert_eq!(args.soak_seconds, 20);
+        assert_eq!(args.skip, [bench::Step::Xen, bench::Step::Latency]);
     }
 
     #[test]

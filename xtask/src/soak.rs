@@ -25,8 +25,8 @@ pub struct SoakArgs {
     pub check: bool,
 }
 
-/// Builds the daemon and the soak driver in release mode and runs the soak.
-pub fn run(args: &SoakArgs) -> Result<()> {
+/// Builds the daemon and the soak driver in release mode.
+pub fn build_release() -> Result<()> {
     cmd::run(&mut cmd::cargo([
         "build",
         "--release",
@@ -34,7 +34,12 @@ pub fn run(args: &SoakArgs) -> Result<()> {
         "paravox",
         "--package",
         "paravox-soak",
-    ]))?;
+    ]))
+}
+
+/// Builds the daemon and the soak driver in release mode and runs the soak.
+pub fn run(args: &SoakArgs) -> Result<()> {
+    build_release()?;
     let release = target_directory()?.join("release");
     let mut soak = std::process::Command::new(release.join("paravox-soak"));
     soak.arg("--daemon")

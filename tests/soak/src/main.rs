@@ -17,7 +17,8 @@
 //! threads and the streams' xruns. With `--check` it fails unless, after the warm-up (the
 //! first third of the run), memory grew by less than 4 MiB and descriptors and threads
 //! did not grow at all, and no xrun was counted after the warm-up either (a playback's
-//! natural end is none; see `paravox_engine::endpoint::XRUN_GRACE`).
+//! natural end is none; see `paravox_engine::endpoint::XRUN_GRACE`). With `--json PATH` it
+//! also writes the final summary there as JSON, for `cargo xtask bench`.
 
 #[path = "../../../crates/virtio-snd/tests/support/mod.rs"]
 #[allow(clippy::all, missing_debug_implementations)]
@@ -69,6 +70,9 @@ struct Args {
     /// Where the daemon converts and mixes ("wasm" or "native"; default: its default).
     #[arg(long, value_parser = ["wasm", "native"])]
     dsp: Option<String>,
+    /// Also write the final summary to this file, as JSON.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
 }
 
 /// Which protocols the guests speak.
@@ -243,6 +247,10 @@ fn run(args: &Args) -> Result<bool> {
     let mut problems = failures.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if args.check {
         problems.extend(report.problems());
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report.json(&problems))?;
+        fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     for problem in &problems {
         println!("FAIL: {problem}");
@@ -625,6 +633,15 @@ fn sample(daemon: &Daemon, api: &Api, counters: &Counters, at: Duration) -> Resu
     })
 }
 
+/// The daemon's CPU use over the measured part of the run.
+#[derive(Debug, Clone, Copy)]
+struct CpuUse {
+    /// Wall seconds from the warm-up sample to the last.
+    seconds: f64,
+    percent_of_core: f64,
+    ms_per_stream_second: f64,
+}
+
 struct Report<'a> {
     samples: &'a [Sample],
     final_sample: Sample,
@@ -667,19 +684,63 @@ impl Report<'_> {
                 warm.xruns,
                 last.xruns
             );
-            let seconds = (last.at - warm.at).as_secs_f64();
-            if seconds > 0.0 {
-                let cpu = (last.cpu.saturating_sub(warm.cpu)).as_secs_f64();
+            if let Some(cpu) = self.cpu() {
                 let _ = write!(
                     text,
                     "\ndaemon CPU: {:.1} % of a core for {} streams, {:.2} ms per stream-second",
-                    100.0 * cpu / seconds,
-                    self.streams,
-                    1000.0 * cpu / (seconds * self.streams as f64)
+                    cpu.percent_of_core, self.streams, cpu.ms_per_stream_second
                 );
             }
         }
         text
+    }
+
+    /// The daemon's CPU use between the warm-up sample and the last one.
+    fn cpu(&self) -> Option<CpuUse> {
+        let (warm, last) = (self.warm()?, self.samples.last()?);
+        let seconds = (last.at - warm.at).as_secs_f64();
+        if seconds <= 0.0 {
+            return None;
+        }
+        let cpu = (last.cpu.saturating_sub(warm.cpu)).as_secs_f64();
+        Some(CpuUse {
+            seconds,
+            percent_of_core: 100.0 * cpu / seconds,
+            ms_per_stream_second: 1000.0 * cpu / (seconds * self.streams as f64),
+        })
+    }
+
+    /// The summary's figures for `--json`; those measured after the warm-up are null when
+    /// the run was too short to have one.
+    fn json(&self, problems: &[String]) -> serde_json::Value {
+        let last = self.samples.last().copied().unwrap_or(self.final_sample);
+        let warm = self.warm();
+        let cpu = self.cpu();
+        let counter = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        serde_json::json!({
+            "streams": self.streams,
+            "warm_up_seconds": warm.map(|warm| warm.at.as_secs_f64()),
+            "last_sample_seconds": last.at.as_secs_f64(),
+            "measured_seconds": cpu.map(|cpu| cpu.seconds),
+            "cpu_percent_of_core": cpu.map(|cpu| cpu.percent_of_core),
+            "ms_per_stream_second": cpu.map(|cpu| cpu.ms_per_stream_second),
+            "threads_warm": warm.map(|warm| warm.threads),
+            "threads_last": last.threads,
+            "fds_warm": warm.map(|warm| warm.fds),
+            "fds_last": last.fds,
+            "rss_warm_kib": warm.map(|warm| warm.rss_kib),
+            "rss_last_kib": last.rss_kib,
+            "rss_growth_kib": warm.map(|warm| last.rss_kib - warm.rss_kib),
+            "xruns_after_warm_up": warm.map(|warm| last.xruns.saturating_sub(warm.xruns)),
+            "xruns_total": last.xruns,
+            "plays": counter(&self.counters.virtio_plays) + counter(&self.counters.sndif_plays),
+            "virtio_plays": counter(&self.counters.virtio_plays),
+            "sndif_plays": counter(&self.counters.sndif_plays),
+            "api_requests": counter(&self.counters.api_requests),
+            "api_errors": counter(&self.counters.api_errors),
+            "websocket_messages": counter(&self.counters.ws_messages),
+            "problems": problems,
+        })
     }
 
     fn problems(&self) -> Vec<String> {
