@@ -30,8 +30,9 @@ const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(100);
 /// How often it looks while every endpoint sleeps (a stream's start wakes it at once;
 /// this only bounds how long a missed wake-up could go unnoticed).
 const HOUSEKEEPING_IDLE: Duration = Duration::from_secs(10);
-/// Cards one engine holds at most.
-pub const MAX_CARDS: usize = 256;
+/// Cards one engine holds at most: a farm host's 512 guests with a card each, and room
+/// to spare. What each card may hold is bounded by its budget (see [`crate::budget`]).
+pub const MAX_CARDS: usize = 1024;
 /// Streams one card holds at most.
 pub const MAX_STREAMS_PER_CARD: usize = 64;
 
