@@ -12,6 +12,7 @@ use paravox_engine::StreamFormat;
 use paravox_engine::chain::PlaybackChain;
 use paravox_engine::device::DeviceFormat;
 use paravox_engine::gain::GainControl;
+use paravox_engine::meter::Meter;
 use paravox_engine::resample::Resampler;
 use paravox_engine::ring::{self, Consumer, Producer};
 use paravox_pcm::Format;
@@ -113,5 +114,17 @@ fn resampler(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, endpoint_cycle, resampler);
+/// The level meter every stream's period goes through on the endpoint thread (not in the
+/// cycle above, which is the chain and the mix alone): one 480-frame stereo period.
+fn meter(c: &mut Criterion) {
+    let samples: Vec<f32> = (0..PERIOD * 2)
+        .map(|i| ((i * 37 % 200) as f32 - 100.0) / 128.0)
+        .collect();
+    let meter = Meter::default();
+    c.bench_function("meter_record_480_frames_stereo", |b| {
+        b.iter(|| meter.record(black_box(&samples)))
+    });
+}
+
+criterion_group!(benches, endpoint_cycle, resampler, meter);
 criterion_main!(benches);

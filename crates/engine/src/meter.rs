@@ -37,13 +37,39 @@ impl MeterReading {
 
 impl Meter {
     /// Real-time: records one cycle of interleaved samples.
+    ///
+    /// The endpoint thread runs this for every stream every cycle, so it is written to
+    /// vectorize: eight independent lanes of peak and sum (a single running sum is a
+    /// chain of dependent additions the compiler may not reorder), and a comparison
+    /// instead of `f32::max`, whose NaN rule kept the loop scalar. A NaN sample still
+    /// leaves the peak alone (`>` is false for it, as `max` ignores it) and makes the RMS
+    /// NaN.
     pub fn record(&self, samples: &[f32]) {
-        let mut peak = 0.0f32;
-        let mut sum = 0.0f32;
-        for &sample in samples {
-            peak = peak.max(sample.abs());
-            sum += sample * sample;
+        const LANES: usize = 8;
+        let mut peaks = [0.0f32; LANES];
+        let mut sums = [0.0f32; LANES];
+        let mut chunks = samples.chunks_exact(LANES);
+        for chunk in &mut chunks {
+            for lane in 0..LANES {
+                let sample = chunk[lane];
+                let magnitude = sample.abs();
+                if magnitude > peaks[lane] {
+                    peaks[lane] = magnitude;
+                }
+                sums[lane] += sample * sample;
+            }
         }
+        for (lane, &sample) in chunks.remainder().iter().enumerate() {
+            let magnitude = sample.abs();
+            if magnitude > peaks[lane] {
+                peaks[lane] = magnitude;
+            }
+            sums[lane] += sample * sample;
+        }
+        let peak = peaks
+            .iter()
+            .fold(0.0f32, |peak, &lane| if lane > peak { lane } else { peak });
+        let sum: f32 = sums.iter().sum();
         let rms = if samples.is_empty() {
             0.0
         } else {
@@ -90,5 +116,28 @@ mod tests {
         assert_eq!(reading.peak, 0.9);
         assert!((reading.rms - 0.5).abs() < 1e-6);
         assert_eq!(meter.read().peak, 0.0);
+    }
+
+    #[test]
+    fn every_lane_and_the_remainder_count_and_nan_does_not_take_the_peak() {
+        // 8 lanes: a peak in each position of a chunk, and in the remainder.
+        for at in 0..21 {
+            let mut samples = vec![0.25f32; 21];
+            samples[at] = -0.75;
+            let meter = Meter::default();
+            meter.record(&samples);
+            let reading = meter.read();
+            assert_eq!(reading.peak, 0.75, "peak at {at}");
+            let expected = ((20.0 * 0.0625 + 0.5625) / 21.0f32).sqrt();
+            assert!(
+                (reading.rms - expected).abs() < 1e-6,
+                "rms with the peak at {at}"
+            );
+        }
+        let meter = Meter::default();
+        meter.record(&[0.5, f32::NAN, -0.25]);
+        let reading = meter.read();
+        assert_eq!(reading.peak, 0.5);
+        assert!(reading.rms.is_nan());
     }
 }
