@@ -18,7 +18,7 @@
 //! the backend tears down and goes Closed. A device whose frontend corrupts a ring is cut
 //! off the same way (Closed, `error` written), and may reconnect from Initialising.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -193,14 +193,37 @@ struct BackendState {
 
 impl BackendState {
     fn run(&mut self, receiver: &Receiver<Message>) {
-        while let Ok(message) = receiver.recv() {
-            match message {
-                Message::Stop => break,
-                Message::Watch(event) => self.on_watch(&event),
-                Message::Fault { key, reason } => {
-                    crate::guest_log::for_domain(key.frontend_domid, || {
-                        self.on_fault(key, &reason);
-                    });
+        'running: while let Ok(first) = receiver.recv() {
+            // Everything already waiting is taken together, and each device named by its
+            // watch events is reconciled once: a toolstack writes a new device's nodes one
+            // by one, each firing the watch, and reconciling reads the device's state
+            // afresh anyway. With many guests starting at once, handling every event on
+            // its own multiplied the XenStore round trips by the nodes each one writes.
+            let mut due = BTreeSet::new();
+            let mut scan = false;
+            for message in std::iter::once(first).chain(receiver.try_iter()) {
+                match message {
+                    Message::Stop => break 'running,
+                    Message::Watch(event) => match route_watch(&self.root, &event) {
+                        WatchRoute::Device(key) => {
+                            due.insert(key);
+                        }
+                        WatchRoute::Scan => scan = true,
+                        WatchRoute::Ignore => {}
+                    },
+                    Message::Fault { key, reason } => {
+                        crate::guest_log::for_domain(key.frontend_domid, || {
+                            self.on_fault(key, &reason);
+                        });
+                    }
+                }
+            }
+            if scan {
+                // Reconciles every device, those in `due` included.
+                self.scan();
+            } else {
+                for key in due {
+                    self.reconcile(key);
                 }
             }
             self.publish();
@@ -242,14 +265,6 @@ impl BackendState {
             .published
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = statuses;
-    }
-
-    fn on_watch(&mut self, event: &WatchEvent) {
-        match route_watch(&self.root, event) {
-            WatchRoute::Device(key) => self.reconcile(key),
-            WatchRoute::Scan => self.scan(),
-            WatchRoute::Ignore => {}
-        }
     }
 
     /// Reconciles every device below the root and every device we know.
