@@ -138,6 +138,20 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the log says `needle`: the API answers before the daemon's last start-up
+    /// steps (the seccomp filter) are logged.
+    pub fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "the log never said {needle:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, then waits; the exit must be clean.
     pub fn stop(mut self) -> String {
         // SAFETY: signalling our own child.
