@@ -37,7 +37,9 @@ mod worker;
 
 pub use slot::{FreshChain, Slot, SlotChain, XRUN_GRACE};
 use worker::Worker;
-pub use worker::{REALTIME_PRIORITY, set_realtime_priority};
+pub use worker::{
+    REALTIME_PRIORITY, TRANSPORT_LOOP_NICE, raise_transport_loop, set_realtime_priority,
+};
 
 /// Streams one endpoint can serve at once; the slot list is preallocated to this size.
 pub const MAX_STREAMS_PER_ENDPOINT: usize = 1024;

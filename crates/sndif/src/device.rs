@@ -407,7 +407,7 @@ impl DeviceLoop {
         let thread = std::thread::Builder::new()
             .name("sndif-devices".into())
             .spawn(move || {
-                raise_priority();
+                paravox_engine::endpoint::raise_transport_loop("sndif device loop");
                 serve(&loop_shared, &epoll, &loop_stop);
             })
             .map_err(|e| Error::io("spawning the device loop", e))?;
@@ -430,34 +430,6 @@ impl Drop for DeviceLoop {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// The device loop's nice value. One thread now does what a thread per device did, and
-/// on a busy host (a VMM's vCPU threads, many guests) an ordinary thread waits its turn
-/// behind all of them while the guests' buffers run down: measured in the soak with 128
-/// sndif guests, its xruns went from 0 to 67–284 a minute at nice 0 and back to 0 at -10.
-/// Below the endpoint threads' real-time class, which it must never delay.
-const LOOP_NICE: i32 = -10;
-
-/// Raises the calling thread to [`LOOP_NICE`] where that is permitted (CAP_SYS_NICE, or
-/// the unit's `LimitNICE=`).
-fn raise_priority() {
-    // SAFETY: no memory is passed; both calls act on the calling thread only.
-    let rc = unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, LOOP_NICE)
-    };
-    if rc == 0 {
-        info!(
-            nice = LOOP_NICE,
-            "sndif device loop runs above normal priority"
-        );
-    } else {
-        info!(
-            error = %std::io::Error::last_os_error(),
-            "the sndif device loop runs at normal priority (grant CAP_SYS_NICE or LimitNICE=-10 to raise it)"
-        );
     }
 }
 

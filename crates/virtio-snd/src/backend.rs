@@ -1,14 +1,14 @@
-//! The vhost-user side: features, config space, and the queue and stream events of the
-//! daemon's epoll thread, handed to the [`Device`].
+//! The vhost-user side: features, config space, and the queue events of the card's
+//! vhost-user thread, handed to the [`Device`].
 //!
-//! All queues and every stream's position waker are served by one epoll thread, so the
-//! device needs no locking against itself; the mutex only guards against the API thread.
-//! Stream wakers are registered as extra listeners (tokens after the queues), so a stream
-//! moving is an event like a queue kick: nothing polls.
+//! The card's queues are served by its vhost-user thread; its streams' position wakers by
+//! the one loop every card shares ([`crate::positions`]), which calls
+//! [`Backend::streams_moved`]. The device mutex keeps the two (and the API) apart. A
+//! stream moving is an event like a queue kick: nothing polls.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tracing::{info, warn};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
@@ -30,10 +30,6 @@ use crate::wire::{self, NUM_QUEUES, QueueIndex};
 pub const QUEUE_SIZE: usize = 256;
 /// `VHOST_USER_F_PROTOCOL_FEATURES`.
 const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
-/// Epoll token of stream 0's position waker; stream `i` uses this plus `i`. (The engine
-/// wakes it when the stream's position passes what was asked for, when its state changes
-/// and when its volume or mute changes.)
-pub const FIRST_STREAM_TOKEN: u16 = NUM_QUEUES as u16 + 1;
 
 type Memory = GuestMemoryAtomic<GuestMemoryMmap>;
 
@@ -42,6 +38,9 @@ type Memory = GuestMemoryAtomic<GuestMemoryMmap>;
 pub struct Backend {
     device: Arc<Mutex<Device>>,
     memory: Arc<Mutex<Option<Memory>>>,
+    /// The connection's vrings, as vhost-user-backend hands them to its thread (kept at
+    /// its first event, for the position loop to complete messages on).
+    vrings: Arc<OnceLock<Vec<VringRwLock>>>,
     event_idx: Arc<std::sync::atomic::AtomicBool>,
     exit_consumers: ExitConsumers,
     /// Whether the config-space size was already judged since the features were last
@@ -101,6 +100,7 @@ impl Backend {
         Backend {
             device,
             memory: Arc::new(Mutex::new(None)),
+            vrings: Arc::default(),
             event_idx: Arc::default(),
             exit_consumers: ExitConsumers::default(),
             config_size_noted: Arc::default(),
@@ -159,32 +159,34 @@ impl Backend {
                 vring.disable_notification().map_err(io::Error::other)?;
             }
             let guard = memory.memory();
-            let chains: Vec<Message> = {
-                let mut state = vring.get_mut();
-                let queue_state = state.get_queue_mut();
-                let mut chains = Vec::new();
-                while let Some(chain) = queue_state.pop_descriptor_chain(memory.memory()) {
-                    match Message::from_chain(chain.clone()) {
-                        Some(message) => chains.push(message),
-                        None => {
-                            if let Some(suppressed) = lock(&self.guest_warnings).allow() {
-                                warn!(
-                                    ?queue,
-                                    suppressed, "malformed descriptor chain returned unused"
-                                );
+            {
+                // Popped and handled under the device lock, so what the card's queue
+                // thread and the position loop each take is handled in queue order.
+                let mut device = lock(&self.device);
+                let chains: Vec<Message> = {
+                    let mut state = vring.get_mut();
+                    let queue_state = state.get_queue_mut();
+                    let mut chains = Vec::new();
+                    while let Some(chain) = queue_state.pop_descriptor_chain(memory.memory()) {
+                        match Message::from_chain(chain.clone()) {
+                            Some(message) => chains.push(message),
+                            None => {
+                                if let Some(suppressed) = lock(&self.guest_warnings).allow() {
+                                    warn!(
+                                        ?queue,
+                                        suppressed, "malformed descriptor chain returned unused"
+                                    );
+                                }
+                                chains.push(Message {
+                                    head: chain.head_index(),
+                                    readable: Vec::new(),
+                                    writable: Vec::new(),
+                                });
                             }
-                            chains.push(Message {
-                                head: chain.head_index(),
-                                readable: Vec::new(),
-                                writable: Vec::new(),
-                            });
                         }
                     }
-                }
-                chains
-            };
-            {
-                let mut device = lock(&self.device);
+                    chains
+                };
                 for message in chains {
                     device.handle_message(&*guard, queue, message);
                 }
@@ -195,6 +197,14 @@ impl Backend {
             }
         }
         Ok(())
+    }
+
+    /// Whether the driver has made buffers available that were not taken yet.
+    fn has_available(&self, vring: &VringRwLock, memory: &Memory) -> bool {
+        let state = vring.get_ref();
+        let ring = state.get_queue();
+        ring.avail_idx(&*memory.memory(), std::sync::atomic::Ordering::Acquire)
+            .is_ok_and(|avail| avail.0 != ring.next_avail())
     }
 
     /// Whether the driver's available index is within one queue's worth of what was
@@ -218,8 +228,13 @@ impl Backend {
     }
 
     /// Returns the device's completions to the used rings and notifies the guest.
+    ///
+    /// Two threads publish (the card's queue thread and the position loop); the device
+    /// stays locked until the completions are in the used rings, so they land in the
+    /// order the device made them.
     fn publish(&self, vrings: &[VringRwLock]) -> io::Result<()> {
-        let completions = lock(&self.device).take_completions();
+        let mut device = lock(&self.device);
+        let completions = device.take_completions();
         let mut touched = [false; NUM_QUEUES];
         for completion in completions {
             let queue = completion.queue.index();
@@ -230,6 +245,7 @@ impl Backend {
                 touched[queue] = true;
             }
         }
+        drop(device);
         for (queue, touched) in touched.iter().enumerate() {
             if *touched
                 && vrings[queue]
@@ -242,16 +258,42 @@ impl Backend {
         Ok(())
     }
 
-    fn with_device(
+    /// The card's streams `indices` moved (their wakers fired; called by the position
+    /// loop): complete and refill their messages, tell the guest of an xrun and of control
+    /// changes made on the host side, then update the used rings and notify the guest once.
+    pub(crate) fn streams_moved(
         &self,
-        vrings: &[VringRwLock],
-        action: impl FnOnce(&mut Device, &GuestMemoryMmap),
+        indices: impl Iterator<Item = usize> + Clone,
     ) -> io::Result<()> {
-        let Some(memory) = lock(&self.memory).clone() else {
+        {
+            let device = lock(&self.device);
+            for index in indices.clone() {
+                device.drain_waker(index);
+            }
+        }
+        // Before the VMM has given memory and kicked a queue no message can be waiting.
+        let (Some(memory), Some(vrings)) = (lock(&self.memory).clone(), self.vrings.get()) else {
             return Ok(());
         };
+        // What the guest made available before the host event that woke us is taken
+        // first, as the card's own thread would have (it may not have run yet): an
+        // event buffer posted before a volume change is there to carry it.
+        for queue in [QueueIndex::Event, QueueIndex::Tx, QueueIndex::Rx] {
+            if let Some(vring) = vrings.get(queue.index())
+                && self.has_available(vring, &memory)
+            {
+                self.process_queue(queue, vrings)?;
+            }
+        }
         let guard = memory.memory();
-        action(&mut lock(&self.device), &guard);
+        let mut device = lock(&self.device);
+        for index in indices {
+            device.stream_woken(&*guard, index);
+        }
+        // The engine also wakes a stream when its volume or mute changes on the host
+        // side: tell the guest what really changed.
+        device.notify_control_changes(&*guard);
+        drop(device);
         self.publish(vrings)
     }
 }
@@ -328,21 +370,11 @@ impl VhostUserBackend for Backend {
         if evset != EventSet::IN {
             return Ok(());
         }
-        if let Ok(queue) = QueueIndex::try_from(device_event) {
-            return self.process_queue(queue, vrings);
-        }
-        match device_event {
-            token if token >= FIRST_STREAM_TOKEN => {
-                let index = usize::from(token - FIRST_STREAM_TOKEN);
-                lock(&self.device).drain_waker(index);
-                self.with_device(vrings, |device, memory| {
-                    device.stream_woken(memory, index);
-                    // The engine also wakes a stream when its volume or mute changes on
-                    // the host side: tell the guest what really changed.
-                    device.notify_control_changes(memory);
-                })
-            }
-            _ => Ok(()),
+        // The same vrings every time: the card's queues all belong to its one thread.
+        self.vrings.get_or_init(|| vrings.to_vec());
+        match QueueIndex::try_from(device_event) {
+            Ok(queue) => self.process_queue(queue, vrings),
+            Err(_) => Ok(()),
         }
     }
 }

@@ -3,8 +3,9 @@
 //! A VMM (QEMU's `vhost-user-snd-pci`, and others speaking vhost-user) connects to the
 //! card's socket; the guest's `virtio_snd` driver then sees a sound card whose streams
 //! are engine streams. [`device`] is the protocol (control requests, TX/RX message
-//! queues, events), [`backend`] plugs it into the `vhost-user-backend` daemon, and
-//! [`server`] keeps the socket listening across VMM restarts.
+//! queues, events), [`backend`] plugs it into the `vhost-user-backend` daemon, [`positions`] is
+//! the one loop that moves every card's streams, and [`server`] keeps the socket
+//! listening across VMM restarts.
 //!
 //! Timing follows the specification's normative rules: a TX message completes only when
 //! the endpoint has consumed its last byte, an RX message only when it is full, RELEASE
@@ -16,6 +17,7 @@ pub mod controls;
 pub mod device;
 pub mod error;
 pub mod message;
+pub mod positions;
 pub mod server;
 pub mod topology;
 pub mod wire;

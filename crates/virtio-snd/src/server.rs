@@ -14,11 +14,11 @@ use tracing::{error, info, warn};
 use vhost::vhost_user::Listener;
 use vhost_user_backend::VhostUserDaemon;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
-use vmm_sys_util::epoll::EventSet;
 
-use crate::backend::{Backend, FIRST_STREAM_TOKEN};
+use crate::backend::Backend;
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::positions;
 use crate::topology::CardTopology;
 
 /// A virtio-snd card being served on a socket.
@@ -122,6 +122,14 @@ fn serve(
     while !stopping.load(Ordering::Relaxed) {
         let backend = Backend::new(device.clone());
         let exit_consumers = backend.exit_consumers();
+        // Out of the position loop (dropped) before the card is reset below.
+        let watched = match watch_streams(&backend, device) {
+            Ok(watched) => watched,
+            Err(error) => {
+                error!(socket = socket_text, %error, "cannot watch the card's streams");
+                return;
+            }
+        };
         let mut daemon = match VhostUserDaemon::new(
             name.to_owned(),
             backend,
@@ -133,10 +141,6 @@ fn serve(
                 return;
             }
         };
-        if let Err(error) = register_wakers(&daemon, device) {
-            error!(socket = socket_text, %error, "cannot register stream wake-ups");
-            return;
-        }
         if let Err(error) = daemon.start(&mut listener) {
             error!(socket = socket_text, %error, "cannot accept a VMM");
             return;
@@ -148,6 +152,7 @@ fn serve(
         }
         // Dropping the daemon stops its epoll thread.
         drop(daemon);
+        drop(watched);
         exit_consumers.close_all();
         device.lock().unwrap_or_else(|p| p.into_inner()).reset();
         info!(
@@ -157,21 +162,13 @@ fn serve(
     }
 }
 
-fn register_wakers(daemon: &VhostUserDaemon<Backend>, device: &Arc<Mutex<Device>>) -> Result<()> {
-    let handlers = daemon.get_epoll_handlers();
-    let handler = handlers
-        .first()
-        .ok_or_else(|| Error::VhostUser("the daemon has no epoll thread".into()))?;
-    let device = device.lock().unwrap_or_else(|p| p.into_inner());
-    for (index, stream) in device.streams().enumerate() {
-        let token = u64::from(FIRST_STREAM_TOKEN) + index as u64;
-        handler
-            .register_listener(
-                stream.shared().waker().event().as_raw_fd(),
-                EventSet::IN,
-                token,
-            )
-            .map_err(|e| Error::VhostUser(format!("registering stream {index}: {e}")))?;
-    }
-    Ok(())
+/// Has the shared position loop serve the card's stream wakers for this connection.
+fn watch_streams(backend: &Backend, device: &Mutex<Device>) -> Result<positions::Watched> {
+    let wakers = device
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .streams()
+        .map(|stream| stream.shared().waker().event().as_raw_fd())
+        .collect();
+    positions::watch(backend.clone(), wakers)
 }
