@@ -192,9 +192,40 @@ impl Backend {
                 }
             }
             self.publish(vrings)?;
-            if !event_idx || !vring.enable_notification().map_err(io::Error::other)? {
+            if !event_idx {
                 break;
             }
+            if queue == QueueIndex::Tx && lock(&self.device).tx_kicks_needless() {
+                // Left off: with EVENT_IDX the guest stops kicking once it has passed
+                // the last index asked for, and the position loop takes what it posts
+                // (see `Device::tx_kicks_needless`).
+                break;
+            }
+            if !vring.enable_notification().map_err(io::Error::other)? {
+                break;
+            }
+        }
+        if queue == QueueIndex::Control {
+            // A request may have started, stopped or released a stream.
+            self.refresh_tx_kicks(vrings)?;
+        }
+        Ok(())
+    }
+
+    /// Asks for the guest's TX kicks again when the card's playback needs them (see
+    /// [`Device::tx_kicks_needless`]), taking what was posted while they were off.
+    fn refresh_tx_kicks(&self, vrings: &[VringRwLock]) -> io::Result<()> {
+        if !self.event_idx.load(std::sync::atomic::Ordering::Relaxed)
+            || lock(&self.device).tx_kicks_needless()
+        {
+            return Ok(());
+        }
+        let Some(vring) = vrings.get(QueueIndex::Tx.index()) else {
+            return Ok(());
+        };
+        if vring.enable_notification().map_err(io::Error::other)? {
+            // Posted while kicks were off.
+            return self.process_queue(QueueIndex::Tx, vrings);
         }
         Ok(())
     }
@@ -294,7 +325,9 @@ impl Backend {
         // side: tell the guest what really changed.
         device.notify_control_changes(&*guard);
         drop(device);
-        self.publish(vrings)
+        self.publish(vrings)?;
+        // A stream may have run down to its last message, or stopped.
+        self.refresh_tx_kicks(vrings)
     }
 }
 

@@ -217,3 +217,41 @@ fn a_stream_played_to_its_end_and_stopped_counts_no_xrun() {
     support::play_through(&mut driver, &params, &tone);
     assert_eq!(host.stream(0).xruns(), 0);
 }
+
+/// Plays one second with a buffer of `periods` periods of 10 ms; returns the guest's TX
+/// kicks, having checked every period came back OK and in order.
+fn kicks_for_one_second(periods: u32) -> usize {
+    let host = Host::new().null_output().serve(CardTopology::quick_start());
+    let mut driver = Driver::connect(host.socket());
+    let params = SetParams::s16_stereo_48k(0, periods);
+    driver.configure(&params);
+    let mut playback = Playback::new(&params, &tone_s16_stereo(440.0, 0.5, 1.0));
+    playback.fill(&mut driver);
+    assert_eq!(driver.start(0), status::OK);
+    playback.run(&mut driver);
+    assert_eq!(driver.stop(0), status::OK);
+    assert_eq!(driver.release(0), status::OK);
+    assert_eq!(playback.completions.len(), 100);
+    for (index, completion) in playback.completions.iter().enumerate() {
+        assert_eq!(
+            (completion.period, completion.status),
+            (index, status::OK),
+            "{periods} periods: completion {index}"
+        );
+    }
+    playback.kicks
+}
+
+#[test]
+fn a_guest_with_buffers_to_spare_is_fed_without_kicking_and_a_lean_one_kicks() {
+    // Sixteen periods held: the stream's own completions take what the guest posts, so
+    // after the first fill the guest is never asked to notify (the one kick after the
+    // first fill, and one the device may ask for while the first periods are posted).
+    let deep = kicks_for_one_second(16);
+    assert!(deep <= 3, "{deep} kicks for 100 periods with 16 held");
+    // Two periods: down to one held after each completion, the device asks again, so
+    // a refill is taken at once rather than a period later.
+    let lean = kicks_for_one_second(2);
+    println!("TX kicks for 100 periods: {deep} with 16 held, {lean} with 2 held");
+    assert!(lean >= 50, "only {lean} kicks for 100 periods with 2 held");
+}

@@ -5,7 +5,7 @@
 //! Timing follows the specification: a TX message completes when the endpoint has
 //! consumed its last byte, an RX message when it is full.
 
-use paravox_engine::Direction;
+use paravox_engine::{Direction, StreamState};
 use tracing::warn;
 use vm_memory::{ByteValued, GuestMemory};
 
@@ -136,6 +136,29 @@ impl Device {
             }
         }
         self.pump(mem, index);
+    }
+
+    /// Whether the card's playback goes on without the guest's TX kicks: a playback
+    /// stream runs, and every playback stream the guest may send audio to runs holding
+    /// at least two messages. Each such stream's position then wakes the position loop,
+    /// which takes what the guest posted, before it has played what it holds; a stream
+    /// prepared or paused, or down to one message, needs the guest's kick to be fed in
+    /// time.
+    pub fn tx_kicks_needless(&self) -> bool {
+        let mut running = false;
+        for slot in &self.streams {
+            if slot.stream.direction() != Direction::Playback {
+                continue;
+            }
+            match slot.stream.state() {
+                StreamState::Running if slot.tx.len() >= 2 => running = true,
+                StreamState::Running | StreamState::Prepared | StreamState::Paused => {
+                    return false;
+                }
+                StreamState::Idle | StreamState::Configured | StreamState::Released => {}
+            }
+        }
+        running
     }
 
     /// Clears stream `index`'s wake-up event.

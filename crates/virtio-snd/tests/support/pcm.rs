@@ -79,6 +79,8 @@ pub struct Playback {
     in_flight: InFlight,
     /// Completions in the order they arrived.
     pub completions: Vec<Completion>,
+    /// TX kicks sent: with EVENT_IDX, only those the device asked for.
+    pub kicks: usize,
 }
 
 impl Playback {
@@ -95,6 +97,7 @@ impl Playback {
             posted: 0,
             in_flight: InFlight::default(),
             completions: Vec::new(),
+            kicks: 0,
         }
     }
 
@@ -131,8 +134,8 @@ impl Playback {
             self.posted += 1;
             queued += 1;
         }
-        if queued > 0 {
-            driver.kick(queue::TX);
+        if queued > 0 && driver.kick(queue::TX) {
+            self.kicks += 1;
         }
         queued
     }
