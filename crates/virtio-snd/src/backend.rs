@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use paravox_engine::Direction;
 use tracing::{info, warn};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
@@ -32,6 +33,16 @@ pub const QUEUE_SIZE: usize = 256;
 const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
 
 type Memory = GuestMemoryAtomic<GuestMemoryMmap>;
+
+/// The streams a data queue carries messages for; `None` for the control and event
+/// queues.
+fn data_direction(queue: QueueIndex) -> Option<Direction> {
+    match queue {
+        QueueIndex::Tx => Some(Direction::Playback),
+        QueueIndex::Rx => Some(Direction::Capture),
+        QueueIndex::Control | QueueIndex::Event => None,
+    }
+}
 
 /// The backend handed to `VhostUserDaemon`.
 #[derive(Clone)]
@@ -195,10 +206,12 @@ impl Backend {
             if !event_idx {
                 break;
             }
-            if queue == QueueIndex::Tx && lock(&self.device).tx_kicks_needless() {
+            if data_direction(queue)
+                .is_some_and(|direction| lock(&self.device).kicks_needless(direction))
+            {
                 // Left off: with EVENT_IDX the guest stops kicking once it has passed
                 // the last index asked for, and the position loop takes what it posts
-                // (see `Device::tx_kicks_needless`).
+                // (see `Device::kicks_needless`).
                 break;
             }
             if !vring.enable_notification().map_err(io::Error::other)? {
@@ -207,25 +220,30 @@ impl Backend {
         }
         if queue == QueueIndex::Control {
             // A request may have started, stopped or released a stream.
-            self.refresh_tx_kicks(vrings)?;
+            self.refresh_kicks(vrings)?;
         }
         Ok(())
     }
 
-    /// Asks for the guest's TX kicks again when the card's playback needs them (see
-    /// [`Device::tx_kicks_needless`]), taking what was posted while they were off.
-    fn refresh_tx_kicks(&self, vrings: &[VringRwLock]) -> io::Result<()> {
-        if !self.event_idx.load(std::sync::atomic::Ordering::Relaxed)
-            || lock(&self.device).tx_kicks_needless()
-        {
+    /// Asks for the guest's kicks on a data queue again where the card's streams need
+    /// them (see [`Device::kicks_needless`]), taking what was posted while they were off.
+    fn refresh_kicks(&self, vrings: &[VringRwLock]) -> io::Result<()> {
+        if !self.event_idx.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(());
         }
-        let Some(vring) = vrings.get(QueueIndex::Tx.index()) else {
-            return Ok(());
-        };
-        if vring.enable_notification().map_err(io::Error::other)? {
-            // Posted while kicks were off.
-            return self.process_queue(QueueIndex::Tx, vrings);
+        for queue in [QueueIndex::Tx, QueueIndex::Rx] {
+            let Some(direction) = data_direction(queue) else {
+                continue;
+            };
+            if lock(&self.device).kicks_needless(direction) {
+                continue;
+            }
+            if let Some(vring) = vrings.get(queue.index())
+                && vring.enable_notification().map_err(io::Error::other)?
+            {
+                // Posted while kicks were off.
+                self.process_queue(queue, vrings)?;
+            }
         }
         Ok(())
     }
@@ -327,7 +345,7 @@ impl Backend {
         drop(device);
         self.publish(vrings)?;
         // A stream may have run down to its last message, or stopped.
-        self.refresh_tx_kicks(vrings)
+        self.refresh_kicks(vrings)
     }
 }
 

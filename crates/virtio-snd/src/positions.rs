@@ -10,7 +10,7 @@
 //! notified once. The card's vhost-user thread still serves its queues (the guest's
 //! kicks and control requests); the device mutex keeps the two apart.
 //!
-//! The loop is the process's own, started with the first connection and alive while the
+//! The loop is the process's own, started with the first card and alive while the
 //! process is. Connections are added and removed with commands the loop answers, so a
 //! connection that ends is out of the loop before its card is reset.
 
@@ -79,6 +79,12 @@ fn start() -> io::Result<&'static Shared> {
             serve(shared, &epoll);
         })?;
     Ok(shared)
+}
+
+/// Starts the loop if it is not running yet (the first card does, so the thread is
+/// there before any VMM connects, and stays).
+pub fn start_once() -> Result<()> {
+    shared().map(|_| ())
 }
 
 /// Sends `command` and wakes the loop.

@@ -54,6 +54,7 @@ impl VirtioCard {
         topology: CardTopology,
         inherited: Option<UnixListener>,
     ) -> Result<VirtioCard> {
+        positions::start_once()?;
         let device = Device::new(&engine, name, &socket.display().to_string(), topology)?;
         let card = device.card().id();
         let device = Arc::new(Mutex::new(device));

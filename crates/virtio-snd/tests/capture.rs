@@ -85,3 +85,39 @@ fn a_880_hz_source_is_recorded_in_full_periods() {
         fit.thd_n_db
     );
 }
+
+/// Records one second with a buffer of `periods` periods of 10 ms; returns the guest's
+/// RX kicks, having checked every period came back full, OK and in order.
+fn kicks_for_one_second(periods: u32) -> usize {
+    let host = Host::new()
+        .null_output()
+        .tone_input(440)
+        .serve(CardTopology::quick_start());
+    let mut driver = Driver::connect(host.socket());
+    let params = SetParams::s16_stereo_48k(1, periods);
+    driver.configure(&params);
+    let mut capture = Capture::new(&params, bytes_for(1.0));
+    capture.fill(&mut driver);
+    assert_eq!(driver.start(1), status::OK);
+    capture.run(&mut driver);
+    assert_eq!(driver.stop(1), status::OK);
+    assert_eq!(driver.release(1), status::OK);
+    assert_eq!(capture.completions.len(), 100);
+    for (index, completion) in capture.completions.iter().enumerate() {
+        assert_eq!(
+            (completion.period, completion.status, completion.used_len),
+            (index, status::OK, PERIOD_10MS_BYTES + 8),
+            "{periods} periods: completion {index}"
+        );
+    }
+    capture.kicks
+}
+
+#[test]
+fn a_recording_guest_with_buffers_to_spare_is_served_without_kicking() {
+    let deep = kicks_for_one_second(16);
+    let lean = kicks_for_one_second(2);
+    println!("RX kicks for 100 periods: {deep} with 16 held, {lean} with 2 held");
+    assert!(deep <= 3, "{deep} kicks for 100 periods with 16 held");
+    assert!(lean >= 50, "only {lean} kicks for 100 periods with 2 held");
+}

@@ -138,20 +138,24 @@ impl Device {
         self.pump(mem, index);
     }
 
-    /// Whether the card's playback goes on without the guest's TX kicks: a playback
-    /// stream runs, and every playback stream the guest may send audio to runs holding
-    /// at least two messages. Each such stream's position then wakes the position loop,
-    /// which takes what the guest posted, before it has played what it holds; a stream
-    /// prepared or paused, or down to one message, needs the guest's kick to be fed in
-    /// time.
-    pub fn tx_kicks_needless(&self) -> bool {
+    /// Whether the card's streams of `direction` go on without the guest's kicks on
+    /// their data queue (TX for playback, RX for capture): one of them runs, and every
+    /// one the guest may send messages to runs holding at least two. Each such stream's
+    /// position then wakes the position loop, which takes what the guest posted, before
+    /// it has played (or filled) what it holds; a stream prepared or paused, or down to
+    /// one message, needs the guest's kick to be fed in time.
+    pub fn kicks_needless(&self, direction: Direction) -> bool {
         let mut running = false;
         for slot in &self.streams {
-            if slot.stream.direction() != Direction::Playback {
+            if slot.stream.direction() != direction {
                 continue;
             }
+            let held = match direction {
+                Direction::Playback => slot.tx.len(),
+                Direction::Capture => slot.rx.len(),
+            };
             match slot.stream.state() {
-                StreamState::Running if slot.tx.len() >= 2 => running = true,
+                StreamState::Running if held >= 2 => running = true,
                 StreamState::Running | StreamState::Prepared | StreamState::Paused => {
                     return false;
                 }

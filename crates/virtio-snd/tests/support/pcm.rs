@@ -201,6 +201,8 @@ pub struct Capture {
     captured: Vec<Option<Vec<u8>>>,
     /// Completions in the order they arrived.
     pub completions: Vec<Completion>,
+    /// RX kicks sent: with EVENT_IDX, only those the device asked for.
+    pub kicks: usize,
 }
 
 impl Capture {
@@ -217,6 +219,7 @@ impl Capture {
             in_flight: InFlight::default(),
             captured: vec![None; periods],
             completions: Vec::new(),
+            kicks: 0,
         }
     }
 
@@ -239,8 +242,8 @@ impl Capture {
             self.posted += 1;
             queued += 1;
         }
-        if queued > 0 {
-            driver.kick(queue::RX);
+        if queued > 0 && driver.kick(queue::RX) {
+            self.kicks += 1;
         }
         queued
     }
