@@ -239,6 +239,7 @@ impl Backend {
                 continue;
             }
             if let Some(vring) = vrings.get(queue.index())
+                && Self::serving(vring)
                 && vring.enable_notification().map_err(io::Error::other)?
             {
                 // Posted while kicks were off.
@@ -248,12 +249,24 @@ impl Backend {
         Ok(())
     }
 
-    /// Whether the driver has made buffers available that were not taken yet.
+    /// Whether the driver has set the queue up and the VMM has enabled it. The card's
+    /// thread is only handed events of such queues; the position loop, which reaches
+    /// the queues on its own, checks before it reads or writes their rings.
+    fn serving(vring: &VringRwLock) -> bool {
+        let state = vring.get_ref();
+        state.is_enabled() && state.get_queue().ready()
+    }
+
+    /// Whether the driver has made buffers available on a queue being served that were
+    /// not taken yet.
     fn has_available(&self, vring: &VringRwLock, memory: &Memory) -> bool {
         let state = vring.get_ref();
         let ring = state.get_queue();
-        ring.avail_idx(&*memory.memory(), std::sync::atomic::Ordering::Acquire)
-            .is_ok_and(|avail| avail.0 != ring.next_avail())
+        state.is_enabled()
+            && ring.ready()
+            && ring
+                .avail_idx(&*memory.memory(), std::sync::atomic::Ordering::Acquire)
+                .is_ok_and(|avail| avail.0 != ring.next_avail())
     }
 
     /// Whether the driver's available index is within one queue's worth of what was
