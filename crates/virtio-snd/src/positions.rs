@@ -17,13 +17,13 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use tracing::{debug, error};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EFD_CLOEXEC, EFD_NONBLOCK, EventFd};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, lock};
 use crate::error::{Error, Result};
 
 /// The token of the command eventfd; a stream's token is its slot, shifted, plus its index.
@@ -42,14 +42,15 @@ enum Command {
 }
 
 struct Shared {
-    commands: Mutex<Vec<Command>>,
+    commands: Mutex<Commands>,
     wake: EventFd,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+#[derive(Default)]
+struct Commands {
+    queue: Vec<Command>,
+    /// The loop has ended (its epoll failed): nothing sent is answered any more.
+    closed: bool,
 }
 
 /// The process's position loop, started on first use.
@@ -63,7 +64,7 @@ fn shared() -> Result<&'static Shared> {
 
 fn start() -> io::Result<&'static Shared> {
     let shared: &'static Shared = Box::leak(Box::new(Shared {
-        commands: Mutex::new(Vec::new()),
+        commands: Mutex::default(),
         wake: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
     }));
     let epoll = Epoll::new()?;
@@ -87,13 +88,20 @@ pub fn start_once() -> Result<()> {
     shared().map(|_| ())
 }
 
-/// Sends `command` and wakes the loop.
-fn send(shared: &Shared, command: Command) {
-    lock(&shared.commands).push(command);
+/// Sends `command` and wakes the loop; false if the loop has ended.
+fn send(shared: &Shared, command: Command) -> bool {
+    {
+        let mut commands = lock(&shared.commands);
+        if commands.closed {
+            return false;
+        }
+        commands.queue.push(command);
+    }
     if let Err(error) = shared.wake.write(1) {
         // Only an overflowing counter fails, and the loop reads it every time it wakes.
         error!(%error, "cannot wake the stream position loop");
     }
+    true
 }
 
 /// A connection's stream wakers, watched by the loop until dropped.
@@ -113,6 +121,7 @@ pub fn watch(backend: Backend, wakers: Vec<RawFd>) -> Result<Watched> {
     }
     let shared = shared()?;
     let (done, answer) = channel();
+    // Unanswered (the sender dropped) if the loop has ended.
     send(shared, Command::Add(backend, wakers, done));
     let slot = answer
         .recv()
@@ -125,9 +134,10 @@ impl Drop for Watched {
         // The loop was started when this was made.
         if let Ok(shared) = shared() {
             let (done, answer) = channel();
-            send(shared, Command::Remove(self.slot, done));
-            // Answered, or the sender dropped if the loop is gone.
-            let _ = answer.recv();
+            if send(shared, Command::Remove(self.slot, done)) {
+                // Answered, or the sender dropped if the loop ended meanwhile.
+                let _ = answer.recv();
+            }
         }
     }
 }
@@ -187,6 +197,10 @@ fn serve(shared: &Shared, epoll: &Epoll) {
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => {
                 error!(%error, "the stream position loop cannot wait; virtio-snd streams stop moving");
+                // Whoever waits for an answer learns the loop is gone (its sender drops).
+                let mut commands = lock(&shared.commands);
+                commands.closed = true;
+                commands.queue.clear();
                 return;
             }
         };
@@ -200,7 +214,7 @@ fn serve(shared: &Shared, epoll: &Epoll) {
         }
         if commanded {
             let _ = shared.wake.read();
-            let commands = std::mem::take(&mut *lock(&shared.commands));
+            let commands = std::mem::take(&mut lock(&shared.commands).queue);
             for command in commands {
                 match command {
                     Command::Add(backend, wakers, done) => {
