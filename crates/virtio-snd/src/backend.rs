@@ -260,13 +260,13 @@ impl Backend {
     /// Whether the driver has made buffers available on a queue being served that were
     /// not taken yet.
     fn has_available(&self, vring: &VringRwLock, memory: &Memory) -> bool {
+        if !Self::serving(vring) {
+            return false;
+        }
         let state = vring.get_ref();
         let ring = state.get_queue();
-        state.is_enabled()
-            && ring.ready()
-            && ring
-                .avail_idx(&*memory.memory(), std::sync::atomic::Ordering::Acquire)
-                .is_ok_and(|avail| avail.0 != ring.next_avail())
+        ring.avail_idx(&*memory.memory(), std::sync::atomic::Ordering::Acquire)
+            .is_ok_and(|avail| avail.0 != ring.next_avail())
     }
 
     /// Whether the driver's available index is within one queue's worth of what was
