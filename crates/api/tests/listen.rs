@@ -394,6 +394,12 @@ fn a_microphone_fed_over_the_socket_reaches_a_guest_capture_stream() {
     let (_stream, keep, recorder) = recording(&server, "mic");
 
     let mut events = connect(&server, "/api/events").expect("events");
+    // The session subscribes to the engine after the handshake; its first message says
+    // it has, so the attach below cannot happen before it listens.
+    let Received::Text(hello) = receive(&mut events) else {
+        panic!("text first");
+    };
+    assert_eq!(hello["type"], "subscribed", "{hello}");
     let mut socket = connect(
         &server,
         "/api/endpoints/mic/microphone?rate=44100&channels=1",
