@@ -201,6 +201,12 @@ impl Backend {
                 for message in chains {
                     device.handle_message(&*guard, queue, message);
                 }
+                if queue == QueueIndex::Event {
+                    // A host-side change the position loop saw before this card's
+                    // queues were known to it is still unreported: the new buffers
+                    // carry it.
+                    device.notify_control_changes(&*guard);
+                }
             }
             self.publish(vrings)?;
             if !event_idx {
