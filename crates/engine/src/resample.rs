@@ -5,6 +5,10 @@
 //! input time `n·M/L`. The prototype low-pass is a Kaiser-windowed sinc (≈ 90 dB stop band)
 //! cut off below the lower of the two Nyquist rates, split into `L` phases of `taps`
 //! coefficients. Everything is allocated in [`Resampler::new`]; `process` only computes.
+//! The coefficient tables are read-only and shared: every stream resampling between the
+//! same pair of rates reads one table (see [`TableCache`]).
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{EngineError, Result};
 
@@ -18,6 +22,11 @@ const MAX_PHASES: u64 = 8192;
 const KAISER_BETA: f64 = 8.96;
 /// Fraction of the lower Nyquist frequency where the pass band ends.
 const CUTOFF: f64 = 0.91;
+/// Tables kept for ratios no stream uses at the moment, at most.
+const CACHED_TABLES: usize = 16;
+/// Larger tables (rare ratios with many phases or taps) are designed for each
+/// resampler and never kept, which bounds what the cache holds to 16 × 256 KiB.
+const MAX_CACHED_TABLE_BYTES: usize = 256 * 1024;
 
 /// Converts interleaved `f32` frames from one rate to another.
 #[derive(Debug)]
@@ -31,8 +40,9 @@ pub struct Resampler {
     down: u64,
     taps: usize,
     /// `up` rows of `taps` coefficients, each row reversed so that a dot product with the
-    /// oldest-first history window gives the output.
-    table: Box<[f32]>,
+    /// oldest-first history window gives the output. Shared by every resampler of the
+    /// same ratio.
+    table: Arc<[f32]>,
     /// Per channel, `2 × taps` samples; every frame is written twice (`i` and `i + taps`)
     /// so the latest `taps` samples are always one contiguous slice.
     history: Box<[f32]>,
@@ -62,6 +72,58 @@ fn bessel_i0(x: f64) -> f64 {
         }
     }
     sum
+}
+
+/// Designed coefficient tables, by reduced ratio. Designing costs a sine and a Bessel
+/// series per coefficient (about 10,000 of them from 44.1 to 48 kHz), which every prepare
+/// paid before tables were kept. Kept are the [`CACHED_TABLES`] used last; one that a
+/// resampler still holds lives on with it when it falls out.
+struct TableCache {
+    tables: Mutex<Vec<KeptTable>>,
+}
+
+/// A kept table and its reduced ratio (`up`, `down`).
+type KeptTable = ((u64, u64), Arc<[f32]>);
+
+/// The tables of every resampler in the process.
+static TABLES: TableCache = TableCache::new();
+
+impl TableCache {
+    const fn new() -> TableCache {
+        TableCache {
+            tables: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<KeptTable>> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The table for `up/down`: the kept one, else a new one, kept when small enough.
+    fn table(&self, up: u64, down: u64, taps: usize) -> Arc<[f32]> {
+        {
+            let mut tables = self.lock();
+            if let Some(found) = tables.iter().position(|(ratio, _)| *ratio == (up, down)) {
+                // Used last goes last.
+                let entry = tables.remove(found);
+                let table = entry.1.clone();
+                tables.push(entry);
+                return table;
+            }
+        }
+        // Designed unlocked: a prepare at another ratio does not wait for this one.
+        let table: Arc<[f32]> = Resampler::design(up as usize, taps, down as f64).into();
+        if table.len() * std::mem::size_of::<f32>() <= MAX_CACHED_TABLE_BYTES {
+            let mut tables = self.lock();
+            if !tables.iter().any(|(ratio, _)| *ratio == (up, down)) {
+                if tables.len() >= CACHED_TABLES {
+                    tables.remove(0);
+                }
+                tables.push(((up, down), table.clone()));
+            }
+        }
+        table
+    }
 }
 
 /// Coefficients per phase for the reduced ratio `up/down`.
@@ -106,7 +168,7 @@ impl Resampler {
             return Err(refuse("the rates have no small common ratio"));
         }
         let taps = taps_for(up, down);
-        let table = Self::design(up as usize, taps, down as f64);
+        let table = TABLES.table(up, down, taps);
         Ok(Resampler {
             from_rate,
             to_rate,
@@ -261,6 +323,34 @@ mod tests {
                     as f32
             })
             .collect()
+    }
+
+    #[test]
+    fn resamplers_of_one_ratio_share_one_table_and_the_cache_stays_bounded() {
+        let first = Resampler::new(44_100, 48_000, 2).expect("resampler");
+        let second = Resampler::new(88_200, 96_000, 1).expect("resampler");
+        assert!(
+            Arc::ptr_eq(&first.table, &second.table),
+            "one table for 147:160"
+        );
+        // The kept table is the one a fresh design gives.
+        let designed = Resampler::design(160, first.taps, 147.0);
+        assert_eq!(&*first.table, &*designed);
+
+        let cache = TableCache::new();
+        let held = cache.table(2, 1, taps_for(2, 1));
+        for up in 3..3 + 2 * CACHED_TABLES as u64 {
+            cache.table(up, 1, taps_for(up, 1));
+        }
+        assert_eq!(cache.lock().len(), CACHED_TABLES);
+        // 2:1 fell out of the cache; its holder keeps it, and asking again designs a new one.
+        assert!(!Arc::ptr_eq(&held, &cache.table(2, 1, taps_for(2, 1))));
+        assert_eq!(cache.lock().len(), CACHED_TABLES);
+        // Tables above the size kept are designed each time and never kept.
+        let (up, down) = (8_000, 1);
+        let large = cache.table(up, down, taps_for(up, down));
+        assert!(large.len() * 4 > MAX_CACHED_TABLE_BYTES);
+        assert!(!cache.lock().iter().any(|(ratio, _)| *ratio == (up, down)));
     }
 
     #[test]
