@@ -31,6 +31,8 @@ export const state = {
   reconnectDelay: RECONNECT_FIRST_MS,
   reconnectTimer: null,
   subscribed: '',
+  /** The server has said it listens on the current socket (its first `subscribed`). */
+  listening: false,
   loaded: false,
   /** The plugin library, loaded when a view first needs it (`null` until then). */
   plugins: null,
@@ -190,12 +192,11 @@ function connect() {
   const socket = new WebSocket(url);
   state.socket = socket;
   state.subscribed = '';
+  state.listening = false;
   setConnection('connecting');
   socket.addEventListener('open', () => {
     state.reconnectDelay = RECONNECT_FIRST_MS;
     setConnection('live');
-    // Events may have been missed while disconnected.
-    attempt(loadAll);
   });
   socket.addEventListener('message', (message) => {
     let data;
@@ -254,7 +255,14 @@ function onMessage(message) {
       }
       return;
     case 'subscribed':
-      // The server's first message: the socket is ready for our own subscription.
+      if (!state.listening) {
+        // The server's first message: from here on it sends every event, so what
+        // changed before (while disconnected, or before the session listened) is read
+        // now and nothing falls between the two.
+        state.listening = true;
+        attempt(loadAll);
+        return;
+      }
       subscribeMeters();
       return;
     case 'error':
