@@ -253,5 +253,9 @@ fn a_guest_with_buffers_to_spare_is_fed_without_kicking_and_a_lean_one_kicks() {
     // a refill is taken at once rather than a period later.
     let lean = kicks_for_one_second(2);
     println!("TX kicks for 100 periods: {deep} with 16 held, {lean} with 2 held");
-    assert!(lean >= 50, "only {lean} kicks for 100 periods with 2 held");
+    // How many of the kicks asked for the guest sends depends on timing: when the
+    // position loop takes a post before the guest reads the index it must pass, the
+    // guest has nothing to kick for (about 90 on a quiet machine, 46 seen with both
+    // cores busy). Kicks wrongly left off would leave it at the deep case's few.
+    assert!(lean >= 10, "only {lean} kicks for 100 periods with 2 held");
 }
