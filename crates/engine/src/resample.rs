@@ -16,8 +16,15 @@ use crate::error::{EngineError, Result};
 const BASE_TAPS: usize = 64;
 /// Upper bound on coefficients per phase, which bounds the cost of extreme downsampling.
 const MAX_TAPS: usize = 1024;
-/// Upper bound on phases (the reduced output-rate factor), which bounds the table size.
+/// Upper bound on phases (the reduced output-rate factor).
 const MAX_PHASES: u64 = 8192;
+/// Upper bound on a table's coefficients (2 MiB of `f32`). Phases and taps are each
+/// bounded, but not their product: a guest rate such as 767,994 Hz against 48 kHz
+/// (8,000 phases of 1,024 taps) asked for 8.2 million, 32 MiB and about half a second
+/// of design on the thread that serves every guest of its transport. Every pair of
+/// the standard rates (5,512 Hz to 384 kHz) stays below it; 5,512 against 48 kHz, the
+/// largest, needs 384,000.
+const MAX_COEFFICIENTS: usize = 1 << 19;
 /// Kaiser β for about 90 dB of stop-band attenuation.
 const KAISER_BETA: f64 = 8.96;
 /// Fraction of the lower Nyquist frequency where the pass band ends.
@@ -139,12 +146,26 @@ pub fn delay_frames(from_rate: u32, to_rate: u32) -> u64 {
     if from_rate == to_rate || from_rate == 0 || to_rate == 0 {
         return 0;
     }
-    let divisor = gcd(u64::from(from_rate), u64::from(to_rate));
-    let (up, down) = (u64::from(to_rate) / divisor, u64::from(from_rate) / divisor);
-    if up > MAX_PHASES {
-        return 0;
+    match ratio(from_rate, to_rate) {
+        Ok((_, _, taps)) => taps as u64 / 2,
+        Err(_) => 0,
     }
-    taps_for(up, down) as u64 / 2
+}
+
+/// The reduced ratio `up/down` from `from_rate` to `to_rate` and its taps per phase, or
+/// why no table is designed for it (both rates are non-zero).
+fn ratio(from_rate: u32, to_rate: u32) -> std::result::Result<(u64, u64, usize), &'static str> {
+    let divisor = gcd(u64::from(from_rate), u64::from(to_rate));
+    let up = u64::from(to_rate) / divisor;
+    let down = u64::from(from_rate) / divisor;
+    if up > MAX_PHASES {
+        return Err("the rates have no small common ratio");
+    }
+    let taps = taps_for(up, down);
+    if up as usize * taps > MAX_COEFFICIENTS {
+        return Err("the rates need a filter of more than 2 MiB");
+    }
+    Ok((up, down, taps))
 }
 
 impl Resampler {
@@ -161,13 +182,7 @@ impl Resampler {
         if channels == 0 || channels > crate::MAX_CHANNELS {
             return Err(refuse("unsupported channel count"));
         }
-        let divisor = gcd(u64::from(from_rate), u64::from(to_rate));
-        let up = u64::from(to_rate) / divisor;
-        let down = u64::from(from_rate) / divisor;
-        if up > MAX_PHASES {
-            return Err(refuse("the rates have no small common ratio"));
-        }
-        let taps = taps_for(up, down);
+        let (up, down, taps) = ratio(from_rate, to_rate).map_err(refuse)?;
         let table = TABLES.table(up, down, taps);
         Ok(Resampler {
             from_rate,
@@ -450,5 +465,31 @@ mod tests {
         assert!(Resampler::new(0, 48_000, 2).is_err());
         assert!(Resampler::new(48_000, 44_101, 2).is_err());
         assert!(Resampler::new(48_000, 44_100, 0).is_err());
+        // 8,000 phases of 1,024 taps: refused, in both directions, with no delay.
+        assert!(Resampler::new(767_994, 48_000, 1).is_err());
+        assert!(Resampler::new(48_000, 767_994, 1).is_err());
+        assert_eq!(delay_frames(767_994, 48_000), 0);
+    }
+
+    #[test]
+    fn every_pair_of_standard_rates_resamples() {
+        const RATES: [u32; 14] = [
+            5_512, 8_000, 11_025, 16_000, 22_050, 32_000, 44_100, 48_000, 64_000, 88_200, 96_000,
+            176_400, 192_000, 384_000,
+        ];
+        let endpoints = [44_100, 48_000, 96_000];
+        for from in RATES {
+            for to in endpoints {
+                // Those the phase bound refused before the table bound existed stay refused
+                // for that reason; no other pair is refused.
+                let refused = Resampler::new(from, to, 2).err();
+                let phases = u64::from(to) / gcd(u64::from(from), u64::from(to));
+                assert_eq!(
+                    refused.is_some(),
+                    phases > MAX_PHASES,
+                    "{from} -> {to}: {refused:?}"
+                );
+            }
+        }
     }
 }
