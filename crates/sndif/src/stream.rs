@@ -133,7 +133,10 @@ pub(crate) struct StreamParts {
 
 fn engine_errno(error: &EngineError) -> Errno {
     match error {
-        EngineError::IllegalTransition { .. } | EngineError::Params(_) => Errno::Invalid,
+        // A rate the host cannot resample to its endpoint is a parameter it refuses.
+        EngineError::IllegalTransition { .. }
+        | EngineError::Params(_)
+        | EngineError::Resample { .. } => Errno::Invalid,
         // More than this card may hold in all: the host's memory, not the request, is
         // what ran out.
         EngineError::Budget { exceeded, .. } if exceeded.limit.is_card_total() => Errno::NoMemory,

@@ -1193,3 +1193,33 @@ fn a_natural_end_is_no_xrun_and_a_gap_in_the_middle_is_one() {
     assert_eq!(stream.close(), 0, "CLOSE");
     assert_eq!(engine_stream.xruns(), 1, "and its end added none");
 }
+
+/// A rate the host would need a filter of millions of coefficients for (767,994 Hz
+/// against the 48 kHz endpoint: 8,000 phases of 1,024 taps, 32 MiB designed on the loop
+/// that serves every Xen guest) is refused with EINVAL at OPEN, and the stream opens at
+/// a rate it can serve afterwards.
+#[test]
+fn a_rate_the_host_cannot_resample_is_refused_at_open() {
+    let (engine, _recording) = engine_with_memory_sink();
+    let harness = Harness::new(engine);
+    let domain = harness.domain(9);
+    let mut device = FrontDevice::create(
+        &harness.host,
+        &domain,
+        0,
+        &[("sample-formats", "s16_le"), ("sample-rates", "767994,48000")],
+        &[(0, 0, Direction::Playback)],
+    );
+    device.connect();
+    let stream = device.stream(0, 0);
+    let odd = Params {
+        rate: 767_994,
+        channels: 1,
+        buffer_bytes: 4 * 7_680 * 2,
+        period_bytes: 7_680 * 2,
+        ..Params::s16_stereo(10)
+    };
+    assert_eq!(stream.open(&odd), EINVAL, "OPEN at 767,994 Hz");
+    assert_eq!(stream.open(&Params::s16_stereo(10)), 0, "OPEN at 48 kHz");
+    assert_eq!(stream.close(), 0);
+}
