@@ -29,11 +29,12 @@ const MAX_COEFFICIENTS: usize = 1 << 19;
 const KAISER_BETA: f64 = 8.96;
 /// Fraction of the lower Nyquist frequency where the pass band ends.
 const CUTOFF: f64 = 0.91;
-/// Tables kept for ratios no stream uses at the moment, at most.
+/// Tables kept, at most.
 const CACHED_TABLES: usize = 16;
-/// Larger tables (rare ratios with many phases or taps) are designed for each
-/// resampler and never kept, which bounds what the cache holds to 16 × 256 KiB.
-const MAX_CACHED_TABLE_BYTES: usize = 256 * 1024;
+/// Bytes of tables kept, at most: two of the largest ([`MAX_COEFFICIENTS`]), or all the
+/// small ones. 5,512 Hz against 48 kHz (1.5 MiB, 21 ms to design in a release build) is
+/// kept like the rest.
+const CACHED_BYTES: usize = 4 << 20;
 
 /// Converts interleaved `f32` frames from one rate to another.
 #[derive(Debug)]
@@ -83,8 +84,9 @@ fn bessel_i0(x: f64) -> f64 {
 
 /// Designed coefficient tables, by reduced ratio. Designing costs a sine and a Bessel
 /// series per coefficient (about 10,000 of them from 44.1 to 48 kHz), which every prepare
-/// paid before tables were kept. Kept are the [`CACHED_TABLES`] used last; one that a
-/// resampler still holds lives on with it when it falls out.
+/// paid before tables were kept. Kept are those used last, up to [`CACHED_TABLES`] and
+/// [`CACHED_BYTES`]; one that a resampler still holds lives on with it when it falls
+/// out.
 struct TableCache {
     tables: Mutex<Vec<KeptTable>>,
 }
@@ -106,7 +108,8 @@ impl TableCache {
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The table for `up/down`: the kept one, else a new one, kept when small enough.
+    /// The table for `up/down`: the kept one, else a new one, kept in place of those
+    /// used longest ago.
     fn table(&self, up: u64, down: u64, taps: usize) -> Arc<[f32]> {
         {
             let mut tables = self.lock();
@@ -120,11 +123,15 @@ impl TableCache {
         }
         // Designed unlocked: a prepare at another ratio does not wait for this one.
         let table: Arc<[f32]> = Resampler::design(up as usize, taps, down as f64).into();
-        if table.len() * std::mem::size_of::<f32>() <= MAX_CACHED_TABLE_BYTES {
+        let bytes = |table: &[f32]| std::mem::size_of_val(table);
+        if bytes(&table) <= CACHED_BYTES {
             let mut tables = self.lock();
             if !tables.iter().any(|(ratio, _)| *ratio == (up, down)) {
-                if tables.len() >= CACHED_TABLES {
-                    tables.remove(0);
+                let mut kept: usize = tables.iter().map(|(_, kept)| bytes(kept)).sum();
+                while !tables.is_empty()
+                    && (tables.len() >= CACHED_TABLES || kept + bytes(&table) > CACHED_BYTES)
+                {
+                    kept -= bytes(&tables.remove(0).1);
                 }
                 tables.push(((up, down), table.clone()));
             }
@@ -361,11 +368,18 @@ mod tests {
         // 2:1 fell out of the cache; its holder keeps it, and asking again designs a new one.
         assert!(!Arc::ptr_eq(&held, &cache.table(2, 1, taps_for(2, 1))));
         assert_eq!(cache.lock().len(), CACHED_TABLES);
-        // Tables above the size kept are designed each time and never kept.
-        let (up, down) = (8_000, 1);
-        let large = cache.table(up, down, taps_for(up, down));
-        assert!(large.len() * 4 > MAX_CACHED_TABLE_BYTES);
-        assert!(!cache.lock().iter().any(|(ratio, _)| *ratio == (up, down)));
+        // The largest tables are kept too, within the bytes kept: two of them, with
+        // what fits beside them.
+        for up in [8_000, 7_999, 7_997] {
+            let large = cache.table(up, 1, taps_for(up, 1));
+            assert_eq!(large.len(), up as usize * 64);
+        }
+        let kept = cache.lock();
+        let bytes: usize = kept.iter().map(|(_, table)| table.len() * 4).sum();
+        assert!(bytes <= CACHED_BYTES, "{bytes} bytes kept");
+        assert_eq!(kept.last().map(|(ratio, _)| *ratio), Some((7_997, 1)));
+        assert!(kept.iter().any(|(ratio, _)| *ratio == (7_999, 1)));
+        assert!(!kept.iter().any(|(ratio, _)| *ratio == (8_000, 1)));
     }
 
     #[test]

@@ -1207,7 +1207,10 @@ fn a_rate_the_host_cannot_resample_is_refused_at_open() {
         &harness.host,
         &domain,
         0,
-        &[("sample-formats", "s16_le"), ("sample-rates", "767994,48000")],
+        &[
+            ("sample-formats", "s16_le"),
+            ("sample-rates", "767994,48000"),
+        ],
         &[(0, 0, Direction::Playback)],
     );
     device.connect();
