@@ -199,32 +199,44 @@ fn gain_matches_the_native_stage_through_ramps() {
 
 #[test]
 fn mix_without_soft_clipping_is_the_native_sum() {
-    let (channels, period, inputs) = (2u32, 480u32, 5usize);
-    let mut plan = setup(48_000, channels, period);
-    plan.inputs = 64;
-    // As it comes: paravox's default mixing.
-    let mut kernel = kernel(shipped::MIX, StageRole::Mix, &plan);
-    let len = (channels * period) as usize;
-    let mut native = vec![0.0f32; len];
-    for input in 0..inputs {
-        let signal: Vec<f32> = (0..len)
-            .map(|i| ((i * (input + 1)) as f32 * 0.013).sin() * 0.4)
-            .collect();
-        for (mixed, sample) in native.iter_mut().zip(&signal) {
-            *mixed += *sample;
+    // Passes of eight and of four inputs, alone and after one another (a later pass adds
+    // to the sums of the first), single inputs after them, and periods that leave a tail
+    // after the SIMD blocks.
+    for (inputs, period) in [
+        (5usize, 480u32),
+        (9, 477),
+        (1, 480),
+        (8, 31),
+        (13, 480),
+        (16, 480),
+    ] {
+        let channels = 2u32;
+        let mut plan = setup(48_000, channels, 480);
+        plan.inputs = 64;
+        // As it comes: paravox's default mixing.
+        let mut kernel = kernel(shipped::MIX, StageRole::Mix, &plan);
+        let len = (channels * period) as usize;
+        let mut native = vec![0.0f32; len];
+        for input in 0..inputs {
+            let signal: Vec<f32> = (0..len)
+                .map(|i| ((i * (input + 1)) as f32 * 0.013).sin() * 0.4)
+                .collect();
+            for (mixed, sample) in native.iter_mut().zip(&signal) {
+                *mixed += *sample;
+            }
+            kernel.input_samples(input)[..len].copy_from_slice(&signal);
         }
-        kernel.input_samples(input)[..len].copy_from_slice(&signal);
-    }
-    assert_eq!(
-        kernel.process_mix(inputs, period as usize),
-        Ok(period as usize)
-    );
-    let got = &kernel.output_samples()[..len];
-    assert!(
-        got.iter()
+        assert_eq!(
+            kernel.process_mix(inputs, period as usize),
+            Ok(period as usize)
+        );
+        let got = &kernel.output_samples()[..len];
+        let differ = got
+            .iter()
             .zip(&native)
-            .all(|(g, n)| g.to_bits() == n.to_bits())
-    );
+            .position(|(g, n)| g.to_bits() != n.to_bits());
+        assert_eq!(differ, None, "{inputs} inputs, {period} frames");
+    }
 }
 
 #[test]

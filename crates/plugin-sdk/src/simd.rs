@@ -103,59 +103,78 @@ pub fn add(input: &[f32], output: &mut [f32]) {
 }
 
 /// `output[i] = 0 + inputs[0][i] + inputs[1][i] + …`, added in exactly that order (so
-/// bit for bit what summing the inputs one after another gives), but four inputs per pass
-/// over `output`: the running sums stay in registers instead of going through memory
-/// once per input.
+/// bit for bit what summing the inputs one after another gives), but eight (then four)
+/// inputs per pass over `output`: the running sums stay in registers instead of going
+/// through memory once per input. The first pass starts from zero in registers, so
+/// `output` is never cleared first.
 pub fn sum(inputs: &[&[f32]], output: &mut [f32]) {
     let len = inputs
         .iter()
         .fold(output.len(), |len, input| len.min(input.len()));
     let output = &mut output[..len];
-    output.fill(0.0);
-    let mut groups = inputs.chunks_exact(4);
-    for group in &mut groups {
-        sum4([group[0], group[1], group[2], group[3]], output);
+    let mut fresh = true;
+    let mut eights = inputs.chunks_exact(8);
+    for group in &mut eights {
+        sum_group::<8>(group, output, fresh);
+        fresh = false;
     }
-    for input in groups.remainder() {
+    let mut fours = eights.remainder().chunks_exact(4);
+    for group in &mut fours {
+        sum_group::<4>(group, output, fresh);
+        fresh = false;
+    }
+    if fresh {
+        output.fill(0.0);
+    }
+    for input in fours.remainder() {
         add(input, output);
     }
 }
 
-/// `output[i] += a[i] + b[i] + c[i] + d[i]`, left to right, 16 samples per iteration.
-fn sum4(inputs: [&[f32]; 4], output: &mut [f32]) {
+/// Samples per iteration of [`sum_group`].
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+const SUM_LANES: usize = 32;
+
+/// `output[i] = (fresh ? 0 : output[i]) + inputs[0][i] + … + inputs[N - 1][i]`, left to
+/// right, 32 samples per iteration (`inputs` holds exactly `N` slices). Each vector's sum is stored before the next vector's inputs
+/// are loaded: the stores may alias the inputs as far as the compiler knows, so it cannot
+/// hoist every load to the top of the iteration, where the values outnumber the
+/// registers the runtime's compiler has and are spilled. The processor overlaps the
+/// independent chains of additions by itself.
+fn sum_group<const N: usize>(inputs: &[&[f32]], output: &mut [f32], fresh: bool) {
+    let inputs = &inputs[..N];
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    let whole = output.len() - output.len() % LANES;
+    let whole = output.len() - output.len() % SUM_LANES;
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    for start in (0..whole).step_by(LANES) {
+    for start in (0..whole).step_by(SUM_LANES) {
         // SAFETY: every input holds at least `output.len()` samples (`sum` cut them all
-        // to the shortest), and `start + 16 <= whole <= output.len()`.
+        // to the shortest), and `start + 32 <= whole <= output.len()`.
         unsafe {
             let to = output.as_mut_ptr().add(start).cast::<v128>();
-            let mut acc = [
-                v128_load(to),
-                v128_load(to.add(1)),
-                v128_load(to.add(2)),
-                v128_load(to.add(3)),
-            ];
-            for input in inputs {
-                let from = input.as_ptr().add(start).cast::<v128>();
-                acc[0] = f32x4_add(acc[0], v128_load(from));
-                acc[1] = f32x4_add(acc[1], v128_load(from.add(1)));
-                acc[2] = f32x4_add(acc[2], v128_load(from.add(2)));
-                acc[3] = f32x4_add(acc[3], v128_load(from.add(3)));
+            for k in 0..SUM_LANES / 4 {
+                let mut acc = if fresh {
+                    f32x4_splat(0.0)
+                } else {
+                    v128_load(to.add(k))
+                };
+                for input in inputs {
+                    acc = f32x4_add(
+                        acc,
+                        v128_load(input.as_ptr().add(start).cast::<v128>().add(k)),
+                    );
+                }
+                v128_store(to.add(k), acc);
             }
-            v128_store(to, acc[0]);
-            v128_store(to.add(1), acc[1]);
-            v128_store(to.add(2), acc[2]);
-            v128_store(to.add(3), acc[3]);
         }
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     let whole = 0;
     for (index, out) in output.iter_mut().enumerate().skip(whole) {
+        let mut total = if fresh { 0.0 } else { *out };
         for input in inputs {
-            *out += input[index];
+            total += input[index];
         }
+        *out = total;
     }
 }
 
@@ -256,6 +275,9 @@ mod tests {
             core::array::from_fn(|i| 1.0 / (i as f32 + 0.5)),
         );
         let inputs = [&input[..], &a, &b, &input, &a, &b];
+        let mut nothing = [9.0f32; 5];
+        sum(&[], &mut nothing);
+        assert_eq!(nothing, [0.0; 5]);
         let mut summed = [9.0f32; 37];
         sum(&inputs, &mut summed);
         for (i, v) in summed.iter().enumerate() {
