@@ -188,21 +188,24 @@ fn encode_with<const N: usize>(src: &[f32], dst: &mut [u8], f: impl Fn(f32) -> [
     }
 }
 
-/// S16 LE → f32, 32 samples per iteration (a deep body: the deadline check at the loop's
-/// head costs as much as a few vector operations).
+/// Samples per iteration of [`decode_s16le`]: a deep body, since the deadline check at
+/// the loop's head costs as much as a few vector operations (see [`ENCODE_LANES`]).
+const DECODE_LANES: usize = 64;
+
+/// S16 LE → f32, 64 samples per iteration.
 fn decode_s16le(src: &[u8], dst: &mut [f32]) {
     let count = (src.len() / 2).min(dst.len());
-    let whole = count - count % 32;
+    let whole = count - count % DECODE_LANES;
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         let scale = f32x4_splat(1.0 / 32768.0);
-        for start in (0..whole).step_by(32) {
+        for start in (0..whole).step_by(DECODE_LANES) {
             // SAFETY: `start + 32 <= count` samples lie in both slices; v128 loads and
             // stores need no alignment.
             unsafe {
                 let from = src.as_ptr().add(start * 2).cast::<v128>();
                 let to = dst.as_mut_ptr().add(start).cast::<v128>();
-                for k in 0..4 {
+                for k in 0..DECODE_LANES / 8 {
                     let pcm = v128_load(from.add(k));
                     let low = f32x4_convert_i32x4(i32x4_extend_low_i16x8(pcm));
                     let high = f32x4_convert_i32x4(i32x4_extend_high_i16x8(pcm));
@@ -219,14 +222,19 @@ fn decode_s16le(src: &[u8], dst: &mut [f32]) {
     });
 }
 
-/// f32 → S16 LE, 16 samples per iteration: scale, clamp, round to nearest even, NaN → 0.
+/// Samples per iteration of [`encode_s16le`]. The runtime's compiler keeps the loop's
+/// constants in memory across the deadline check at the loop's head, and reloads and
+/// stores them again on every iteration: 64 samples share that cost.
+const ENCODE_LANES: usize = 64;
+
+/// f32 → S16 LE, 64 samples per iteration: scale, clamp, round to nearest even, NaN → 0.
 ///
 /// The rounding is the scalar path's own trick (add 1.5·2^23, subtract its bits), and the
 /// clamp uses `pmin`/`pmax`, which compile to one instruction each; the NaN-exact `min`,
 /// `max`, `nearest` and saturating truncation each cost a long instruction sequence.
 fn encode_s16le(src: &[f32], dst: &mut [u8]) {
     let count = (dst.len() / 2).min(src.len());
-    let whole = count - count % 16;
+    let whole = count - count % ENCODE_LANES;
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         let scale = f32x4_splat(32768.0);
@@ -240,12 +248,12 @@ fn encode_s16le(src: &[f32], dst: &mut [u8]) {
             let clamped = v128_and(clamped, f32x4_eq(scaled, scaled));
             i32x4_sub(f32x4_add(clamped, round), round_bits)
         };
-        for start in (0..whole).step_by(16) {
+        for start in (0..whole).step_by(ENCODE_LANES) {
             // SAFETY: as in `decode_s16le`.
             unsafe {
                 let from = src.as_ptr().add(start).cast::<v128>();
                 let to = dst.as_mut_ptr().add(start * 2).cast::<v128>();
-                for k in 0..2 {
+                for k in 0..ENCODE_LANES / 8 {
                     let a = quantize(v128_load(from.add(2 * k)));
                     let b = quantize(v128_load(from.add(2 * k + 1)));
                     v128_store(to.add(k), i16x8_narrow_i32x4(a, b));
