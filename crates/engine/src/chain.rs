@@ -18,8 +18,8 @@ use crate::device::DeviceFormat;
 use crate::error::{EngineError, Result};
 use crate::gain::{GainControl, GainStage};
 use crate::plugin::{
-    BOARD_SLOTS, ChainPlugins, FaultBoard, KernelSetup, MAX_EFFECTS, PluginSlot, PluginStage,
-    StageRole, board_slot, run_plugin, set_params,
+    BOARD_SLOTS, ChainPlugins, FaultBoard, KernelSetup, MAX_EFFECTS, PluginFault, PluginSlot,
+    PluginStage, StageRole, board_slot, check_range, copy_checked, run_plugin, set_params,
 };
 use crate::resample::Resampler;
 use crate::ring::{Consumer, Producer};
@@ -63,6 +63,11 @@ impl ChannelMapper {
             identity,
             matrix,
         })
+    }
+
+    /// Whether the mapping copies every channel to itself and nothing else.
+    pub fn is_identity(&self) -> bool {
+        self.identity
     }
 
     /// Real-time: maps interleaved `input` into `output`, frame by frame, as many frames
@@ -458,46 +463,93 @@ impl PlaybackChain {
     /// what the ring cannot supply is silence. The stages in order: convert, resample,
     /// gain, channel map, effects; each runs its plugin when it has a working one and its
     /// native stage otherwise ([`run_plugin`]).
+    ///
+    /// A converter plugin's samples are not copied out of its memory: the later stages
+    /// work on them where they lie, and the first read of them checks them (see
+    /// [`PlaybackChain::finish`]).
     pub fn pull(
         &mut self,
         ring: &mut Consumer,
         control: &GainControl,
         out: &mut [f32],
     ) -> PullOutcome {
-        let (channels, want) = (self.guest_channels, self.period_frames);
-        let needed = self.input_frames_for(want);
+        let needed = self.input_frames_for(self.period_frames);
         let available = ring.available() / self.frame_bytes;
-        let take = needed.min(available).min(self.decoded.len() / channels);
-        let bytes_consumed = self.decode(ring, take);
-        let audible_frames = self.resample(take, want);
-        let signal = match self.resampler {
-            Some(_) => &mut self.resampled[..want * channels],
-            None => &mut self.decoded[..want * channels],
-        };
-        run_plugin(self.plugins.gain.as_mut(), |gain| {
-            gain.process(control, signal, channels).then_some(())
-        })
-        .unwrap_or_else(|| self.gain.process(control, signal, channels));
-        let endpoint_channels = self.endpoint_channels;
-        run_plugin(self.plugins.channel_map.as_mut(), |slot| {
-            slot.run_f32(signal, want, out, want, endpoint_channels)
-        })
-        .unwrap_or_else(|| {
-            self.mapper.apply(signal, out);
-            want
-        });
-        for effect in &mut self.effects {
-            effect.process(out, endpoint_channels);
-        }
-        let out = &mut out[..want * endpoint_channels];
-        for slot in &mut self.plugins.effects {
-            slot.run_in_place(out, want);
-        }
+        let take = needed
+            .min(available)
+            .min(self.decoded.len() / self.guest_channels);
+        // The converter leaves the chain for the cycle (a move, no allocation), so its
+        // output buffer can be the signal while the other stages borrow the chain.
+        let mut convert = self.plugins.convert.take();
+        let (bytes_consumed, audible_frames) =
+            self.decode_and_finish(convert.as_mut(), ring, take, control, out);
+        self.plugins.convert = convert;
         PullOutcome {
             bytes_consumed,
             audible_frames,
             underrun: take < needed,
         }
+    }
+
+    /// Real-time: takes `take` frames from the ring, through the converter plugin when
+    /// there is a working one (the ring is read straight into its input buffer), and runs
+    /// the rest of the chain; returns the bytes consumed and the audible frames.
+    fn decode_and_finish(
+        &mut self,
+        convert: Option<&mut PluginSlot>,
+        ring: &mut Consumer,
+        take: usize,
+        control: &GainControl,
+        out: &mut [f32],
+    ) -> (usize, usize) {
+        let channels = self.guest_channels;
+        let frame_bytes = self.frame_bytes;
+        if let Some(slot) = convert.filter(|slot| slot.active())
+            && take > 0
+        {
+            let (consumed, frames) = slot.run_decode(take * frame_bytes, frame_bytes, |input| {
+                ring.read_with(input.len(), |region, offset| {
+                    input[offset..offset + region.len()].copy_from_slice(region);
+                })
+            });
+            if consumed == 0 {
+                return (0, self.finish(None, 0, control, out, false).unwrap_or(0));
+            }
+            let take = consumed / frame_bytes;
+            if frames.is_some() {
+                let samples = take.max(self.period_frames) * channels;
+                match slot.decoded(samples) {
+                    Some(decoded) => {
+                        if let Some(audible) = self.finish(Some(decoded), take, control, out, true)
+                        {
+                            return (consumed, audible);
+                        }
+                        slot.fail(PluginFault::Output);
+                    }
+                    None => slot.fail(PluginFault::Status),
+                }
+            }
+            // The plugin faulted, now or at the check of its samples: the native converter
+            // decodes what was staged (the format was checked convertible when the chain
+            // was built).
+            let _ = paravox_pcm::decode(self.format, slot.staged(consumed), &mut self.decoded[..]);
+            return (
+                consumed,
+                self.finish(None, take, control, out, false).unwrap_or(0),
+            );
+        }
+        let (format, sample_bytes) = (self.format, self.sample_bytes);
+        let decoded = &mut self.decoded;
+        let consumed = ring.read_with(take * frame_bytes, |region, offset| {
+            let first = offset / sample_bytes;
+            // The format was checked convertible when the chain was built.
+            let _ = paravox_pcm::decode(format, region, &mut decoded[first..]);
+        });
+        (
+            consumed,
+            self.finish(None, consumed / frame_bytes, control, out, false)
+                .unwrap_or(0),
+        )
     }
 
     /// Real-time: the input frames the resampling stage needs for `want` output frames.
@@ -522,59 +574,83 @@ impl PlaybackChain {
         .unwrap_or_else(|| native.input_frames_for(want))
     }
 
-    /// Real-time: resamples the `take` decoded frames into `want` frames (when rates
-    /// differ), silence after what was produced; returns the frames produced.
-    fn resample(&mut self, take: usize, want: usize) -> usize {
-        let channels = self.guest_channels;
-        let Some(resampler) = self.resampler.as_mut() else {
-            self.decoded[take * channels..want * channels].fill(0.0);
-            return take;
+    /// Real-time: resample, gain, channel map and effects over `take` decoded frames in
+    /// `source` (`None`: the chain's own `decoded` buffer, which must hold at least one
+    /// period; so must `source`). Returns the audible frames.
+    ///
+    /// `unchecked` marks a converter plugin's samples, which must be finite and within
+    /// [-1, 1]. The first read of them checks them, before any stage with state of its
+    /// own has seen them: when the native, identity channel map is the first stage that
+    /// reads them (no resampler, no gain plugin, the native gain settled at unity), its
+    /// copy into `out` checks each sample as it goes; otherwise a pass over them comes
+    /// first. `None`: a sample failed the check, and nothing but `out` was changed, so the
+    /// caller can run the chain again from the native converter's samples.
+    fn finish(
+        &mut self,
+        source: Option<&mut [f32]>,
+        take: usize,
+        control: &GainControl,
+        out: &mut [f32],
+        unchecked: bool,
+    ) -> Option<usize> {
+        let (channels, want) = (self.guest_channels, self.period_frames);
+        let endpoint_channels = self.endpoint_channels;
+        let decoded: &mut [f32] = match source {
+            Some(samples) => samples,
+            None => &mut self.decoded[..],
         };
-        let input = &self.decoded[..take * channels];
-        let output = &mut self.resampled[..want * channels];
-        let produced = run_plugin(self.plugins.resample.as_mut(), |slot| {
-            slot.run_f32(input, take, output, want, channels)
+        let checked_by_copy = unchecked
+            && self.resampler.is_none()
+            && !self.plugins.gain.as_ref().is_some_and(|gain| gain.active())
+            && self.gain.is_idle(control, channels)
+            && !self
+                .plugins
+                .channel_map
+                .as_ref()
+                .is_some_and(|slot| slot.active())
+            && self.mapper.is_identity();
+        if unchecked && !checked_by_copy {
+            check_range(decoded.get(..take * channels)?, 1.0).ok()?;
+        }
+        let (signal, audible_frames) = match self.resampler.as_mut() {
+            Some(resampler) => {
+                let input = &decoded[..take * channels];
+                let output = &mut self.resampled[..want * channels];
+                let produced = run_plugin(self.plugins.resample.as_mut(), |slot| {
+                    slot.run_f32(input, take, output, want, channels)
+                })
+                .unwrap_or_else(|| resampler.process(input, output).1);
+                self.resampled[produced * channels..want * channels].fill(0.0);
+                (&mut self.resampled[..want * channels], produced)
+            }
+            None => {
+                decoded[take * channels..want * channels].fill(0.0);
+                (&mut decoded[..want * channels], take)
+            }
+        };
+        run_plugin(self.plugins.gain.as_mut(), |gain| {
+            gain.process(control, signal, channels).then_some(())
         })
-        .unwrap_or_else(|| resampler.process(input, output).1);
-        self.resampled[produced * channels..want * channels].fill(0.0);
-        produced
-    }
-
-    /// Real-time: takes `take` frames from the ring into `decoded`, through the converter
-    /// plugin when there is a working one; returns the bytes consumed. The ring is read
-    /// straight into the plugin's input buffer, with no copy in between.
-    fn decode(&mut self, ring: &mut Consumer, take: usize) -> usize {
-        let channels = self.guest_channels;
-        let (format, sample_bytes, frame_bytes) =
-            (self.format, self.sample_bytes, self.frame_bytes);
-        let decoded = &mut self.decoded;
-        if let Some(slot) = self.plugins.convert.as_mut().filter(|slot| slot.active())
-            && take > 0
-        {
-            let (consumed, frames) = slot.run_decode(
-                take * frame_bytes,
-                frame_bytes,
-                |input| {
-                    ring.read_with(input.len(), |region, offset| {
-                        input[offset..offset + region.len()].copy_from_slice(region);
-                    })
-                },
-                &mut decoded[..],
-                channels,
-            );
-            if consumed > 0 {
-                if frames.is_none() {
-                    // The format was checked convertible when the chain was built.
-                    let _ = paravox_pcm::decode(format, slot.staged(consumed), &mut decoded[..]);
-                }
-                return consumed;
+        .unwrap_or_else(|| self.gain.process(control, signal, channels));
+        let mapped = run_plugin(self.plugins.channel_map.as_mut(), |slot| {
+            slot.run_f32(signal, want, out, want, endpoint_channels)
+        });
+        if mapped.is_none() {
+            if checked_by_copy {
+                let len = signal.len().min(out.len());
+                copy_checked(&signal[..len], &mut out[..len], 1.0).ok()?;
+            } else {
+                self.mapper.apply(signal, out);
             }
         }
-        ring.read_with(take * frame_bytes, |region, offset| {
-            let first = offset / sample_bytes;
-            // The format was checked convertible when the chain was built.
-            let _ = paravox_pcm::decode(format, region, &mut decoded[first..]);
-        })
+        for effect in &mut self.effects {
+            effect.process(out, endpoint_channels);
+        }
+        let out = &mut out[..want * endpoint_channels];
+        for slot in &mut self.plugins.effects {
+            slot.run_in_place(out, want);
+        }
+        Some(audible_frames)
     }
 }
 

@@ -120,6 +120,16 @@ impl GainStage {
         }
     }
 
+    /// Real-time: whether [`process`](Self::process) would leave both the samples and
+    /// this stage as they are: every channel settled at unity, with no new target.
+    pub fn is_idle(&self, control: &GainControl, channels: usize) -> bool {
+        (0..channels.clamp(1, MAX_CHANNELS)).all(|channel| {
+            self.goal[channel] == 1.0
+                && self.remaining[channel] == 0
+                && target(control, channel) == 1.0
+        })
+    }
+
     /// Real-time: applies the gains to interleaved `samples` of `channels` channels.
     pub fn process(&mut self, control: &GainControl, samples: &mut [f32], channels: usize) {
         let channels = channels.clamp(1, MAX_CHANNELS);

@@ -3,9 +3,11 @@
 //!
 //! The plugin side runs the engine's own real-time path ([`PluginSlot`]): the input
 //! written into the plugin's memory, the call under its deadline, the output checked
-//! (NaN, infinity, range) while it is copied out. The mixer's inputs are written once:
-//! the engine's chains write straight into the mixer's input buffers, so a cycle's mixing
-//! cost is the call and the checked copy of the result.
+//! (NaN, infinity, range) while it is copied out. A playback converter's output is not
+//! copied out: the next stage reads it in place and checks it as it reads, so the decode
+//! row is the bytes in and the call, and the row after it adds that first read. The
+//! mixer's inputs are written once: the engine's chains write straight into the mixer's
+//! input buffers, so a cycle's mixing cost is the call and the checked copy of the result.
 //!
 //! Besides criterion's report, a table of each stage's best batch (plugin vs native) is
 //! printed first: on a shared, loaded host the fastest batch is the stable number.
@@ -121,32 +123,69 @@ struct Case {
     plugin: Box<dyn FnMut() -> bool>,
 }
 
-fn decode_case() -> Case {
+/// 16-bit guest bytes and the converter plugin that decodes them.
+fn s16_decoder() -> (Vec<u8>, Fresh) {
     let pcm: Vec<u8> = (0..SAMPLES * 2).map(|i| (i * 37 % 251) as u8).collect();
-    let (source, mut out) = (pcm.clone(), vec![0.0f32; SAMPLES]);
-    let mut into = vec![0.0f32; SAMPLES];
-    let mut plugin = Fresh::new(
+    let plugin = Fresh::new(
         shipped::CONVERT,
         StageRole::Convert,
         setup(Format::S16Le, Format::F32Le),
     );
+    (pcm, plugin)
+}
+
+/// The engine's decode call: `pcm` straight into the plugin's input, then the call; the
+/// samples stay in the plugin's memory. Whether the call worked.
+fn decode_in_plugin(plugin: &mut Fresh, pcm: &[u8]) -> bool {
+    let (_, frames) = plugin.slot.run_decode(pcm.len(), 2 * CHANNELS, |input| {
+        input.copy_from_slice(black_box(pcm));
+        input.len()
+    });
+    frames.is_some()
+}
+
+fn decode_case() -> Case {
+    let (pcm, mut plugin) = s16_decoder();
+    let (source, mut out) = (pcm.clone(), vec![0.0f32; SAMPLES]);
     Case {
         name: "convert_s16le_decode",
         native: Box::new(move || {
             let _ = paravox_pcm::decode(Format::S16Le, black_box(&source), &mut out);
         }),
+        // The next stage reads (and checks) the samples where they lie: see
+        // `decode_and_map_case` for the two together.
         plugin: Box::new(move || {
-            plugin.slot.run_decode(
-                pcm.len(),
-                2 * CHANNELS,
-                |input| {
-                    input.copy_from_slice(black_box(&pcm));
-                    input.len()
-                },
-                &mut into,
-                CHANNELS,
-            );
+            decode_in_plugin(&mut plugin, &pcm);
             plugin.ran()
+        }),
+    }
+}
+
+/// The convert stage and the first read of its samples, as a playback chain with an
+/// identity channel map runs them: natively, decode and the map's copy into the
+/// endpoint's buffer; with the plugin, the guest bytes into its memory, the call, and
+/// the map's copy, which checks each sample as it reads it.
+fn decode_and_map_case() -> Case {
+    let (pcm, mut plugin) = s16_decoder();
+    let source = pcm.clone();
+    let (mut decoded, mut out) = (vec![0.0f32; SAMPLES], vec![0.0f32; SAMPLES]);
+    let mut into = vec![0.0f32; SAMPLES];
+    let mapper = ChannelMapper::new(CHANNELS, CHANNELS).expect("mapper");
+    Case {
+        name: "convert_s16le_decode_then_map",
+        native: Box::new(move || {
+            let _ = paravox_pcm::decode(Format::S16Le, black_box(&source), &mut decoded);
+            mapper.apply(&decoded, &mut out);
+            black_box(&out);
+        }),
+        plugin: Box::new(move || {
+            let checked = decode_in_plugin(&mut plugin, &pcm)
+                && plugin
+                    .slot
+                    .decoded(SAMPLES)
+                    .is_some_and(|samples| copy_checked(samples, &mut into, 1.0).is_ok());
+            black_box(&into);
+            checked && plugin.ran()
         }),
     }
 }
@@ -292,6 +331,7 @@ fn resample_case() -> Case {
 fn cases() -> Vec<Case> {
     vec![
         decode_case(),
+        decode_and_map_case(),
         encode_case(),
         mix_case("mix_16_streams", 0.0),
         mix_case("mix_16_streams_soft_clip_on", 1.0),
@@ -390,6 +430,27 @@ fn ratios(_: &mut Criterion) {
     eprintln!(
         "\ns16_le decode of 480 stereo frames: copy in {copy_in:.0} ns, empty call {empty:.0} ns, \
          call {call:.0} ns, checked copy out {copy_out:.0} ns"
+    );
+    let mut encoder = kernel(
+        shipped::CONVERT,
+        StageRole::Convert,
+        &setup(Format::F32Le, Format::S16Le),
+    );
+    let floats = signal(SAMPLES);
+    let mut bytes = vec![0u8; SAMPLES * 2];
+    let copy_in = best_ns(&mut || {
+        encoder.input_samples(0)[..SAMPLES].copy_from_slice(black_box(&floats));
+        true
+    });
+    let call = best_ns(&mut || encoder.process(FRAMES, FRAMES).is_ok());
+    let copy_out = best_ns(&mut || {
+        bytes.copy_from_slice(&encoder.output_bytes()[..SAMPLES * 2]);
+        black_box(&mut bytes);
+        true
+    });
+    eprintln!(
+        "f32 to s16_le encode of 480 stereo frames: copy in {copy_in:.0} ns, \
+         call {call:.0} ns, copy out {copy_out:.0} ns"
     );
     eprintln!("\nplugin throughput vs native, 480 stereo frames per call (best batch):");
     eprintln!(

@@ -297,6 +297,11 @@ impl PluginKernel for Kernel {
         as_samples(&mut self.memory.data_mut(&mut self.store)[range])
     }
 
+    fn output_samples_mut(&mut self) -> &mut [f32] {
+        let range = self.output.clone();
+        as_samples(&mut self.memory.data_mut(&mut self.store)[range])
+    }
+
     fn process(
         &mut self,
         input_frames: usize,

@@ -15,6 +15,9 @@ pub enum Misdeed {
     Grow,
     HugeCount,
     Nan,
+    /// Writes 1.5 as its first output sample: finite, and within what an effect may
+    /// output, but not a decoded sample (those are within [-1, 1]).
+    Loud,
     /// Raises the "entered" word ([`ENTERED_SAMPLE`] of input 0), then waits in a loop
     /// until another thread sets the "released" word ([`RELEASED_SAMPLE`]).
     Handshake,
@@ -37,6 +40,7 @@ pub fn half_wat(manifest: &str, extra: &str, misdeed: Misdeed, after: u32) -> St
         Misdeed::Grow => "(drop (memory.grow (i32.const 1)))",
         Misdeed::HugeCount => "(return (i32.const 1000000))",
         Misdeed::Nan => "(f32.store (global.get $output) (f32.const nan))",
+        Misdeed::Loud => "(f32.store (global.get $output) (f32.const 1.5))",
         // Input 0 starts at 4096: sample 2 is at 4104, sample 1 at 4100. A thread
         // preempted inside `$wait` may resume past its loop header's epoch check and leave
         // at once, so a short second loop makes sure the call looks at the epoch again
@@ -103,6 +107,9 @@ pub fn half_wat(manifest: &str, extra: &str, misdeed: Misdeed, after: u32) -> St
         len = manifest.len(),
     )
 }
+
+/// The manifest of `half` as a converter between `float_le` and `f32` (it halves).
+pub const HALF_CONVERTER_MANIFEST: &str = r#"{"name":"half-convert","version":"1.0.0","kind":"converter","input_formats":["float_le"],"output_formats":["float_le"],"rates":[8000,192000],"input_channels":[1,18],"output_channels":[1,18],"params":[{"name":"volume","min":0,"max":1,"default":0.5}]}"#;
 
 /// The well-behaved example.
 pub fn half() -> Vec<u8> {

@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Misdeed, half_wat, misbehaving};
+use common::{HALF_CONVERTER_MANIFEST, Misdeed, half_wat, misbehaving};
 use paravox_engine::plugin::{ChainPlugins, EffectPlugin, KernelFactory};
 use paravox_engine::{Direction, Engine, Event};
 use paravox_pcm::Format;
@@ -216,6 +216,124 @@ fn a_gain_plugin_with_bad_output_leaves_its_period_to_the_native_gain() {
         assert_eq!(*o, expected, "frame {n} (switch at {switch})");
     }
     assert_eq!(stream.plugin_faults(), 1);
+}
+
+/// The reason of the first `PluginFault` event about `stream`, with its plugin and stage.
+fn fault_event(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    stream: paravox_engine::StreamId,
+) -> (String, String, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match events.try_recv() {
+            Ok(Event::PluginFault {
+                stream: Some(id),
+                plugin,
+                stage,
+                reason,
+                ..
+            }) if id == stream => return (plugin, stage, reason),
+            Ok(_) => {}
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => panic!("no PluginFault event: {error:?}"),
+        }
+    }
+}
+
+/// A converter plugin (it halves) whose samples turn bad from its fourth call on, in a
+/// stream at `rate` with its volume at `volume_db`, played to a 48 kHz mono endpoint.
+/// Every frame is played, no bad sample reaches the endpoint, the period the converter
+/// spoiled is the native converter's, and the fault is reported once, for the convert
+/// stage. Returns what was played and the guest's signal.
+fn converter_turning_bad(misdeed: Misdeed, rate: u32, volume_db: f32) -> (Vec<f32>, Vec<f32>) {
+    let engine = Engine::new();
+    let out = sink(&engine, "out");
+    let mut events = engine.subscribe();
+    let wasm =
+        wat::parse_str(half_wat(HALF_CONVERTER_MANIFEST, "", misdeed, 4)).expect("valid WAT");
+    let plugin: Arc<dyn KernelFactory> = runtime().load(&wasm).expect("loads");
+    let stream = prepared_stream(
+        &engine,
+        Direction::Playback,
+        Format::F32Le,
+        rate,
+        1,
+        FAULT_FRAMES,
+    );
+    stream
+        .set_plugins(Some(ChainPlugins {
+            convert: Some(plugin),
+            ..ChainPlugins::default()
+        }))
+        .expect("plugins");
+    stream.set_volume_db(volume_db);
+    let frames = FAULT_FRAMES as usize;
+    let (signal, bytes) = ramp(frames);
+    play(&stream, &bytes);
+    let played = audible(&out, frames * 48_000 / rate as usize);
+    assert!(
+        played.iter().all(|s| s.is_finite() && s.abs() <= 1.0),
+        "a bad sample reached the endpoint"
+    );
+    assert_eq!(stream.plugin_faults(), 1);
+    let (name, stage, reason) = fault_event(&mut events, stream.id());
+    assert_eq!((name.as_str(), stage.as_str()), ("half-convert", "convert"));
+    assert!(reason.contains("non-finite"), "{reason}");
+    (played, signal)
+}
+
+/// Checks `played` against the guest's `signal` scaled by `gain` (from frame `settled`
+/// on: a volume set after the stream was made ramps to it first): halved by the plugin
+/// up to some period, then as the native converter decodes it, with no frame lost.
+fn assert_switched_to_native(played: &[f32], signal: &[f32], gain: f32, settled: usize) {
+    assert_eq!(played.len(), signal.len(), "frames went missing");
+    let switch = played
+        .iter()
+        .zip(signal)
+        .position(|(o, s)| *o == s * gain)
+        .expect("the native converter took over");
+    assert!(switch > settled, "the plugin never ran");
+    for (n, (o, s)) in played.iter().zip(signal).enumerate().skip(settled) {
+        let expected = if n < switch {
+            (s * 0.5) * gain
+        } else {
+            s * gain
+        };
+        assert_eq!(*o, expected, "frame {n} (switch at {switch})");
+    }
+}
+
+/// The identity channel map is the first stage to read the converter's samples: its copy
+/// checks them, and a NaN is caught there.
+#[test]
+fn a_converter_nan_is_caught_by_the_channel_maps_copy() {
+    let (played, signal) = converter_turning_bad(Misdeed::Nan, 48_000, 0.0);
+    assert_switched_to_native(&played, &signal, 1.0, 0);
+}
+
+/// The same copy holds decoded samples to [-1, 1], tighter than an effect's limit.
+#[test]
+fn a_converter_sample_above_full_scale_is_caught_by_the_channel_maps_copy() {
+    let (played, signal) = converter_turning_bad(Misdeed::Loud, 48_000, 0.0);
+    assert_switched_to_native(&played, &signal, 1.0, 0);
+}
+
+/// With a volume set, the gain (which has state: its ramp) reads the samples first, so
+/// they are checked before it runs, and the spoiled period is gained once, natively.
+#[test]
+fn a_converter_sample_above_full_scale_is_caught_before_the_gain() {
+    let (played, signal) = converter_turning_bad(Misdeed::Loud, 48_000, -6.0);
+    let ramp = (48_000.0 * paravox_engine::gain::RAMP_SECONDS) as usize;
+    let gain = paravox_engine::gain::db_to_linear(-6.0);
+    assert_switched_to_native(&played, &signal, gain, ramp);
+}
+
+/// A resampler's history must never hold a bad sample: the check comes before it.
+#[test]
+fn a_converter_nan_is_caught_before_the_resampler() {
+    converter_turning_bad(Misdeed::Nan, 44_100, 0.0);
 }
 
 #[test]
