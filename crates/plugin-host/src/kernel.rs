@@ -1,6 +1,6 @@
 //! Real-time: one plugin instance set up for one stage, as the engine calls it.
 //!
-//! Everything that can fail slowly happens in [`Kernel::new`] (off the real-time
+//! Everything that can fail slowly happens in `Kernel::new` (off the real-time
 //! thread): instantiate from the pre-instantiated module, `paravox_init`, check every
 //! buffer the plugin reports against its memory, one warm-up call over silence, and a
 //! second `paravox_init` to start clean. After that the memory is frozen (any growth

@@ -118,30 +118,30 @@
 //!
 //! `cargo bench -p paravox-plugin-host` times each shipped plugin through the engine's
 //! own real-time path (input written into the plugin's memory, the call under its
-//! deadline, the output checked while copied out) against its native stage, one period
-//! of 480 stereo frames, on a shared 2-core x86-64 host (best batch of 200 calls;
-//! criterion's means run longer). Two runs, a stop apart:
+//! deadline, the output checked while copied out, or, for a playback converter, read in
+//! place by the next stage, which checks it as it reads) against its native stage, one
+//! period of 480 stereo frames, on a shared 2-core x86-64 host with AVX2 (best batch of
+//! 200 calls, and criterion's mean):
 //!
 //! | stage | native | plugin | plugin throughput |
 //! |---|---|---|---|
-//! | convert s16_le → f32 | 117–119 ns | 316–382 ns | 0.30–0.38× |
-//! | convert f32 → s16_le | 247 ns | 374–930 ns | 0.27–0.66× (varies between runs) |
-//! | mix, 16 streams (as paravox mixes: soft clipping off) | 1.58–1.60 µs | 2.16–2.25 µs | 0.70–0.74× |
-//! | mix, 16 streams, soft clipping on | 1.59 µs | 2.28–3.02 µs | 0.52–0.72× |
-//! | gain −6 dB | 499–515 ns | 402–414 ns | 1.24× |
-//! | channel map 1 → 2 | 1.79–1.94 µs | 5.27 µs | 0.34–0.37× |
-//! | resample 44.1 → 48 kHz | 12.7–12.8 µs | 31–32 µs | 0.39–0.41× |
+//! | convert s16_le → f32 (bytes in and the call) | 92 ns (mean 102) | 116 ns (122) | 0.80× (0.83×) |
+//! | the same and the channel map's checked copy | 135 ns (135) | 171 ns (183) | 0.79× (0.74×) |
+//! | convert f32 → s16_le | 196 ns (208) | 276 ns (292) | 0.71× (0.71×) |
+//! | mix, 16 streams (as paravox mixes: soft clipping off) | 1.14 µs (1.28) | 0.91 µs (0.99) | 1.26× (1.29×) |
+//! | mix, 16 streams, soft clipping on | 1.14 µs (1.20) | 1.02 µs (1.12) | 1.12× (1.07×) |
+//! | gain −6 dB | 383 ns (401) | 205 ns (225) | 1.87× (1.78×) |
+//! | channel map 1 → 2 | 1.36 µs (1.58) | 3.47 µs (3.86) | 0.39× (0.41×) |
+//! | resample 44.1 → 48 kHz | 7.4 µs (8.7) | 16.5 µs (17.3) | 0.45× (0.50×) |
 //!
-//! A call costs about 33 ns with nothing to do (criterion: 55–62 ns per
-//! `process(0, 0)`, 37–88 ns per `set_param`). Of a 16-bit decode's 316 ns, 28 go to
-//! copying the guest bytes in, 150 to the call (its SIMD loop about native's speed), and
-//! 160 to the checked copy of the 960 samples out: for a stage as cheap as decoding
-//! 16-bit samples the sandbox's copies and output checks cost more than the work, so the
-//! converter stays below the 0.7× goal. In absolute terms that is 0.2 µs more per stream
-//! and 10 ms period (0.002 % of the period), which is why paravox still converts in the
-//! plugin by default. Compiling `convert.wasm` takes 42–52 ms (75–110 ms on a loaded
-//! host); loading it from the on-disk cache 0.37–0.6 ms; instantiating, initializing and
-//! warming a kernel for a stream 34 µs.
+//! A call costs about 22 ns with nothing to do (criterion: 31 ns per `process(0, 0)`,
+//! 22 ns per `set_param`). Of a 16-bit decode, 20 ns go to copying the guest bytes in and
+//! 95 to the call (its SIMD loop about native's speed); the check of the 960 samples
+//! rides on the first copy the chain makes anyway (57–64 ns as a checked copy with AVX2,
+//! 86–93 with SSE2). The mixer is faster than the native sum because it adds eight
+//! inputs per pass over the output where the native fallback adds one. Compiling
+//! `convert.wasm` takes about 26 ms; loading it from the on-disk cache 0.19 ms;
+//! instantiating, initializing and warming a kernel for a stream 23 µs.
 
 pub mod abi;
 pub mod cache;

@@ -90,7 +90,7 @@ impl Plugin {
         Ok((store, instance))
     }
 
-    /// An initialized, warmed kernel for `role` (see [`Kernel::new`]).
+    /// An initialized, warmed kernel for `role` (see the [`kernel`](crate::kernel) module).
     pub fn kernel(self: &Arc<Self>, role: StageRole, setup: &KernelSetup) -> Result<Kernel> {
         self.manifest.check_setup(role, setup)?;
         Kernel::new(self, setup)
