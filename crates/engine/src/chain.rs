@@ -512,31 +512,33 @@ impl PlaybackChain {
                     input[offset..offset + region.len()].copy_from_slice(region);
                 })
             });
-            if consumed == 0 {
-                return (0, self.finish(None, 0, control, out, false).unwrap_or(0));
-            }
-            let take = consumed / frame_bytes;
-            if frames.is_some() {
-                let samples = take.max(self.period_frames) * channels;
-                match slot.decoded(samples) {
-                    Some(decoded) => {
-                        if let Some(audible) = self.finish(Some(decoded), take, control, out, true)
-                        {
-                            return (consumed, audible);
+            if consumed > 0 {
+                let take = consumed / frame_bytes;
+                if frames.is_some() {
+                    let samples = take.max(self.period_frames) * channels;
+                    match slot.decoded(samples) {
+                        Some(decoded) => {
+                            if let Some(audible) =
+                                self.finish(Some(decoded), take, control, out, true)
+                            {
+                                return (consumed, audible);
+                            }
+                            slot.fail(PluginFault::Output);
                         }
-                        slot.fail(PluginFault::Output);
+                        None => slot.fail(PluginFault::Status),
                     }
-                    None => slot.fail(PluginFault::Status),
                 }
+                // The plugin faulted, now or at the check of its samples: the native
+                // converter decodes what was staged (the format was checked convertible
+                // when the chain was built).
+                let _ =
+                    paravox_pcm::decode(self.format, slot.staged(consumed), &mut self.decoded[..]);
+                return (
+                    consumed,
+                    self.finish(None, take, control, out, false).unwrap_or(0),
+                );
             }
-            // The plugin faulted, now or at the check of its samples: the native converter
-            // decodes what was staged (the format was checked convertible when the chain
-            // was built).
-            let _ = paravox_pcm::decode(self.format, slot.staged(consumed), &mut self.decoded[..]);
-            return (
-                consumed,
-                self.finish(None, take, control, out, false).unwrap_or(0),
-            );
+            // Nothing reached the plugin: the ring is read natively below.
         }
         let (format, sample_bytes) = (self.format, self.sample_bytes);
         let decoded = &mut self.decoded;
@@ -583,8 +585,10 @@ impl PlaybackChain {
     /// own has seen them: when the native, identity channel map is the first stage that
     /// reads them (no resampler, no gain plugin, the native gain settled at unity), its
     /// copy into `out` checks each sample as it goes; otherwise a pass over them comes
-    /// first. `None`: a sample failed the check, and nothing but `out` was changed, so the
-    /// caller can run the chain again from the native converter's samples.
+    /// first. `None`: a sample failed the check, and nothing was changed but `out` and
+    /// `source` itself (its silence after `take`; the converter's staged input is
+    /// elsewhere), so the caller can run the chain again from the native converter's
+    /// samples.
     fn finish(
         &mut self,
         source: Option<&mut [f32]>,
@@ -628,10 +632,15 @@ impl PlaybackChain {
                 (&mut decoded[..want * channels], take)
             }
         };
-        run_plugin(self.plugins.gain.as_mut(), |gain| {
-            gain.process(control, signal, channels).then_some(())
-        })
-        .unwrap_or_else(|| self.gain.process(control, signal, channels));
+        // An idle gain is skipped, not run: were a volume set between the test above and
+        // here, it would start its ramp on samples not yet checked (the next cycle
+        // starts it instead).
+        if !checked_by_copy {
+            run_plugin(self.plugins.gain.as_mut(), |gain| {
+                gain.process(control, signal, channels).then_some(())
+            })
+            .unwrap_or_else(|| self.gain.process(control, signal, channels));
+        }
         let mapped = run_plugin(self.plugins.channel_map.as_mut(), |slot| {
             slot.run_f32(signal, want, out, want, endpoint_channels)
         });

@@ -243,11 +243,18 @@ fn fault_event(
 }
 
 /// A converter plugin (it halves) whose samples turn bad from its fourth call on, in a
-/// stream at `rate` with its volume at `volume_db`, played to a 48 kHz mono endpoint.
-/// Every frame is played, no bad sample reaches the endpoint, the period the converter
-/// spoiled is the native converter's, and the fault is reported once, for the convert
-/// stage. Returns what was played and the guest's signal.
-fn converter_turning_bad(misdeed: Misdeed, rate: u32, volume_db: f32) -> (Vec<f32>, Vec<f32>) {
+/// stream of `channels` at `rate` with its volume at `volume_db` and the plugins of
+/// `others` in its other stages, played to a 48 kHz mono endpoint. Every frame is
+/// played, no bad sample reaches the endpoint, and the fault is reported once, for the
+/// convert stage (a later stage that saw the bad sample would fault itself or pass it
+/// on). Returns what was played and the guest's signal.
+fn converter_turning_bad(
+    misdeed: Misdeed,
+    rate: u32,
+    channels: u32,
+    volume_db: f32,
+    others: ChainPlugins,
+) -> (Vec<f32>, Vec<f32>) {
     let engine = Engine::new();
     let out = sink(&engine, "out");
     let mut events = engine.subscribe();
@@ -259,20 +266,25 @@ fn converter_turning_bad(misdeed: Misdeed, rate: u32, volume_db: f32) -> (Vec<f3
         Direction::Playback,
         Format::F32Le,
         rate,
-        1,
+        channels,
         FAULT_FRAMES,
     );
     stream
         .set_plugins(Some(ChainPlugins {
             convert: Some(plugin),
-            ..ChainPlugins::default()
+            ..others
         }))
         .expect("plugins");
     stream.set_volume_db(volume_db);
     let frames = FAULT_FRAMES as usize;
-    let (signal, bytes) = ramp(frames);
+    let (signal, bytes) = ramp(frames * channels as usize);
     play(&stream, &bytes);
     let played = audible(&out, frames * 48_000 / rate as usize);
+    assert_eq!(
+        played.len(),
+        frames * 48_000 / rate as usize,
+        "frames went missing"
+    );
     assert!(
         played.iter().all(|s| s.is_finite() && s.abs() <= 1.0),
         "a bad sample reached the endpoint"
@@ -309,14 +321,16 @@ fn assert_switched_to_native(played: &[f32], signal: &[f32], gain: f32, settled:
 /// checks them, and a NaN is caught there.
 #[test]
 fn a_converter_nan_is_caught_by_the_channel_maps_copy() {
-    let (played, signal) = converter_turning_bad(Misdeed::Nan, 48_000, 0.0);
+    let (played, signal) =
+        converter_turning_bad(Misdeed::Nan, 48_000, 1, 0.0, ChainPlugins::default());
     assert_switched_to_native(&played, &signal, 1.0, 0);
 }
 
 /// The same copy holds decoded samples to [-1, 1], tighter than an effect's limit.
 #[test]
 fn a_converter_sample_above_full_scale_is_caught_by_the_channel_maps_copy() {
-    let (played, signal) = converter_turning_bad(Misdeed::Loud, 48_000, 0.0);
+    let (played, signal) =
+        converter_turning_bad(Misdeed::Loud, 48_000, 1, 0.0, ChainPlugins::default());
     assert_switched_to_native(&played, &signal, 1.0, 0);
 }
 
@@ -324,7 +338,8 @@ fn a_converter_sample_above_full_scale_is_caught_by_the_channel_maps_copy() {
 /// they are checked before it runs, and the spoiled period is gained once, natively.
 #[test]
 fn a_converter_sample_above_full_scale_is_caught_before_the_gain() {
-    let (played, signal) = converter_turning_bad(Misdeed::Loud, 48_000, -6.0);
+    let (played, signal) =
+        converter_turning_bad(Misdeed::Loud, 48_000, 1, -6.0, ChainPlugins::default());
     let ramp = (48_000.0 * paravox_engine::gain::RAMP_SECONDS) as usize;
     let gain = paravox_engine::gain::db_to_linear(-6.0);
     assert_switched_to_native(&played, &signal, gain, ramp);
@@ -333,7 +348,27 @@ fn a_converter_sample_above_full_scale_is_caught_before_the_gain() {
 /// A resampler's history must never hold a bad sample: the check comes before it.
 #[test]
 fn a_converter_nan_is_caught_before_the_resampler() {
-    converter_turning_bad(Misdeed::Nan, 44_100, 0.0);
+    converter_turning_bad(Misdeed::Nan, 44_100, 1, 0.0, ChainPlugins::default());
+}
+
+/// A gain plugin would take 1.5 (within what an effect may handle): the converter's
+/// samples are checked before they are copied into it.
+#[test]
+fn a_converter_sample_above_full_scale_is_caught_before_a_gain_plugin() {
+    let gain: Arc<dyn KernelFactory> = runtime().load(shipped::GAIN).expect("loads");
+    let others = ChainPlugins {
+        gain: Some(gain),
+        ..ChainPlugins::default()
+    };
+    let (played, signal) = converter_turning_bad(Misdeed::Loud, 48_000, 1, 0.0, others);
+    assert_switched_to_native(&played, &signal, 1.0, 0);
+}
+
+/// A stereo stream into the mono endpoint: the channel map mixes, and a 1.5 mixed with
+/// its neighbour would fit in range; the check comes before the mix.
+#[test]
+fn a_converter_sample_above_full_scale_is_caught_before_a_down_mix() {
+    converter_turning_bad(Misdeed::Loud, 48_000, 2, 0.0, ChainPlugins::default());
 }
 
 #[test]
