@@ -13,13 +13,29 @@
 //! [`Event::BudgetExceeded`](crate::Event::BudgetExceeded); the transports answer it with
 //! their protocol's own error.
 //!
+//! A card may also have only so many resampler filters designed for rates outside the
+//! standard ones at once ([`FILTER_DESIGN_BURST`], then one more every
+//! [`FILTER_DESIGN_INTERVAL`]): a filter not yet kept is designed on the thread that
+//! serves every guest of a Xen back end, up to 8 ms each, and a Xen guest (which lists
+//! its own rates) choosing a new odd rate at every prepare would otherwise keep that
+//! thread from the others. Past that, a prepare at such a rate whose filter is not kept
+//! is refused with [`EngineError::Busy`]. Standard rates (the few dozen filters of
+//! virtio's rate list) and rates whose filters are kept are never refused.
+//!
 //! The defaults fit what Linux's `virtio_snd` and `xen-snd-front` ask for with their
 //! defaults (a few tens of KiB per stream at 48 kHz stereo) with a wide margin, and stop
 //! a guest asking for 64 streams of 64 MiB at 768 kHz × 18 channels.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::error::{EngineError, Result};
+
+/// New resampler filters a card may have designed at once (as many as are kept).
+pub const FILTER_DESIGN_BURST: u32 = 16;
+
+/// How soon a card that used its burst may have one more new filter designed.
+pub const FILTER_DESIGN_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The most streams any card may have, whatever its budget says.
 pub const MAX_STREAMS: u32 = crate::registry::MAX_STREAMS_PER_CARD as u32;
@@ -155,6 +171,39 @@ struct Account {
     /// Set for a budget of the card's own; otherwise it follows the engine's default.
     own: bool,
     used: Usage,
+    designs: Designs,
+}
+
+/// New filter designs the card may still have, and since when the next one is earned.
+#[derive(Debug)]
+struct Designs {
+    left: u32,
+    since: Instant,
+}
+
+impl Designs {
+    fn full(now: Instant) -> Designs {
+        Designs {
+            left: FILTER_DESIGN_BURST,
+            since: now,
+        }
+    }
+
+    /// Adds what the time since the last refill earned, up to the burst.
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.since);
+        let earned = elapsed.as_nanos() / FILTER_DESIGN_INTERVAL.as_nanos();
+        if earned == 0 {
+            return;
+        }
+        let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+        self.left = self.left.saturating_add(earned).min(FILTER_DESIGN_BURST);
+        self.since = if self.left == FILTER_DESIGN_BURST {
+            now
+        } else {
+            self.since + FILTER_DESIGN_INTERVAL * earned
+        };
+    }
 }
 
 /// One card's budget and what its prepared streams hold, shared by the card and its
@@ -173,6 +222,7 @@ impl CardBudget {
                 budget,
                 own: false,
                 used: Usage::default(),
+                designs: Designs::full(Instant::now()),
             }),
         })
     }
@@ -244,6 +294,24 @@ impl CardBudget {
                 budget.stream_samples_per_second,
             ));
         }
+        Ok(())
+    }
+
+    /// Takes one new resampler filter design for a stream at `rate` Hz, or refuses when
+    /// the card has used its burst and not yet earned another (see the module
+    /// documentation).
+    pub(crate) fn take_filter_design(&self, rate: u32, now: Instant) -> Result<()> {
+        let mut account = self.lock();
+        account.designs.refill(now);
+        if account.designs.left == 0 {
+            return Err(EngineError::Busy(format!(
+                "card {} had {FILTER_DESIGN_BURST} new resampler filters designed lately; \
+                 one for {rate} Hz may be in {} ms",
+                self.card,
+                FILTER_DESIGN_INTERVAL.as_millis()
+            )));
+        }
+        account.designs.left -= 1;
         Ok(())
     }
 

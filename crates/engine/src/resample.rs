@@ -122,6 +122,11 @@ impl TableCache {
 
     /// The table for `up/down`: the kept one, else a new one, kept in place of those
     /// used longest ago.
+    /// Whether the table of `up/down` is kept.
+    fn holds(&self, up: u64, down: u64) -> bool {
+        self.lock().iter().any(|(ratio, _)| *ratio == (up, down))
+    }
+
     fn table(&self, up: u64, down: u64, taps: usize) -> Arc<[f32]> {
         {
             let mut tables = self.lock();
@@ -185,6 +190,19 @@ fn ratio(from_rate: u32, to_rate: u32) -> std::result::Result<(u64, u64, usize),
         return Err("the rates need a filter of more than 2 MiB");
     }
     Ok((up, down, taps))
+}
+
+/// Whether a resampler from `from_rate` to `to_rate` would be made without designing a
+/// filter: its table is kept, or there is none to design (equal rates, or rates it
+/// refuses).
+pub fn is_kept(from_rate: u32, to_rate: u32) -> bool {
+    if from_rate == to_rate || from_rate == 0 || to_rate == 0 {
+        return true;
+    }
+    match ratio(from_rate, to_rate) {
+        Ok((up, down, _)) => TABLES.holds(up, down),
+        Err(_) => true,
+    }
 }
 
 impl Resampler {

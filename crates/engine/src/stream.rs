@@ -381,6 +381,22 @@ impl Stream {
             rate: params.rate,
             channels: params.channels,
         };
+        let endpoint_rate = endpoint.format().rate;
+        let (from_rate, to_rate) = match self.direction() {
+            Direction::Playback => (params.rate, endpoint_rate),
+            Direction::Capture => (endpoint_rate, params.rate),
+        };
+        // The standard rates (virtio's, which are all a virtio guest can ask for) make a
+        // few dozen filters at most: only others count against the card's designs.
+        let standard = paravox_pcm::VIRTIO_RATES.contains(&params.rate);
+        if !standard && !crate::resample::is_kept(from_rate, to_rate) {
+            self.budget
+                .take_filter_design(params.rate, Instant::now())
+                .inspect_err(|error| {
+                    // The transports log refusals, rate-limited; a guest repeats this one.
+                    tracing::debug!(card = self.card, stream = self.id(), %error, "prepare refused");
+                })?;
+        }
         let (producer, consumer) = ring::ring(params.buffer_bytes as usize);
         let (mut fresh, issues) = self.build_chain(context, &control, &format, &endpoint)?;
         fresh.settle_gain(&self.shared.gain);

@@ -3,12 +3,12 @@
 
 mod support;
 
-use paravox_engine::budget::Limit;
+use paravox_engine::budget::{FILTER_DESIGN_BURST, FILTER_DESIGN_INTERVAL, Limit};
 use paravox_engine::{
     Budget, Direction, Engine, EngineError, Event, MAX_CARDS, MAX_STREAMS_PER_CARD, StreamSpec,
     Transport,
 };
-use paravox_pcm::{Format, HwParams};
+use paravox_pcm::{Format, HwConstraints, HwParams, RateSet};
 use support::*;
 
 fn spec(index: usize) -> StreamSpec {
@@ -219,4 +219,93 @@ fn cards_follow_the_default_budget_unless_they_have_their_own() {
     };
     assert!(engine.set_default_budget(unusable).is_err());
     assert_eq!(engine.default_budget(), narrow);
+}
+
+/// Rates no other test uses, each a new resampler filter against 48 kHz: 480·n Hz for n
+/// prime to 10 is 100/n, a small table.
+fn odd_rates(count: usize) -> Vec<u32> {
+    (11u32..)
+        .filter(|n| n % 2 != 0 && n % 5 != 0)
+        .map(|n| 480 * n)
+        .take(count)
+        .collect()
+}
+
+/// A guest preparing at one new odd rate after another has only so many filters designed
+/// for it (each one is work on the thread its transport shares with other guests), then
+/// one more per interval; standard rates, rates whose filters are kept, and other cards
+/// go on as before.
+#[test]
+fn a_card_has_only_so_many_new_resampler_filters_designed_at_once() {
+    let (engine, _recording) = engine_with_sink(format(48_000, 2, 480));
+    let rates = odd_rates(4 * FILTER_DESIGN_BURST as usize);
+    // What a Xen guest may list as its rates (its frontend's `sample-rates`).
+    let mut offered = rates.clone();
+    offered.extend(paravox_pcm::VIRTIO_RATES);
+    let any_rate = |index| StreamSpec {
+        constraints: HwConstraints {
+            rates: RateSet::new(&offered).expect("rates"),
+            ..open_constraints()
+        },
+        ..spec(index)
+    };
+    let card = engine.create_card("rates", Transport::Local).expect("card");
+    let stream = engine
+        .create_stream(card.id(), any_rate(0))
+        .expect("stream");
+    let prepare = |stream: &paravox_engine::Stream, rate: u32| {
+        stream.set_params(stereo(rate, 4096))?;
+        stream.prepare()
+    };
+    let started = std::time::Instant::now();
+    let mut designed = Vec::new();
+    let refused = rates
+        .iter()
+        .find_map(|&rate| match prepare(&stream, rate) {
+            Ok(()) => {
+                designed.push(rate);
+                None
+            }
+            Err(error) => Some((rate, error)),
+        })
+        .expect("a new rate was refused");
+    // The burst, and at most what the time the designs took earned on top of it.
+    let earned = started.elapsed().as_millis() / FILTER_DESIGN_INTERVAL.as_millis();
+    assert!(
+        designed.len() >= FILTER_DESIGN_BURST as usize,
+        "{designed:?}"
+    );
+    assert!(
+        designed.len() as u128 <= u128::from(FILTER_DESIGN_BURST) + earned,
+        "{} designed in {:?}",
+        designed.len(),
+        started.elapsed()
+    );
+    match &refused.1 {
+        EngineError::Busy(message) => {
+            assert!(
+                message.contains(&format!("card {}", card.id())),
+                "{message}"
+            );
+            assert!(message.contains(&format!("{} Hz", refused.0)), "{message}");
+        }
+        other => panic!("not a busy refusal: {other:?}"),
+    }
+    // A kept filter needs no design: the last rate, and 48 kHz, which needs none.
+    prepare(&stream, *designed.last().expect("one")).expect("a kept rate");
+    prepare(&stream, 48_000).expect("the endpoint's own rate");
+    // Standard rates never count: at most a few dozen filters.
+    for rate in [5512, 11_025, 12_000, 44_100] {
+        prepare(&stream, rate).expect("a standard rate");
+    }
+    // Another card has its own designs.
+    let other = engine.create_card("other", Transport::Local).expect("card");
+    let theirs = engine
+        .create_stream(other.id(), any_rate(0))
+        .expect("stream");
+    prepare(&theirs, refused.0).expect("another card's new rate");
+    // One interval later the card may have one more.
+    std::thread::sleep(FILTER_DESIGN_INTERVAL + FILTER_DESIGN_INTERVAL / 5);
+    let next = rates[designed.len() + 1];
+    prepare(&stream, next).expect("one more after the interval");
 }

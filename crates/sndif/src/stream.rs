@@ -141,7 +141,9 @@ fn engine_errno(error: &EngineError) -> Errno {
         // what ran out.
         EngineError::Budget { exceeded, .. } if exceeded.limit.is_card_total() => Errno::NoMemory,
         EngineError::Budget { .. } => Errno::Invalid,
-        EngineError::Limit(_) => Errno::Busy,
+        // A shared resource in use now (a card that had many new resampler filters
+        // designed lately): try again later.
+        EngineError::Limit(_) | EngineError::Busy(_) => Errno::Busy,
         _ => Errno::Io,
     }
 }

@@ -6,6 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use paravox_engine::budget::FILTER_DESIGN_BURST;
 use paravox_engine::{Direction, Engine};
 use paravox_sndif::wire::{
     HwParamBlock, OpenRequest, Request, RwRequest, TriggerKind, WireRange, encode_request,
@@ -14,6 +15,7 @@ use paravox_sndif::xenstore::XenbusState;
 use support::*;
 
 const EINVAL: i32 = -22;
+const EBUSY: i32 = -16;
 const EIO: i32 = -5;
 const EOPNOTSUPP: i32 = -95;
 
@@ -1223,6 +1225,62 @@ fn a_rate_the_host_cannot_resample_is_refused_at_open() {
         ..Params::s16_stereo(10)
     };
     assert_eq!(stream.open(&odd), EINVAL, "OPEN at 767,994 Hz");
+    assert_eq!(stream.open(&Params::s16_stereo(10)), 0, "OPEN at 48 kHz");
+    assert_eq!(stream.close(), 0);
+}
+
+/// A guest may list any rates in its frontend's `sample-rates` and open at each in turn;
+/// every new one makes the backend's loop design a filter while the other guests wait.
+/// After the card's burst of new filters, OPEN at yet another new rate is `-EBUSY`
+/// (one more is allowed each interval), and rates that need no new filter still open.
+#[test]
+fn a_guest_opening_at_one_new_rate_after_another_is_told_to_wait() {
+    let (engine, _recording) = engine_with_memory_sink();
+    let harness = Harness::new(engine);
+    let domain = harness.domain(9);
+    // 480·n Hz against 48 kHz is 100/n: each a new, small filter.
+    let rates: Vec<u32> = (11u32..)
+        .filter(|n| n % 2 != 0 && n % 5 != 0)
+        .map(|n| 480 * n)
+        .take(3 * FILTER_DESIGN_BURST as usize)
+        .collect();
+    let listed: Vec<String> = rates.iter().chain(&[48_000]).map(u32::to_string).collect();
+    let mut device = FrontDevice::create(
+        &harness.host,
+        &domain,
+        0,
+        &[
+            ("sample-formats", "s16_le"),
+            ("sample-rates", &listed.join(",")),
+        ],
+        &[(0, 0, Direction::Playback)],
+    );
+    device.connect();
+    let stream = device.stream(0, 0);
+    let mut opened = 0;
+    let mut refused = None;
+    for &rate in &rates {
+        let params = Params {
+            rate,
+            channels: 1,
+            buffer_bytes: 4 * 960,
+            period_bytes: 960,
+            ..Params::s16_stereo(10)
+        };
+        match stream.open(&params) {
+            0 => {
+                opened += 1;
+                assert_eq!(stream.close(), 0);
+            }
+            status => {
+                refused = Some((rate, status));
+                break;
+            }
+        }
+    }
+    let (rate, status) = refused.expect("a new rate was refused");
+    assert_eq!(status, EBUSY, "OPEN at {rate} Hz after {opened} new rates");
+    assert!(opened >= FILTER_DESIGN_BURST as usize, "{opened}");
     assert_eq!(stream.open(&Params::s16_stereo(10)), 0, "OPEN at 48 kHz");
     assert_eq!(stream.close(), 0);
 }
