@@ -465,8 +465,8 @@ impl PlaybackChain {
     /// native stage otherwise ([`run_plugin`]).
     ///
     /// A converter plugin's samples are not copied out of its memory: the later stages
-    /// work on them where they lie, and the first read of them checks them (see
-    /// [`PlaybackChain::finish`]).
+    /// work on them where they lie, and the first read of them checks them, before any
+    /// stage with state of its own sees them.
     pub fn pull(
         &mut self,
         ring: &mut Consumer,
