@@ -764,62 +764,122 @@ impl CaptureChain {
 
     /// Real-time: converts one endpoint period `input` and writes it into the ring;
     /// what does not fit is dropped and reported as an overrun.
+    ///
+    /// With a working converter plugin, the last stage before it (the channel map, or
+    /// the resampler) writes straight into its input buffer, where the gain runs too, so
+    /// nothing is copied into the plugin.
     pub fn push(
         &mut self,
         input: &[f32],
         ring: &mut Producer,
         control: &GainControl,
     ) -> PushOutcome {
+        // The converter leaves the chain for the cycle (a move, no allocation), so its
+        // input buffer can be the signal while the other stages borrow the chain.
+        let mut convert = self.plugins.convert.take();
+        let outcome = self.push_through(convert.as_mut(), input, ring, control);
+        self.plugins.convert = convert;
+        outcome
+    }
+
+    fn push_through(
+        &mut self,
+        convert: Option<&mut PluginSlot>,
+        input: &[f32],
+        ring: &mut Producer,
+        control: &GainControl,
+    ) -> PushOutcome {
         let channels = self.guest_channels;
         let period = self.period_frames;
-        run_plugin(self.plugins.channel_map.as_mut(), |slot| {
-            slot.run_f32(input, period, &mut self.mapped, period, channels)
-        })
-        .unwrap_or_else(|| {
-            self.mapper.apply(input, &mut self.mapped);
-            period
-        });
-        let signal = match self.resampler.as_mut() {
-            Some(resampler) => {
-                let most = self.resampled.len() / channels;
-                let produced = run_plugin(self.plugins.resample.as_mut(), |slot| {
-                    slot.run_f32(&self.mapped, period, &mut self.resampled, most, channels)
-                })
-                .unwrap_or_else(|| resampler.process(&self.mapped, &mut self.resampled).1);
-                &mut self.resampled[..produced * channels]
-            }
-            None => &mut self.mapped[..],
+        // The converter's input holds one cycle's most frames (the chain's shape sizes it
+        // so); were it shorter, the native converter serves.
+        let most = self.resampled.len() / channels;
+        let need = self.resampled.len().max(self.mapped.len());
+        let mut convert = convert
+            .and_then(|slot| (slot.active() && slot.encode_input().len() >= need).then_some(slot));
+        let frames = {
+            let staged = convert.as_deref_mut().map(PluginSlot::encode_input);
+            let (mapped, resampled) = match (staged, self.resampler.is_some()) {
+                (Some(staged), false) => (staged, &mut self.resampled[..]),
+                (Some(staged), true) => (&mut self.mapped[..], staged),
+                (None, _) => (&mut self.mapped[..], &mut self.resampled[..]),
+            };
+            let mapped = &mut mapped[..period * channels];
+            run_plugin(self.plugins.channel_map.as_mut(), |slot| {
+                slot.run_f32(input, period, mapped, period, channels)
+            })
+            .unwrap_or_else(|| {
+                self.mapper.apply(input, mapped);
+                period
+            });
+            let signal = match self.resampler.as_mut() {
+                Some(resampler) => {
+                    let resampled = &mut resampled[..most * channels];
+                    let produced = run_plugin(self.plugins.resample.as_mut(), |slot| {
+                        slot.run_f32(mapped, period, resampled, most, channels)
+                    })
+                    .unwrap_or_else(|| resampler.process(mapped, resampled).1);
+                    &mut resampled[..produced * channels]
+                }
+                None => mapped,
+            };
+            run_plugin(self.plugins.gain.as_mut(), |gain| {
+                gain.process(control, signal, channels).then_some(())
+            })
+            .unwrap_or_else(|| self.gain.process(control, signal, channels));
+            signal.len() / channels
         };
-        run_plugin(self.plugins.gain.as_mut(), |gain| {
-            gain.process(control, signal, channels).then_some(())
-        })
-        .unwrap_or_else(|| self.gain.process(control, signal, channels));
-        let frames = signal.len() / channels;
         let fits = (ring.free() / self.frame_bytes).min(frames);
         let (format, sample_bytes, frame_bytes) =
             (self.format, self.sample_bytes, self.frame_bytes);
-        let convert = self.plugins.convert.as_mut().filter(|_| fits > 0);
-        let bytes_produced = run_plugin(convert, |slot| {
-            let mut written = 0;
-            slot.run_encode(&signal[..fits * channels], fits, frame_bytes, |bytes| {
-                written = ring.write_with(bytes.len(), |region, offset| {
-                    region.copy_from_slice(&bytes[offset..offset + region.len()]);
-                });
-            })?;
-            Some(written)
-        })
-        .unwrap_or_else(|| {
-            ring.write_with(fits * frame_bytes, |region, offset| {
-                let first = offset / sample_bytes;
-                // The format was checked convertible when the chain was built.
-                let _ = paravox_pcm::encode(format, &signal[first..], region);
-            })
-        });
+        let bytes_produced = match convert {
+            Some(slot) => {
+                let mut written = 0;
+                let encoded = fits == 0
+                    || slot
+                        .run_encode(fits, frame_bytes, |bytes| {
+                            written = ring.write_with(bytes.len(), |region, offset| {
+                                region.copy_from_slice(&bytes[offset..offset + region.len()]);
+                            });
+                        })
+                        .is_some();
+                if encoded {
+                    written
+                } else {
+                    let signal = &slot.encode_input()[..fits * channels];
+                    encode_into(ring, format, signal, sample_bytes, frame_bytes, fits)
+                }
+            }
+            None => {
+                let signal = match self.resampler {
+                    Some(_) => &self.resampled[..frames * channels],
+                    None => &self.mapped[..frames * channels],
+                };
+                encode_into(ring, format, signal, sample_bytes, frame_bytes, fits)
+            }
+        };
         PushOutcome {
             bytes_produced,
             overrun: fits < frames,
         }
     }
+}
+
+/// Real-time: the native converter's half of a capture push: `fits` frames of `signal`
+/// into the ring; returns the bytes written.
+fn encode_into(
+    ring: &mut Producer,
+    format: Format,
+    signal: &[f32],
+    sample_bytes: usize,
+    frame_bytes: usize,
+    fits: usize,
+) -> usize {
+    ring.write_with(fits * frame_bytes, |region, offset| {
+        let first = offset / sample_bytes;
+        // The format was checked convertible when the chain was built.
+        let _ = paravox_pcm::encode(format, &signal[first..], region);
+    })
 }
 
 /// The running state one chain takes over from the one it replaces, as

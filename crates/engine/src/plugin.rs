@@ -495,22 +495,30 @@ impl PluginSlot {
         &input[..bytes]
     }
 
-    /// Real-time: a capture converter's call: `frames` frames of `f32` samples in, guest
-    /// bytes (`frame_bytes` per frame) out, handed to `deliver` as one slice.
+    /// A capture converter's input buffer, for the stage before it to write its samples
+    /// into (see [`PluginSlot::run_encode`]).
+    pub fn encode_input(&mut self) -> &mut [f32] {
+        self.kernel.input_samples(0)
+    }
+
+    /// Real-time: a capture converter's call over the first `frames` frames the previous
+    /// stage wrote into [`PluginSlot::encode_input`]: guest bytes (`frame_bytes` per
+    /// frame) out, handed to `deliver` as one slice. `None` when the plugin is disabled or
+    /// just faulted: the native converter then encodes what is in `encode_input`. The
+    /// plugin could have overwritten its own input; whatever it left is still `f32`
+    /// samples, which the native converter clamps (and a NaN becomes 0), so the worst a
+    /// misbehaving plugin costs its stream is that one period.
     pub fn run_encode(
         &mut self,
-        input: &[f32],
         frames: usize,
         frame_bytes: usize,
         deliver: impl FnOnce(&[u8]),
     ) -> Option<usize> {
+        if self.failed {
+            return None;
+        }
         let result = (|| {
             let kernel = self.kernel.as_mut();
-            kernel
-                .input_samples(0)
-                .get_mut(..input.len())
-                .ok_or(PluginFault::Status)?
-                .copy_from_slice(input);
             if kernel.process(frames, frames)? != frames {
                 return Err(PluginFault::Status);
             }

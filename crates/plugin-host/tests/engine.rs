@@ -371,6 +371,92 @@ fn a_converter_sample_above_full_scale_is_caught_before_a_down_mix() {
     converter_turning_bad(Misdeed::Loud, 48_000, 2, 0.0, ChainPlugins::default());
 }
 
+/// A capture converter (it halves) that traps from its fourth call on, in a mono
+/// `float_le` stream at `rate` fed by a 48 kHz source holding 0.25: the stage before it
+/// writes straight into its input, and from the period it trapped the native converter
+/// encodes that same input. Returns the captured samples.
+fn capture_converter_trapping(rate: u32) -> Vec<f32> {
+    let engine = Engine::new();
+    let source: Vec<f32> = vec![0.25; 48_000];
+    engine
+        .add_capture_endpoint(
+            "in",
+            "memory",
+            Box::new(support::MemorySourceOpener {
+                format: format(48_000, 1, PERIOD),
+                signal: Arc::new(source),
+            }),
+        )
+        .expect("source");
+    engine
+        .set_default_endpoint(Direction::Capture, "in")
+        .expect("default");
+    let wasm =
+        wat::parse_str(half_wat(HALF_CONVERTER_MANIFEST, "", Misdeed::Trap, 4)).expect("valid WAT");
+    let plugin: Arc<dyn KernelFactory> = runtime().load(&wasm).expect("loads");
+    // A tenth of a second, in four whole periods.
+    let frames = rate as usize / 10 / 4 * 4;
+    let stream = prepared_stream(
+        &engine,
+        Direction::Capture,
+        Format::F32Le,
+        rate,
+        1,
+        frames as u32,
+    );
+    stream
+        .set_plugins(Some(ChainPlugins {
+            convert: Some(plugin),
+            ..ChainPlugins::default()
+        }))
+        .expect("plugins");
+    stream.start().expect("start");
+    let bytes = frames * 4;
+    assert!(stream.wait_position(bytes as u64, Duration::from_secs(5)));
+    let mut captured = vec![0u8; bytes];
+    assert_eq!(stream.read(&mut captured), bytes);
+    assert_eq!(stream.plugin_faults(), 1);
+    captured
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// No resampler: the channel map writes into the converter's input.
+#[test]
+fn a_capture_converter_that_traps_leaves_its_staged_input_to_the_native_one() {
+    let captured = capture_converter_trapping(48_000);
+    // Halved while the plugin worked, then the native converter's exact samples.
+    let switch = captured
+        .iter()
+        .position(|&s| s == 0.25)
+        .expect("the native converter took over");
+    assert!(switch > 0, "the plugin never ran");
+    assert!(
+        captured[..switch].iter().all(|&s| s == 0.125),
+        "{captured:?}"
+    );
+    assert!(
+        captured[switch..].iter().all(|&s| s == 0.25),
+        "{captured:?}"
+    );
+}
+
+/// A resampler writes into the converter's input (48 to 44.1 kHz).
+#[test]
+fn a_capture_converter_that_traps_after_a_resampler_leaves_its_input_to_the_native_one() {
+    let captured = capture_converter_trapping(44_100);
+    assert!(captured.iter().all(|s| s.is_finite() && s.abs() <= 0.26));
+    // The resampler's first outputs rise from its empty history; then the plugin's
+    // halved samples, then the native converter's.
+    assert!(
+        captured.iter().any(|&s| (s - 0.125).abs() < 1e-4),
+        "the plugin never ran: {captured:?}"
+    );
+    let last = &captured[captured.len() - 100..];
+    assert!(last.iter().all(|&s| (s - 0.25).abs() < 1e-4), "{last:?}");
+}
+
 #[test]
 fn a_trap_falls_back_to_native() {
     faulting_stream_keeps_playing(Misdeed::Trap, "trapped");
