@@ -118,30 +118,31 @@
 //!
 //! `cargo bench -p paravox-plugin-host` times each shipped plugin through the engine's
 //! own real-time path (input written into the plugin's memory, the call under its
-//! deadline, the output checked while copied out, or, for a playback converter, read in
-//! place by the next stage, which checks it as it reads) against its native stage, one
-//! period of 480 stereo frames, on a shared 2-core x86-64 host with AVX2 (best batch of
-//! 200 calls, and criterion's mean):
+//! deadline, the output checked while copied out) against its native stage, one period
+//! of 480 stereo frames, on a shared 2-core x86-64 host with AVX2 (best batch of 200
+//! calls, and criterion's mean). The converters' samples are not copied across: the
+//! playback side's next stage reads them where they lie and checks them as it reads,
+//! and the capture side's previous stage writes into the plugin's input.
 //!
 //! | stage | native | plugin | plugin throughput |
 //! |---|---|---|---|
-//! | convert s16_le → f32 (bytes in and the call) | 92 ns (mean 102) | 116 ns (122) | 0.80× (0.83×) |
-//! | the same and the channel map's checked copy | 135 ns (135) | 171 ns (183) | 0.79× (0.74×) |
-//! | convert f32 → s16_le | 196 ns (208) | 276 ns (292) | 0.71× (0.71×) |
-//! | mix, 16 streams (as paravox mixes: soft clipping off) | 1.14 µs (1.28) | 0.91 µs (0.99) | 1.26× (1.29×) |
-//! | mix, 16 streams, soft clipping on | 1.14 µs (1.20) | 1.02 µs (1.12) | 1.12× (1.07×) |
-//! | gain −6 dB | 383 ns (401) | 205 ns (225) | 1.87× (1.78×) |
-//! | channel map 1 → 2 | 1.36 µs (1.58) | 3.47 µs (3.86) | 0.39× (0.41×) |
-//! | resample 44.1 → 48 kHz | 7.4 µs (8.7) | 16.5 µs (17.3) | 0.45× (0.50×) |
+//! | convert s16_le → f32 (bytes in and the call) | 94 ns (mean 99) | 113 ns (123) | 0.83× (0.81×) |
+//! | the same and the channel map's checked copy | 130 ns (134) | 171 ns (189) | 0.76× (0.71×) |
+//! | convert f32 → s16_le (the call and the bytes out) | 203 ns (219) | 243 ns (254) | 0.83× (0.86×) |
+//! | mix, 16 streams (as paravox mixes: soft clipping off) | 1.19 µs (1.20) | 0.92 µs (0.95) | 1.30× (1.26×) |
+//! | mix, 16 streams, soft clipping on | 1.14 µs (1.23) | 1.02 µs (1.12) | 1.12× (1.10×) |
+//! | gain −6 dB | 384 ns (426) | 210 ns (224) | 1.83× (1.90×) |
+//! | channel map 1 → 2 | 1.43 µs (1.59) | 3.45 µs (3.92) | 0.41× (0.40×) |
+//! | resample 44.1 → 48 kHz | 7.4 µs (8.3) | 16.0 µs (17.8) | 0.46× (0.46×) |
 //!
-//! A call costs about 22 ns with nothing to do (criterion: 31 ns per `process(0, 0)`,
-//! 22 ns per `set_param`). Of a 16-bit decode, 20 ns go to copying the guest bytes in and
-//! 95 to the call (its SIMD loop about native's speed); the check of the 960 samples
-//! rides on the first copy the chain makes anyway (57–64 ns as a checked copy with AVX2,
-//! 86–93 with SSE2). The mixer is faster than the native sum because it adds eight
+//! A call costs about 22 ns with nothing to do (criterion: 32 ns per `process(0, 0)`,
+//! 21 ns per `set_param`). Of a 16-bit decode, 21 ns go to copying the guest bytes in and
+//! 99 to the call (its SIMD loop about native's speed); the check of the 960 samples
+//! rides on the first copy the chain makes anyway (about 59 ns as a checked copy with
+//! AVX2, 86–93 with SSE2). The mixer is faster than the native sum because it adds eight
 //! inputs per pass over the output where the native fallback adds one. Compiling
-//! `convert.wasm` takes about 26 ms; loading it from the on-disk cache 0.19 ms;
-//! instantiating, initializing and warming a kernel for a stream 23 µs.
+//! `convert.wasm` takes about 25 ms; loading it from the on-disk cache 0.19 ms;
+//! instantiating, initializing and warming a kernel for a stream 21 µs.
 
 pub mod abi;
 pub mod cache;
