@@ -133,6 +133,15 @@ fn cpu(report: &mut Report, finished: &Finished, results: &Results) {
         if let Some(threads) = thread_cpu(results, "idle", seconds) {
             report.metric("paravox threads, idle", threads);
         }
+        if let Some(clock) = clock_cpu(results, "idle") {
+            report.metric(
+                "paravox CPU in dom0, idle, scheduler's clock",
+                format!(
+                    "{:.4} s/s ({clock:.3} s over {seconds:.2} s)",
+                    clock / seconds
+                ),
+            );
+        }
     }
     for (step, audio_seconds) in [
         ("aplay", f64::from(TONE.seconds)),
@@ -166,6 +175,16 @@ fn cpu(report: &mut Report, finished: &Finished, results: &Results) {
         if let Some(threads) = thread_cpu(results, step, seconds) {
             report.metric(&format!("paravox threads during {step}"), threads);
         }
+        if let Some(clock) = clock_cpu(results, step) {
+            report.metric(
+                &format!("paravox CPU in dom0 during {step}, scheduler's clock"),
+                format!(
+                    "{:.4} s per second of audio ({clock:.3} s over {seconds:.2} s of {step}; \
+                     threads alive at its end)",
+                    clock / audio_seconds
+                ),
+            );
+        }
         report.metric(
             &format!("paravox CPU in dom0 during {step}"),
             format!(
@@ -179,10 +198,21 @@ fn cpu(report: &mut Report, finished: &Finished, results: &Results) {
     }
 }
 
-/// Which of paravox's threads used the CPU between two `threads-*.txt` snapshots
-/// (`TID NAME TICKS` lines), busiest first, over `seconds`.
-fn thread_cpu(results: &Results, window: &str, seconds: f64) -> Option<String> {
-    let snapshot = |edge: &str| -> Option<BTreeMap<String, (String, f64)>> {
+/// One thread's CPU over a window: `ticks` from its stat file, `clock` from the
+/// scheduler's clock (its schedstat), both in seconds.
+#[derive(Debug, Clone, PartialEq)]
+struct ThreadUse {
+    label: String,
+    ticks: f64,
+    clock: Option<f64>,
+}
+
+/// paravox's threads between two `threads-*.txt` snapshots (`TID NAME TICKS NS` lines;
+/// older runs lack NS), busiest first. A thread that appears only at the end started
+/// inside the window and counts from zero; one that exited inside it is missing.
+fn thread_use(results: &Results, window: &str) -> Option<Vec<ThreadUse>> {
+    type Snapshot = BTreeMap<String, (String, f64, Option<f64>)>;
+    let snapshot = |edge: &str| -> Option<Snapshot> {
         let text = String::from_utf8_lossy(results.get(&format!("threads-{window}-{edge}.txt"))?)
             .into_owned();
         Some(
@@ -190,34 +220,65 @@ fn thread_cpu(results: &Results, window: &str, seconds: f64) -> Option<String> {
                 .filter_map(|line| {
                     let mut words = line.split_whitespace();
                     let (tid, name, ticks) = (words.next()?, words.next()?, words.next()?);
-                    Some((tid.to_owned(), (name.to_owned(), ticks.parse().ok()?)))
+                    let ns = words.next().and_then(|ns| ns.parse::<f64>().ok());
+                    Some((tid.to_owned(), (name.to_owned(), ticks.parse().ok()?, ns)))
                 })
                 .collect(),
         )
     };
     let (start, end) = (snapshot("start")?, snapshot("end")?);
-    let mut used: Vec<(String, f64)> = end
+    let mut used: Vec<ThreadUse> = end
         .iter()
-        .map(|(tid, (name, ticks))| {
-            let before = start.get(tid).map_or(0.0, |(_, ticks)| *ticks);
-            (
-                format!("{name}[{tid}]"),
-                (ticks - before) / TICKS_PER_SECOND,
-            )
+        .map(|(tid, (name, ticks, ns))| {
+            let before = start.get(tid);
+            let ticks_before = before.map_or(0.0, |(_, ticks, _)| *ticks);
+            let clock = match (ns, before) {
+                (Some(ns), Some((_, _, Some(ns_before)))) => Some((ns - ns_before) / 1e9),
+                (Some(ns), None) => Some(ns / 1e9),
+                _ => None,
+            };
+            ThreadUse {
+                label: format!("{name}[{tid}]"),
+                ticks: (ticks - ticks_before) / TICKS_PER_SECOND,
+                clock,
+            }
         })
-        .filter(|(_, cpu)| *cpu > 0.0)
+        .filter(|thread| thread.ticks > 0.0 || thread.clock.is_some_and(|clock| clock > 0.0))
         .collect();
-    used.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let key = |thread: &ThreadUse| thread.clock.unwrap_or(thread.ticks);
+    used.sort_by(|a, b| key(b).total_cmp(&key(a)));
+    Some(used)
+}
+
+/// The busiest of paravox's threads over `seconds`: ticks, and the scheduler's clock
+/// in brackets where the snapshots have it.
+fn thread_cpu(results: &Results, window: &str, seconds: f64) -> Option<String> {
+    let used = thread_use(results, window)?;
     let listed: Vec<String> = used
         .iter()
         .take(6)
-        .map(|(thread, cpu)| format!("{thread} {:.3} s/s", cpu / seconds))
+        .map(|thread| match thread.clock {
+            Some(clock) => format!(
+                "{} {:.3} s/s (clock {:.4})",
+                thread.label,
+                thread.ticks / seconds,
+                clock / seconds
+            ),
+            None => format!("{} {:.3} s/s", thread.label, thread.ticks / seconds),
+        })
         .collect();
     Some(if listed.is_empty() {
         "none measurable".to_owned()
     } else {
         listed.join(", ")
     })
+}
+
+/// The scheduler's clock summed over paravox's threads in a window (`None` when the
+/// snapshots do not have it).
+fn clock_cpu(results: &Results, window: &str) -> Option<f64> {
+    let used = thread_use(results, window)?;
+    used.iter().map(|thread| thread.clock).sum()
 }
 
 fn check_sink(report: &mut Report, results: &Results) {
@@ -488,6 +549,28 @@ mod tests {
             "endpoint[102] 0.300 s/s, sndif-watches[101] 0.150 s/s, new[103] 0.010 s/s"
         );
         assert_eq!(thread_cpu(&results, "aplay", 2.0), None);
+        assert_eq!(clock_cpu(&results, "idle"), None);
+    }
+
+    #[test]
+    fn the_scheduler_clock_orders_and_sums_the_threads() {
+        let mut results = Results::new();
+        results.insert(
+            "threads-aplay-start.txt".to_owned(),
+            b"101 epoch 10 100000000\n102 endpoint 20 300000000\n".to_vec(),
+        );
+        results.insert(
+            "threads-aplay-end.txt".to_owned(),
+            b"101 epoch 40 120000000\n102 endpoint 30 700000000\n103 new 0 50000000\n".to_vec(),
+        );
+        // Ticks charged the epoch thread 0.3 s; its clock says 0.02 s.
+        assert_eq!(
+            thread_cpu(&results, "aplay", 2.0).unwrap(),
+            "endpoint[102] 0.050 s/s (clock 0.2000), new[103] 0.000 s/s (clock 0.0250), \
+             epoch[101] 0.150 s/s (clock 0.0100)"
+        );
+        let clock = clock_cpu(&results, "aplay").unwrap();
+        assert!((clock - 0.47).abs() < 1e-9, "{clock}");
     }
 
     #[test]
