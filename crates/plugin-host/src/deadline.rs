@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::runtime::{HostState, ticks_for};
+use crate::runtime::{HostState, base_ticks};
 
 /// Probe windows granted after a deadline before the call is interrupted regardless.
 pub const MAX_PROBES: u32 = 20;
@@ -36,7 +36,7 @@ pub(crate) struct Overrun {
 /// The per-store deadline settings and the state of the call in progress.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline {
-    /// Length of a probe window, in epoch ticks.
+    /// Length of a probe window, in epoch ticks before the stride's allowance.
     probe_ticks: u64,
     overrun: Overrun,
     /// Calls that ran past their deadline and then finished.
@@ -50,7 +50,7 @@ impl Deadline {
     /// CPU back would be interrupted as a loop.
     pub(crate) fn new(probe_ms: u64) -> Deadline {
         Deadline {
-            probe_ticks: ticks_for(probe_ms),
+            probe_ticks: base_ticks(probe_ms),
             overrun: Overrun::default(),
             late: 0,
         }
@@ -119,7 +119,7 @@ fn thread_cpu_ns() -> Option<u64> {
 pub(crate) fn arm(store: &mut Store<HostState>) {
     store.epoch_deadline_callback(|mut context| {
         let state = context.data_mut();
-        // A call is running: the ticker must keep ticking at full rate.
+        // A call is running: the ticker must keep ticking.
         state.note_call();
         let deadline = &mut state.deadline;
         let Some(cpu) = thread_cpu_ns() else {
@@ -140,7 +140,8 @@ pub(crate) fn arm(store: &mut Store<HostState>) {
             Verdict::Probe => {
                 overrun.window = Some((cpu, wall));
                 overrun.probes += 1;
-                Ok(UpdateDeadline::Continue(deadline.probe_ticks))
+                let ticks = deadline.probe_ticks;
+                Ok(UpdateDeadline::Continue(state.deadline_ticks(ticks)))
             }
         }
     });

@@ -16,7 +16,7 @@ use crate::deadline::Deadline;
 use crate::error::{PluginError, Result};
 use crate::manifest::Kind;
 use crate::plugin::{Plugin, SETUP_MS};
-use crate::runtime::{HostState, ticks_for};
+use crate::runtime::{HostState, base_ticks};
 
 /// Milliseconds a real-time call may take, at least and at most: two periods (at least
 /// 10 ms). The deadline is wall-clock time; when it passes, probe windows of at least
@@ -38,6 +38,7 @@ pub struct Kernel {
     output: Range<usize>,
     max_frames: usize,
     input_count: usize,
+    /// A call's deadline in ticks, before the allowance for the ticker's stride.
     deadline_ticks: u64,
 }
 
@@ -154,11 +155,15 @@ impl Kernel {
             output,
             max_frames,
             input_count: inputs as usize,
-            deadline_ticks: ticks_for(deadline_ms),
+            deadline_ticks: base_ticks(deadline_ms),
         };
-        kernel.store.data_mut().deadline = Deadline::new(deadline_ms / 2);
+        let state = kernel.store.data_mut();
+        state.allow_stride(deadline_ms / 2);
+        state.deadline = Deadline::new(deadline_ms / 2);
         kernel.warm(manifest.kind)?;
-        kernel.store.set_epoch_deadline(ticks_for(SETUP_MS));
+        kernel
+            .store
+            .set_epoch_deadline(kernel.store.data().deadline_ticks(base_ticks(SETUP_MS)));
         initialize(&mut kernel.store)?;
         for (index, range) in kernel.inputs.iter().enumerate() {
             let ptr = input_ptr
@@ -230,6 +235,7 @@ where
     let state = store.data_mut();
     state.note_call();
     state.deadline.start_call();
+    let ticks = state.deadline_ticks(ticks);
     store.set_epoch_deadline(ticks);
     match func.call(&mut *store, args) {
         Ok(result) => {

@@ -11,7 +11,7 @@ use crate::abi::{ABI_VERSION, MAX_MANIFEST_BYTES};
 use crate::error::{PluginError, Result};
 use crate::kernel::Kernel;
 use crate::manifest::Manifest;
-use crate::runtime::{CodeSource, HostState, PluginRuntime, ticks_for};
+use crate::runtime::{CodeSource, HostState, PluginRuntime, base_ticks};
 use crate::validate::{check_kind, check_module};
 
 /// How long setting an instance up (init, the warm-up call) may take, in milliseconds.
@@ -82,7 +82,7 @@ impl Plugin {
         );
         store.limiter(|state| &mut state.limits);
         crate::deadline::arm(&mut store);
-        store.set_epoch_deadline(ticks_for(SETUP_MS));
+        store.set_epoch_deadline(store.data().deadline_ticks(base_ticks(SETUP_MS)));
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -101,7 +101,7 @@ fn read_manifest(runtime: &PluginRuntime, pre: &InstancePre<HostState>) -> Resul
     let mut store = Store::new(runtime.engine(), runtime.host_state("(loading)"));
     store.limiter(|state| &mut state.limits);
     crate::deadline::arm(&mut store);
-    store.set_epoch_deadline(ticks_for(SETUP_MS));
+    store.set_epoch_deadline(store.data().deadline_ticks(base_ticks(SETUP_MS)));
     let instance = pre
         .instantiate(&mut store)
         .map_err(|error| PluginError::Rejected(format!("instantiating: {error:#}")))?;

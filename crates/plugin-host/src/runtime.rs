@@ -1,12 +1,14 @@
 //! The WebAssembly runtime plugins run in: one wasmtime engine configured for untrusted,
 //! real-time code, its epoch ticker, its linker and its compile cache.
 //!
-//! - Deadlines: epoch interruption, the epoch advanced every [`TICK_MS`] milliseconds by
-//!   a ticker thread that sleeps while no plugin is called; each call gets a deadline in
-//!   ticks (not fuel, whose per-block accounting would tax every hot loop). The ticker
-//!   runs SCHED_FIFO one step above the endpoint threads where that is permitted: a
-//!   plugin looping on a real-time endpoint thread would otherwise keep the ticker off
-//!   that CPU, and on a host whose every CPU is busy the loop would never be stopped.
+//! - Deadlines: epoch interruption, the epoch advanced a tick per [`TICK_MS`]
+//!   milliseconds by a ticker thread that sleeps while no plugin is called, and wakes
+//!   only as often as the live stores' deadlines need (see [`MAX_STRIDE_TICKS`]); each
+//!   call gets a deadline in ticks (not fuel, whose per-block accounting would tax every
+//!   hot loop). The ticker runs SCHED_FIFO one step above the endpoint threads where
+//!   that is permitted: a plugin looping on a real-time endpoint thread would otherwise
+//!   keep the ticker off that CPU, and on a host whose every CPU is busy the loop would
+//!   never be stopped.
 //! - Memory: the pooling allocator (instances come from preallocated slots, so setting
 //!   one up never maps memory on demand) and per-store limits: one instance, one memory,
 //!   one table, [`MAX_MEMORY_BYTES`] of memory, and no growth at all once set up.
@@ -16,7 +18,7 @@
 //!   [`crate::cache`]).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,23 +38,33 @@ use crate::plugin::Plugin;
 /// The wasmtime version pinned in the workspace (part of every cache entry's name).
 const WASMTIME_VERSION: &str = "48.0.8";
 
-/// Milliseconds between epoch ticks while plugins are being called. Each tick is a
-/// wake-up (in the emulated Xen dom0 of the end-to-end test a 1 ms ticker cost 0.23 s/s
-/// of CPU while audio played, a 5 ms one 0.09 s/s), and deadlines are at least 10 ms:
-/// a deadline then passes 10–20 ms after the call began, a probe window lasts at least
-/// half of the deadline.
+/// Milliseconds an epoch tick stands for. Deadlines are counted in ticks and are at
+/// least 10 ms: a deadline then passes 10–20 ms after the call began, a probe window
+/// lasts at least half of the deadline.
 pub const TICK_MS: u64 = 10;
 
-/// How often the epoch advances while plugins are being called.
+/// One epoch tick.
 pub const TICK: Duration = Duration::from_millis(TICK_MS);
 
-/// Ticks without a call before the ticker sleeps until the next one (200 ms).
-pub const IDLE_TICKS: u64 = 20;
+/// The most ticks the ticker advances at one wake-up (its stride).
+///
+/// Each wake-up has a cost that matters on a small host: in the emulated Xen dom0 of the
+/// end-to-end test a ticker waking every 1 ms cost 0.23 s/s of CPU while audio played,
+/// every 5 ms 0.09 s/s, every 10 ms 0.035 s/s. So the ticker wakes as seldom as the live
+/// stores allow: every store allows a stride of half its call deadline (see
+/// [`HostState::allow_stride`]), and the ticker takes the narrowest any live store
+/// allows. An endpoint with 10 ms periods (20 ms deadlines) keeps it at one tick; one
+/// with 40 ms periods lets it wake every 40 ms.
+pub const MAX_STRIDE_TICKS: u64 = 5;
 
-/// The epoch deadline, in ticks, that passes no sooner than `ms` milliseconds after it
-/// is set (the epoch may advance just after).
-pub fn ticks_for(ms: u64) -> u64 {
-    ms.div_ceil(TICK_MS) + 1
+/// Milliseconds without a call before the ticker sleeps until the next one.
+pub const IDLE_MS: u64 = 200;
+
+/// Ticks for `ms` milliseconds, rounded up. A deadline set at that many ticks plus the
+/// stride (see [`HostState::deadline_ticks`]) passes no sooner than `ms` after it is
+/// set, even when the ticker advances a whole stride just after.
+pub(crate) fn base_ticks(ms: u64) -> u64 {
+    ms.div_ceil(TICK_MS)
 }
 
 /// The probe window (see [`crate::deadline`]) of calls made while setting up.
@@ -101,19 +113,43 @@ impl HostState {
         }
     }
 
-    /// Real-time: a call starts (or runs past its deadline), so the ticker must tick at
-    /// full rate. One relaxed store.
+    /// Real-time: a call starts (or runs past its deadline), so the ticker must tick.
+    /// One store, and a load of whether the ticker sleeps.
     #[inline(always)]
     pub(crate) fn note_call(&self) {
         if let Some(active) = &self._active {
-            active.0.called();
+            active.activity.called();
         }
+    }
+
+    /// Lets the ticker advance the epoch by up to a tick per [`TICK_MS`] of `ms` (at
+    /// least one tick, at most [`MAX_STRIDE_TICKS`]) while this store lives. A store
+    /// allows half its call deadline: a deadline then passes at most one deadline late,
+    /// and a call that loops is still stopped after a few deadlines.
+    pub(crate) fn allow_stride(&mut self, ms: u64) {
+        if let Some(active) = &mut self._active {
+            active.allow((ms / TICK_MS).clamp(1, MAX_STRIDE_TICKS));
+        }
+    }
+
+    /// Real-time: the deadline, in ticks, for a call that may run `base` ticks (see
+    /// [`base_ticks`]), allowing for the stride the ticker may take meanwhile: this
+    /// store's own, or the ticker's current one while that is still wider (the ticker
+    /// narrows at its next wake-up). One relaxed load.
+    #[inline(always)]
+    pub(crate) fn deadline_ticks(&self, base: u64) -> u64 {
+        let stride = self._active.as_ref().map_or(1, |active| {
+            active
+                .stride
+                .max(active.activity.current.load(Ordering::Relaxed))
+        });
+        base + stride
     }
 }
 
 /// What the epoch ticker watches. It parks (no wake-ups at all) while no store exists,
 /// so a daemon that runs no plugin pays nothing for the plugin host. While stores exist
-/// but none has been called for [`IDLE_TICKS`] (every stream stopped: an endpoint's
+/// but none has been called for [`IDLE_MS`] (every stream stopped: an endpoint's
 /// mixer and a stream's kernels live on between plays), it parks too, marked `asleep`.
 /// A call sets `recent` and, finding the ticker asleep, unparks it (one futex wake on
 /// the first call after a quiet spell, none otherwise): the call's deadline counts from
@@ -123,21 +159,44 @@ pub(crate) struct Activity {
     active: Arc<AtomicUsize>,
     recent: Arc<AtomicBool>,
     asleep: Arc<AtomicBool>,
+    /// Live stores by the stride they allow: `allowed[k - 1]` counts those allowing `k`.
+    allowed: Arc<[AtomicUsize; MAX_STRIDE_TICKS as usize]>,
+    /// The stride of the ticker's current sleep, or a wider one it is about to take.
+    current: Arc<AtomicU64>,
     ticker: std::thread::Thread,
 }
 
-/// One live store; dropping it lets the ticker park again when it was the last.
+/// One live store, and the stride it allows; dropping it lets the ticker park again
+/// when it was the last.
 #[derive(Debug)]
-pub(crate) struct ActiveGuard(Activity);
+pub(crate) struct ActiveGuard {
+    activity: Activity,
+    stride: u64,
+}
+
+impl ActiveGuard {
+    /// Moves this store's count to the bucket of `stride` (1 ..= [`MAX_STRIDE_TICKS`]).
+    fn allow(&mut self, stride: u64) {
+        let allowed = &self.activity.allowed;
+        allowed[stride as usize - 1].fetch_add(1, Ordering::SeqCst);
+        allowed[self.stride as usize - 1].fetch_sub(1, Ordering::SeqCst);
+        self.stride = stride;
+    }
+}
 
 impl Activity {
     fn enter(&self) -> ActiveGuard {
         // Setting a store up calls into it at once.
         self.called();
+        // A new store allows one tick until it says otherwise.
+        self.allowed[0].fetch_add(1, Ordering::SeqCst);
         if self.active.fetch_add(1, Ordering::SeqCst) == 0 {
             self.ticker.unpark();
         }
-        ActiveGuard(self.clone())
+        ActiveGuard {
+            activity: self.clone(),
+            stride: 1,
+        }
     }
 
     /// Real-time: a plugin is being called. The ticker either sees `recent` before it
@@ -153,7 +212,8 @@ impl Activity {
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.activity.allowed[self.stride as usize - 1].fetch_sub(1, Ordering::SeqCst);
+        self.activity.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -237,13 +297,18 @@ impl Ticker {
         let active = Arc::new(AtomicUsize::new(0));
         let recent = Arc::new(AtomicBool::new(false));
         let asleep = Arc::new(AtomicBool::new(false));
+        let allowed: Arc<[AtomicUsize; MAX_STRIDE_TICKS as usize]> =
+            Arc::new(std::array::from_fn(|_| AtomicUsize::new(0)));
+        let current = Arc::new(AtomicU64::new(1));
         let (flag, live, calls, sleeping) =
             (stop.clone(), active.clone(), recent.clone(), asleep.clone());
+        let (strides, published) = (allowed.clone(), current.clone());
         let thread = std::thread::Builder::new()
             .name("paravox-epoch".into())
             .spawn(move || {
                 request_realtime();
-                let mut quiet = 0u64;
+                let mut quiet_ms = 0u64;
+                let mut stride = 1u64;
                 while !flag.load(Ordering::Relaxed) {
                     if live.load(Ordering::SeqCst) == 0 {
                         // Woken by the first store (or by Drop to stop).
@@ -251,22 +316,31 @@ impl Ticker {
                         continue;
                     }
                     if calls.swap(false, Ordering::SeqCst) {
-                        quiet = 0;
+                        quiet_ms = 0;
                     } else {
-                        quiet = quiet.saturating_add(1);
+                        quiet_ms = quiet_ms.saturating_add(stride * TICK_MS);
                     }
-                    if quiet >= IDLE_TICKS {
+                    if quiet_ms >= IDLE_MS {
                         // Woken by the next call, a new store or Drop.
                         sleeping.store(true, Ordering::SeqCst);
                         if !calls.load(Ordering::SeqCst) {
                             std::thread::park();
                         }
                         sleeping.store(false, Ordering::SeqCst);
-                        quiet = 0;
+                        quiet_ms = 0;
                         continue;
                     }
-                    std::thread::sleep(TICK);
-                    engine.increment_epoch();
+                    let wanted = narrowest(&strides[..]);
+                    // Calls read the published stride for their deadlines. A wider one is
+                    // published a round before it is taken, so a call set up just before
+                    // sees it; a narrower one is taken at once (narrower is safe).
+                    published.store(wanted.max(stride), Ordering::SeqCst);
+                    let this_round = wanted.min(stride);
+                    std::thread::sleep(TICK * this_round as u32);
+                    for _ in 0..this_round {
+                        engine.increment_epoch();
+                    }
+                    stride = wanted;
                 }
             })
             .map_err(|error| PluginError::Runtime(format!("epoch ticker: {error}")))?;
@@ -274,6 +348,8 @@ impl Ticker {
             active,
             recent,
             asleep,
+            allowed,
+            current,
             ticker: thread.thread().clone(),
         };
         Ok(Ticker {
@@ -282,6 +358,15 @@ impl Ticker {
             thread: Some(thread),
         })
     }
+}
+
+/// The narrowest stride a live store allows ([`MAX_STRIDE_TICKS`] with none); `allowed`
+/// counts stores by stride, one tick first.
+fn narrowest(allowed: &[AtomicUsize]) -> u64 {
+    allowed
+        .iter()
+        .position(|count| count.load(Ordering::SeqCst) > 0)
+        .map_or(MAX_STRIDE_TICKS, |index| index as u64 + 1)
 }
 
 /// The ticker's SCHED_FIFO priority: above the endpoint threads it watches over.
@@ -334,6 +419,12 @@ pub enum CodeSource {
 }
 
 impl PluginRuntime {
+    /// The stride, in ticks, the epoch ticker wakes at now (or is about to take): the
+    /// narrowest any live store allows (see [`MAX_STRIDE_TICKS`]).
+    pub fn ticker_stride(&self) -> u64 {
+        self._ticker.activity.current.load(Ordering::SeqCst)
+    }
+
     /// The state of a new store, keeping the epoch ticker awake while it lives.
     pub(crate) fn host_state(&self, name: &str) -> HostState {
         let mut state = HostState::new(name);

@@ -28,7 +28,7 @@ const STARVATION: Duration = Duration::from_millis(160);
 /// The tests take turns: each one holds CPUs with real-time threads.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn setup() -> KernelSetup {
+fn setup_of(frames: usize) -> KernelSetup {
     KernelSetup {
         input_rate: 48_000,
         output_rate: 48_000,
@@ -36,20 +36,27 @@ fn setup() -> KernelSetup {
         output_channels: 2,
         input_format: Format::F32Le,
         output_format: Format::F32Le,
-        // 10 ms periods: a 20 ms deadline, probe windows of at least 10 ms.
-        max_frames: FRAMES as u32,
+        // 480 frames: 10 ms periods, a 20 ms deadline, probe windows of at least 10 ms.
+        max_frames: frames as u32,
         inputs: 1,
     }
 }
 
 /// A kernel whose process calls, after the set-up's warm-up call, commit `misdeed`.
 fn kernel(misdeed: Misdeed) -> Kernel {
+    kernel_of(misdeed, FRAMES)
+}
+
+/// The same with periods of `frames`.
+fn kernel_of(misdeed: Misdeed, frames: usize) -> Kernel {
     let wasm = wat::parse_str(half_wat(HALF_MANIFEST, "", misdeed, 2)).expect("valid WAT");
     let plugin = PluginRuntime::shared(None)
         .expect("runtime")
         .load(&wasm)
         .expect("loads");
-    plugin.kernel(StageRole::Effect, &setup()).expect("kernel")
+    plugin
+        .kernel(StageRole::Effect, &setup_of(frames))
+        .expect("kernel")
 }
 
 fn pin_to(cpu: usize) {
@@ -282,6 +289,81 @@ fn a_plugin_that_loops_is_stopped_while_realtime_threads_hold_every_cpu() {
     // of every second) gives it a turn.
     assert!(
         burned < Duration::from_millis(500),
+        "the looping call burned {burned:?} of CPU before it was stopped"
+    );
+}
+
+/// Calls `kernel` until the ticker's stride is `wanted` (the ticker changes it at its
+/// next wake-up, and wakes only while calls are made); false if it never is.
+fn stride_becomes(kernel: &mut Kernel, frames: usize, wanted: u64) -> bool {
+    let runtime = PluginRuntime::shared(None).expect("runtime");
+    // A bound on progress, not a timing: the ticker needs a few of its wake-ups.
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < give_up {
+        assert_eq!(kernel.process(frames, frames), Ok(frames));
+        if runtime.ticker_stride() == wanted {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// A kernel with 40 ms periods, called until the ticker strides 40 ms at a time.
+fn striding() -> Kernel {
+    let mut slow = kernel_of(Misdeed::None, 4 * FRAMES);
+    slow.input_samples(0).fill(0.25);
+    let runtime = PluginRuntime::shared(None).expect("runtime");
+    assert!(
+        stride_becomes(&mut slow, 4 * FRAMES, 4),
+        "the stride stayed at {}",
+        runtime.ticker_stride()
+    );
+    slow
+}
+
+/// The ticker wakes only as often as the live kernels' deadlines need: every 40 ms
+/// while only 40 ms periods (80 ms deadlines) are played, every 10 ms again as soon as
+/// a 10 ms kernel exists, and back once it is gone.
+#[test]
+fn the_ticker_wakes_as_seldom_as_the_live_deadlines_allow() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut slow = striding();
+    {
+        let mut fast = kernel(Misdeed::None);
+        fast.input_samples(0).fill(0.25);
+        assert!(
+            stride_becomes(&mut fast, FRAMES, 1),
+            "a 10 ms kernel did not narrow the stride"
+        );
+    }
+    assert!(
+        stride_becomes(&mut slow, 4 * FRAMES, 4),
+        "the stride did not widen again"
+    );
+}
+
+/// With the ticker striding 40 ms at a time, a plugin that loops is still stopped (after
+/// its 80 ms deadline, a stride late at most, and a probe window).
+#[test]
+fn a_plugin_that_loops_is_stopped_while_the_ticker_strides() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _slow = striding();
+    let mut looping = kernel_of(Misdeed::Spin, 4 * FRAMES);
+    let before = thread_cpu_time();
+    assert_eq!(
+        looping.process(4 * FRAMES, 4 * FRAMES),
+        Err(PluginFault::Deadline)
+    );
+    let burned = thread_cpu_time() - before;
+    assert_eq!(looping.late_calls(), 0);
+    // Deadline 80–160 ms, a probe window of 40–80 ms: well under a second of CPU.
+    assert!(
+        burned < Duration::from_secs(1),
         "the looping call burned {burned:?} of CPU before it was stopped"
     );
 }
