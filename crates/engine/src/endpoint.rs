@@ -38,7 +38,8 @@ mod worker;
 pub use slot::{FreshChain, Slot, SlotChain, XRUN_GRACE};
 use worker::Worker;
 pub use worker::{
-    REALTIME_PRIORITY, TRANSPORT_LOOP_NICE, raise_transport_loop, set_realtime_priority,
+    REALTIME_PRIORITY, SAMPLED_CYCLES, TRANSPORT_LOOP_NICE, raise_transport_loop,
+    set_realtime_priority,
 };
 
 /// Streams one endpoint can serve at once; the slot list is preallocated to this size.
@@ -148,9 +149,10 @@ pub struct EndpointStats {
     cycles: AtomicU64,
     device_xruns: AtomicU64,
     device_delay_frames: AtomicU64,
-    /// Nanoseconds of processing (not waiting) in the last cycle.
+    /// Nanoseconds of processing (not waiting) in the last timed cycle.
     busy_ns: AtomicU64,
-    /// Total nanoseconds of processing.
+    /// Total nanoseconds of processing. Where reading the clock is a system call, one
+    /// cycle in [`SAMPLED_CYCLES`] is timed and counts for all of them.
     busy_total_ns: AtomicU64,
     device_lost: AtomicBool,
     meter: Meter,
@@ -327,6 +329,7 @@ impl Endpoint {
             mix: vec![0.0; format.period_samples()].into_boxed_slice(),
             scratch: vec![0.0; format.period_samples()].into_boxed_slice(),
             mixer: None,
+            timing: worker::CycleTiming::new(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("paravox-ep-{name}"))

@@ -20,6 +20,44 @@ pub(super) struct Worker {
     pub(super) mix: Box<[f32]>,
     pub(super) scratch: Box<[f32]>,
     pub(super) mixer: Option<Box<MixerStage>>,
+    pub(super) timing: CycleTiming,
+}
+
+/// Which cycles are timed for the busy figures. Where reading the clock is a system call
+/// (see [`crate::clock::precise_clock_is_cheap`]), two reads a cycle would cost more than
+/// a small cycle's work, so one cycle in [`SAMPLED_CYCLES`] is timed and counts for all.
+#[derive(Debug)]
+pub(super) struct CycleTiming {
+    every: u32,
+    countdown: u32,
+}
+
+/// Cycles one timed cycle stands for where the clock is expensive.
+pub const SAMPLED_CYCLES: u32 = 16;
+
+impl CycleTiming {
+    pub(super) fn new() -> CycleTiming {
+        let every = if crate::clock::precise_clock_is_cheap() {
+            1
+        } else {
+            SAMPLED_CYCLES
+        };
+        CycleTiming {
+            every,
+            countdown: 0,
+        }
+    }
+
+    /// The start of this cycle, when it is one to time.
+    fn start(&mut self) -> Option<u64> {
+        if self.countdown == 0 {
+            self.countdown = self.every - 1;
+            Some(monotonic_ns())
+        } else {
+            self.countdown -= 1;
+            None
+        }
+    }
 }
 
 /// A device that may be lost and is then replaced by a paced stand-in until reopened.
@@ -263,7 +301,7 @@ impl Worker {
             if !self.prepare_turn(&mut held, &open, &mut idleness) {
                 continue;
             }
-            let started = monotonic_ns();
+            let started = self.timing.start();
             let grace_cycles = self.grace_cycles();
             self.mix.fill(0.0);
             let mut audible_frames = 0;
@@ -413,7 +451,7 @@ impl Worker {
                 // `prepare_turn` opens a closed device before any cycle.
                 Held::Closed => self.mix.fill(0.0),
             }
-            let started = monotonic_ns();
+            let started = self.timing.start();
             let grace_cycles = self.grace_cycles();
             self.stats.meter.record(&self.mix);
             self.stats.tap.feed(&self.mix, &self.format);
@@ -448,10 +486,15 @@ impl Worker {
         (XRUN_GRACE.as_secs() as u32).saturating_mul(per_second.max(1))
     }
 
-    fn finish_cycle_accounting(&self, started_ns: u64) {
-        let busy = monotonic_ns().saturating_sub(started_ns);
-        self.stats.busy_ns.store(busy, Ordering::Relaxed);
-        self.stats.busy_total_ns.fetch_add(busy, Ordering::Relaxed);
+    fn finish_cycle_accounting(&self, started_ns: Option<u64>) {
+        if let Some(started_ns) = started_ns {
+            let busy = monotonic_ns().saturating_sub(started_ns);
+            self.stats.busy_ns.store(busy, Ordering::Relaxed);
+            self.stats.busy_total_ns.fetch_add(
+                busy.saturating_mul(u64::from(self.timing.every)),
+                Ordering::Relaxed,
+            );
+        }
         self.stats.cycles.fetch_add(1, Ordering::Relaxed);
     }
 
