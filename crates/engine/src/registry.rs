@@ -26,7 +26,7 @@ use crate::stream::Stream;
 use crate::{CardId, Direction, StreamId};
 
 /// How often housekeeping runs while an endpoint cycles.
-const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(100);
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(250);
 /// How often it looks while every endpoint sleeps (a stream's start wakes it at once;
 /// this only bounds how long a missed wake-up could go unnoticed).
 const HOUSEKEEPING_IDLE: Duration = Duration::from_secs(10);
