@@ -491,6 +491,41 @@ fn append_continues_a_recording_and_refuses_a_different_one() {
     );
 }
 
+/// Appending to a file whose header carries another chunk (a small one, whose header
+/// the writer keeps and rewrites in one piece, and one too big to keep): the chunk stays
+/// as it was and both sizes follow every write.
+#[test]
+fn appending_keeps_the_chunks_before_the_data_and_rewrites_both_sizes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fmt = fmt_body(Format::S16Le, 8_000, 1).expect("fmt");
+    for list_bytes in [26usize, 6000] {
+        let list: Vec<u8> = (0..list_bytes).map(|i| (i % 251) as u8).collect();
+        let path = dir.path().join(format!("tagged-{list_bytes}.wav"));
+        std::fs::write(
+            &path,
+            riff(&[(b"fmt ", &fmt), (b"LIST", &list), (b"data", &[1, 0, 2, 0])]),
+        )
+        .expect("writes the file");
+        let mut writer = WavWriter::append(&path, Format::S16Le, 8_000, 1).expect("appends");
+        for (index, sample) in [3u8, 4, 5].into_iter().enumerate() {
+            writer.write_bytes(&[sample, 0]).expect("writes");
+            let written = 4 + 2 * (index + 1);
+            let mut reader = WavReader::open(&path).expect("valid mid-write");
+            assert_eq!(reader.info().data_bytes, Some(written as u64));
+            assert_eq!(read_all(&mut reader).len(), written);
+            assert_eq!(soxi(&path, "-s"), (written / 2).to_string(), "sox agrees");
+        }
+        drop(writer);
+        let file = std::fs::read(&path).expect("reads back");
+        let expected = riff(&[
+            (b"fmt ", &fmt),
+            (b"LIST", &list),
+            (b"data", &[1, 0, 2, 0, 3, 0, 4, 0, 5, 0]),
+        ]);
+        assert_eq!(file, expected, "{list_bytes}-byte LIST chunk");
+    }
+}
+
 #[test]
 fn the_writer_refuses_what_a_wav_header_cannot_say() {
     let dir = tempfile::tempdir().expect("tempdir");
