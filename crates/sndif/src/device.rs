@@ -240,8 +240,10 @@ impl Served {
     fn watch(&self, epoll: &Epoll, slot: usize) -> std::io::Result<()> {
         epoll.add(self.channels.fd(), token(slot, KIND_CHANNELS))?;
         for (index, stream) in self.streams.iter().enumerate() {
+            // Edge-triggered: each position the endpoint signals wakes the loop once,
+            // and the loop never reads the eventfd back.
             let waker = stream.engine().shared().waker().event().as_raw_fd();
-            epoll.add(waker, token(slot, 1 + index as u64))?;
+            epoll.add_edge(waker, token(slot, 1 + index as u64))?;
         }
         Ok(())
     }
@@ -268,8 +270,8 @@ impl Served {
                     self.due[index] = true;
                 }
             }
-        } else if let Some(stream) = self.streams.get((kind - 1) as usize) {
-            stream.engine().shared().waker().event().drain();
+        } else if (kind - 1) < self.streams.len() as u64 {
+            // An edge of the position eventfd (see `watch`): nothing to read.
             self.due[(kind - 1) as usize] = true;
         }
         Ok(())
@@ -478,20 +480,17 @@ fn serve(shared: &LoopShared, epoll: &Epoll, stop: &EventFd) {
                 Err(reason) => cut_off(entry, epoll, reason),
             }
         }
+        // The clock is read only when a request waits with a deadline: where reading it
+        // is a system call (a Xen PV dom0), the loop's every turn would pay for two.
+        let earliest = devices.iter().flatten().filter_map(Served::deadline).min();
         let timeout = if again {
             0
         } else {
-            let now = Instant::now();
-            devices
-                .iter()
-                .flatten()
-                .filter_map(Served::deadline)
-                .min()
-                .map_or(-1, |deadline| {
-                    let left = deadline.saturating_duration_since(now);
-                    // Round up: waking a little late is fine, early would spin.
-                    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
-                })
+            earliest.map_or(-1, |deadline| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                // Round up: waking a little late is fine, early would spin.
+                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+            })
         };
         if let Err(error) = epoll.wait_into(timeout, &mut tokens) {
             tracing::error!(%error, "the sndif device loop cannot wait; disconnecting every device");
@@ -517,9 +516,11 @@ fn serve(shared: &LoopShared, epoll: &Epoll, stop: &EventFd) {
                 cut_off(entry, epoll, reason);
             }
         }
-        let now = Instant::now();
-        for served in devices.iter_mut().flatten() {
-            served.expire(now);
+        if earliest.is_some() {
+            let now = Instant::now();
+            for served in devices.iter_mut().flatten() {
+                served.expire(now);
+            }
         }
     }
     // Stopped: no command is taken any more (a waiting remover is answered by its sender

@@ -43,12 +43,20 @@ impl Epoll {
         })
     }
 
-    /// Watches `fd` for input, reporting `token`.
+    /// Watches `fd` for input, reporting `token` while input waits.
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut event = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
+        self.add_with(fd, token, libc::EPOLLIN as u32)
+    }
+
+    /// Watches `fd` for input, reporting `token` once per arrival (edge-triggered): for
+    /// an eventfd whose every write is a wake-up, so it never needs reading (a read is a
+    /// system call; its counter would take centuries of writes to fill).
+    pub fn add_edge(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.add_with(fd, token, (libc::EPOLLIN | libc::EPOLLET) as u32)
+    }
+
+    fn add_with(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        let mut event = libc::epoll_event { events, u64: token };
         // SAFETY: a valid epoll_event; the kernel copies it.
         let rc =
             unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };

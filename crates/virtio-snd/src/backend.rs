@@ -333,12 +333,7 @@ impl Backend {
         &self,
         indices: impl Iterator<Item = usize> + Clone,
     ) -> io::Result<()> {
-        {
-            let device = lock(&self.device);
-            for index in indices.clone() {
-                device.drain_waker(index);
-            }
-        }
+        // The wakers' eventfds are watched edge-triggered: nothing to read back here.
         // Before the VMM has given memory and kicked a queue no message can be waiting.
         let (Some(memory), Some(vrings)) = (lock(&self.memory).clone(), self.vrings.get()) else {
             return Ok(());

@@ -161,7 +161,10 @@ fn add(epoll: &Epoll, slots: &mut Vec<Option<Served>>, served: Served) -> Result
         }
     };
     for (index, &fd) in served.wakers.iter().enumerate() {
-        let event = EpollEvent::new(EventSet::IN, token(slot, index));
+        // Edge-triggered: each position the endpoint signals wakes the loop once, and the
+        // eventfd is never read back (a system call per wake-up saved; its counter would
+        // take centuries of writes to fill).
+        let event = EpollEvent::new(EventSet::IN | EventSet::EDGE_TRIGGERED, token(slot, index));
         if let Err(error) = epoll.ctl(ControlOperation::Add, fd, event) {
             for &added in &served.wakers[..index] {
                 let _ = epoll.ctl(ControlOperation::Delete, added, EpollEvent::default());

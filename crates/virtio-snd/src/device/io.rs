@@ -165,13 +165,6 @@ impl Device {
         running
     }
 
-    /// Clears stream `index`'s wake-up event.
-    pub fn drain_waker(&self, index: usize) {
-        if let Some(slot) = self.streams.get(index) {
-            slot.stream.shared().waker().event().drain();
-        }
-    }
-
     /// The stream's position moved: complete and refill, and tell the guest of an xrun
     /// the engine counted (a gap is known only once the audio after it plays).
     pub fn stream_woken<M: GuestMemory>(&mut self, mem: &M, index: usize) {
