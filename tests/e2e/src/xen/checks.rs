@@ -278,7 +278,8 @@ fn thread_cpu(results: &Results, window: &str, seconds: f64) -> Option<String> {
 /// snapshots do not have it).
 fn clock_cpu(results: &Results, window: &str) -> Option<f64> {
     let used = thread_use(results, window)?;
-    used.iter().map(|thread| thread.clock).sum()
+    used.iter()
+        .try_fold(0.0, |sum, thread| thread.clock.map(|clock| sum + clock))
 }
 
 fn check_sink(report: &mut Report, results: &Results) {

@@ -137,7 +137,15 @@ until grep -q "watching for vsnd devices" "$RESULTS/paravox.log"; do
 done
 marker "READY name=paravox uptime=$(uptime_seconds)"
 
-# paravox's CPU while nothing is connected: the baseline for the per-audio figure.
+# paravox's CPU while nothing is connected: the baseline for the per-audio figure. The
+# daemon finishes starting (its API, then its seccomp filter, the last step) after the
+# backend watches; the window starts once it has.
+tries=0
+until grep -q "system calls" "$RESULTS/paravox.log"; do
+    tries=$((tries + 1))
+    [ "$tries" -le 100 ] || { marker "NOTE name=paravox reason=no-sandbox-line-after-10s"; break; }
+    sleep 0.1
+done
 # The thread snapshots are taken inside the process's window, not around it: the
 # daemon may still be finishing its start when it says it is ready.
 start=$(uptime_seconds)
