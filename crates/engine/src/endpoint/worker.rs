@@ -587,3 +587,29 @@ fn request_realtime(name: &str) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_cycle_in_sampled_cycles_is_timed_where_the_clock_is_expensive() {
+        let mut sampled = CycleTiming {
+            every: SAMPLED_CYCLES,
+            countdown: 0,
+        };
+        let timed: Vec<bool> = (0..3 * SAMPLED_CYCLES)
+            .map(|_| sampled.start().is_some())
+            .collect();
+        assert_eq!(timed.iter().filter(|&&timed| timed).count(), 3);
+        // The first cycle is timed, then every SAMPLED_CYCLES-th.
+        for (cycle, &timed) in timed.iter().enumerate() {
+            assert_eq!(timed, cycle % SAMPLED_CYCLES as usize == 0, "cycle {cycle}");
+        }
+        let mut every = CycleTiming {
+            every: 1,
+            countdown: 0,
+        };
+        assert!((0..10).all(|_| every.start().is_some()));
+    }
+}
