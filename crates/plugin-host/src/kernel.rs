@@ -178,6 +178,7 @@ impl Kernel {
         let state = kernel.store.data_mut();
         state.limits.frozen = true;
         state.may_log = false;
+        state.finish_setup();
         Ok(kernel)
     }
 

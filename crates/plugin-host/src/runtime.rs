@@ -57,8 +57,10 @@ pub const TICK: Duration = Duration::from_millis(TICK_MS);
 /// with 40 ms periods lets it wake every 40 ms.
 pub const MAX_STRIDE_TICKS: u64 = 5;
 
-/// Milliseconds without a call before the ticker sleeps until the next one.
-pub const IDLE_MS: u64 = 200;
+/// Milliseconds without a call before the ticker sleeps until the next one: longer
+/// than the longest real-time call deadline (100 ms, a stride of 50 ms and a probe
+/// window), so a call that loops is stopped before the ticker could sleep under it.
+pub const IDLE_MS: u64 = 500;
 
 /// Ticks for `ms` milliseconds, rounded up. A deadline set at that many ticks plus the
 /// stride (see [`HostState::deadline_ticks`]) passes no sooner than `ms` after it is
@@ -100,6 +102,9 @@ pub struct HostState {
     pub(crate) deadline: Deadline,
     /// Keeps the epoch ticker running while this store exists.
     _active: Option<ActiveGuard>,
+    /// Keeps the ticker from going to sleep while this store is being set up (see
+    /// [`HostState::finish_setup`]).
+    setting_up: Option<SetupGuard>,
 }
 
 impl HostState {
@@ -110,6 +115,7 @@ impl HostState {
             may_log: true,
             deadline: Deadline::new(SETUP_PROBE_MS),
             _active: None,
+            setting_up: None,
         }
     }
 
@@ -120,6 +126,12 @@ impl HostState {
         if let Some(active) = &self._active {
             active.activity.called();
         }
+    }
+
+    /// Set-up is over: from now on the store is called only on the real-time path,
+    /// where each call tells the ticker (see [`Activity`]).
+    pub(crate) fn finish_setup(&mut self) {
+        self.setting_up = None;
     }
 
     /// Lets the ticker advance the epoch by up to a tick per [`TICK_MS`] of `ms` (at
@@ -154,6 +166,9 @@ impl HostState {
 /// A call sets `recent` and, finding the ticker asleep, unparks it (one futex wake on
 /// the first call after a quiet spell, none otherwise): the call's deadline counts from
 /// an epoch that advances again from that moment, so it is kept as it is while busy.
+/// The quiet spell is longer than any real-time call's deadline, so a call that loops
+/// is stopped before the ticker would sleep; set-up calls (instantiation, `paravox_init`,
+/// the manifest), whose deadline is longer, keep it awake while any store is being set up.
 #[derive(Debug, Clone)]
 pub(crate) struct Activity {
     active: Arc<AtomicUsize>,
@@ -163,7 +178,19 @@ pub(crate) struct Activity {
     allowed: Arc<[AtomicUsize; MAX_STRIDE_TICKS as usize]>,
     /// The stride of the ticker's current sleep, or a wider one it is about to take.
     current: Arc<AtomicU64>,
+    /// Stores being set up.
+    setups: Arc<AtomicUsize>,
     ticker: std::thread::Thread,
+}
+
+/// One store being set up; the ticker stays awake while any exists.
+#[derive(Debug)]
+pub(crate) struct SetupGuard(Arc<AtomicUsize>);
+
+impl Drop for SetupGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One live store, and the stride it allows; dropping it lets the ticker park again
@@ -185,7 +212,10 @@ impl ActiveGuard {
 }
 
 impl Activity {
-    fn enter(&self) -> ActiveGuard {
+    fn enter(&self) -> (ActiveGuard, SetupGuard) {
+        // Counted before the call below wakes a sleeping ticker, which then sees it.
+        self.setups.fetch_add(1, Ordering::SeqCst);
+        let setting_up = SetupGuard(self.setups.clone());
         // Setting a store up calls into it at once.
         self.called();
         // A new store allows one tick until it says otherwise.
@@ -193,10 +223,11 @@ impl Activity {
         if self.active.fetch_add(1, Ordering::SeqCst) == 0 {
             self.ticker.unpark();
         }
-        ActiveGuard {
+        let active = ActiveGuard {
             activity: self.clone(),
             stride: 1,
-        }
+        };
+        (active, setting_up)
     }
 
     /// Real-time: a plugin is being called. The ticker either sees `recent` before it
@@ -300,15 +331,18 @@ impl Ticker {
         let allowed: Arc<[AtomicUsize; MAX_STRIDE_TICKS as usize]> =
             Arc::new(std::array::from_fn(|_| AtomicUsize::new(0)));
         let current = Arc::new(AtomicU64::new(1));
+        let setups = Arc::new(AtomicUsize::new(0));
         let (flag, live, calls, sleeping) =
             (stop.clone(), active.clone(), recent.clone(), asleep.clone());
-        let (strides, published) = (allowed.clone(), current.clone());
+        let (strides, published, in_setup) = (allowed.clone(), current.clone(), setups.clone());
         let thread = std::thread::Builder::new()
             .name("paravox-epoch".into())
             .spawn(move || {
                 request_realtime();
                 let mut quiet_ms = 0u64;
                 let mut stride = 1u64;
+                // Ticks the last round slept (none before the first round).
+                let mut slept = 0u64;
                 while !flag.load(Ordering::Relaxed) {
                     if live.load(Ordering::SeqCst) == 0 {
                         // Woken by the first store (or by Drop to stop).
@@ -318,9 +352,9 @@ impl Ticker {
                     if calls.swap(false, Ordering::SeqCst) {
                         quiet_ms = 0;
                     } else {
-                        quiet_ms = quiet_ms.saturating_add(stride * TICK_MS);
+                        quiet_ms = quiet_ms.saturating_add(slept * TICK_MS);
                     }
-                    if quiet_ms >= IDLE_MS {
+                    if quiet_ms >= IDLE_MS && in_setup.load(Ordering::SeqCst) == 0 {
                         // Woken by the next call, a new store or Drop.
                         sleeping.store(true, Ordering::SeqCst);
                         if !calls.load(Ordering::SeqCst) {
@@ -328,6 +362,7 @@ impl Ticker {
                         }
                         sleeping.store(false, Ordering::SeqCst);
                         quiet_ms = 0;
+                        slept = 0;
                         continue;
                     }
                     let wanted = narrowest(&strides[..]);
@@ -340,6 +375,7 @@ impl Ticker {
                     for _ in 0..this_round {
                         engine.increment_epoch();
                     }
+                    slept = this_round;
                     stride = wanted;
                 }
             })
@@ -350,6 +386,7 @@ impl Ticker {
             asleep,
             allowed,
             current,
+            setups,
             ticker: thread.thread().clone(),
         };
         Ok(Ticker {
@@ -428,7 +465,9 @@ impl PluginRuntime {
     /// The state of a new store, keeping the epoch ticker awake while it lives.
     pub(crate) fn host_state(&self, name: &str) -> HostState {
         let mut state = HostState::new(name);
-        state._active = Some(self._ticker.activity.enter());
+        let (active, setting_up) = self._ticker.activity.enter();
+        state._active = Some(active);
+        state.setting_up = Some(setting_up);
         state
     }
 

@@ -367,3 +367,33 @@ fn a_plugin_that_loops_is_stopped_while_the_ticker_strides() {
         "the looping call burned {burned:?} of CPU before it was stopped"
     );
 }
+
+/// A plugin whose `paravox_init` loops is refused when its set-up deadline passes, even
+/// though no other plugin is being called meanwhile (the ticker must not go to sleep
+/// while a set-up call runs).
+#[test]
+fn a_plugin_whose_init_loops_is_refused_not_waited_for() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let wat = half_wat(HALF_MANIFEST, "", Misdeed::None, 0).replace(
+        "(global.set $channels (local.get $in_ch))",
+        "(loop $forever (br $forever))",
+    );
+    let wasm = wat::parse_str(wat).expect("valid WAT");
+    let plugin = PluginRuntime::shared(None)
+        .expect("runtime")
+        .load(&wasm)
+        .expect("loads (its manifest is fine)");
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = plugin.kernel(StageRole::Effect, &setup_of(FRAMES));
+        let _ = done.send(result.map(|_| ()).map_err(|error| error.to_string()));
+    });
+    // A bound on progress, not a timing: the set-up deadline is one second.
+    let result = outcome
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the looping set-up call was never interrupted");
+    let error = result.expect_err("a looping init must not set up");
+    assert!(error.contains("paravox_init"), "{error}");
+}

@@ -23,7 +23,8 @@ pub fn poll_readable(fd: RawFd, timeout_ms: i32) -> bool {
     }
 }
 
-/// An epoll instance reporting a `u64` token per ready descriptor (level-triggered).
+/// An epoll instance reporting a `u64` token per ready descriptor (level-triggered, or
+/// edge-triggered for those added with [`Epoll::add_edge`]).
 #[derive(Debug)]
 pub struct Epoll {
     fd: OwnedFd,
@@ -91,8 +92,8 @@ impl Epoll {
     }
 
     /// Waits up to `timeout_ms` (negative: forever) and puts the ready tokens (at most
-    /// 128; level-triggered, so the rest come on the next call) into `tokens`, which keeps
-    /// its allocation from call to call.
+    /// 128; the kernel keeps the rest, edges too, for the next call) into `tokens`, which
+    /// keeps its allocation from call to call.
     pub fn wait_into(&self, timeout_ms: i32, tokens: &mut Vec<u64>) -> io::Result<()> {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 128];
         tokens.clear();
