@@ -365,6 +365,15 @@ impl GainPlugin {
     }
 }
 
+/// Whether periods of `format` may go from a guest's ring to a device as they are, when
+/// nothing in the chain changes them: S16_LE, the format nearly every guest and device
+/// speaks. Its every value survives decode → encode bit for bit (see
+/// [`paravox_pcm::convert`]), its silence is zero bytes, and the meters read it as
+/// integers ([`crate::meter::Meter::record_s16le`]), so no float operation is needed.
+pub fn is_direct_format(format: Format) -> bool {
+    format == Format::S16Le
+}
+
 fn checked_sizes(stream: &StreamFormat) -> Result<(usize, usize)> {
     let sample_bytes = stream
         .format
@@ -487,6 +496,47 @@ impl PlaybackChain {
         PullOutcome {
             bytes_consumed,
             audible_frames,
+            underrun: take < needed,
+        }
+    }
+
+    /// Real-time: whether this chain, on a device that takes periods as bytes in
+    /// `device`, would hand it the guest's bytes unchanged: the same sample format, one
+    /// that may go to a device as it is ([`is_direct_format`]), and no
+    /// stage with anything to do (no resampler, the identity channel map, no effects, the
+    /// gain settled at unity, no plugin standing in for any of those). The converter
+    /// does not count: its decode and the device's encode cancel exactly for such a
+    /// format, so it is not called.
+    pub fn passes_through(&self, device: Format, control: &GainControl) -> bool {
+        self.format == device
+            && is_direct_format(device)
+            && self.resampler.is_none()
+            && self.mapper.is_identity()
+            && self.effects.is_empty()
+            && self.plugins.effects.is_empty()
+            && self.plugins.resample.is_none()
+            && self.plugins.channel_map.is_none()
+            && self.plugins.gain.is_none()
+            && self.gain.is_idle(control, self.guest_channels)
+    }
+
+    /// Real-time: one period of the guest's bytes straight from the ring into `out` (one
+    /// period in the guest's format, which [`PlaybackChain::passes_through`] found to be
+    /// the device's); what the ring cannot supply is silence. The same outcome as
+    /// [`PlaybackChain::pull`] would give, and the same bytes its samples would encode to.
+    pub fn pull_bytes(&mut self, ring: &mut Consumer, out: &mut [u8]) -> PullOutcome {
+        let needed = self.period_frames;
+        let take = needed
+            .min(ring.available() / self.frame_bytes)
+            .min(out.len() / self.frame_bytes);
+        let consumed = ring.read_with(take * self.frame_bytes, |region, offset| {
+            out[offset..offset + region.len()].copy_from_slice(region);
+        });
+        // A direct format is signed: silence is all zero bytes.
+        out[consumed..].fill(0);
+        PullOutcome {
+            bytes_consumed: consumed,
+            audible_frames: consumed / self.frame_bytes,
             underrun: take < needed,
         }
     }

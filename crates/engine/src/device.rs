@@ -6,6 +6,10 @@
 //! has no hardware clock of its own (file, null, tone) paces itself with a
 //! [`Pacer`](crate::clock::Pacer). These methods run on the endpoint's real-time thread:
 //! they may do the device's own I/O and wait on its clock, nothing else.
+//!
+//! A playback device may also take a period as bytes in its own sample format
+//! ([`PlaybackDevice::byte_format`]): a stream alone on its endpoint whose bytes need no
+//! change then goes to the device as it is, without a float operation.
 
 use std::fmt;
 use std::time::Duration;
@@ -91,6 +95,25 @@ pub trait PlaybackDevice: Send + 'static {
     fn write_cycle(&mut self, samples: &[f32], audible_frames: usize) -> Result<(), DeviceError> {
         let _ = audible_frames;
         self.write(samples)
+    }
+    /// The sample format in which this device also takes a period as bytes
+    /// ([`PlaybackDevice::write_cycle_bytes`]); `None` (the default): only as `f32`. Only
+    /// formats that [`crate::chain::is_direct_format`] admits are ever handed over.
+    fn byte_format(&self) -> Option<paravox_pcm::Format> {
+        None
+    }
+    /// Takes one period in [`PlaybackDevice::byte_format`] (the bytes `write_cycle`
+    /// would have encoded from the same samples), under the same rules as `write_cycle`.
+    /// Called only when `byte_format` is `Some`; the default refuses.
+    fn write_cycle_bytes(
+        &mut self,
+        bytes: &[u8],
+        audible_frames: usize,
+    ) -> Result<(), DeviceError> {
+        let _ = (bytes, audible_frames);
+        Err(DeviceError::Lost(
+            "this device takes no periods as bytes".to_owned(),
+        ))
     }
     /// Device-side counters.
     fn stats(&self) -> DeviceStats {

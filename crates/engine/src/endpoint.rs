@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::StreamFormat;
-use crate::chain::{CaptureChain, PlaybackChain, SetupIssue};
+use crate::chain::{CaptureChain, PlaybackChain, SetupIssue, is_direct_format};
 use crate::clock::{Pacer, monotonic_ns};
 use crate::device::{
-    CaptureDevice, CaptureOpener, DeviceError, DeviceFormat, Idle, NoDevice, PlaybackDevice,
-    PlaybackOpener, StreamDevices,
+    CaptureDevice, CaptureOpener, DeviceError, DeviceFormat, DeviceStats, Idle, NoDevice,
+    PlaybackDevice, PlaybackOpener, StreamDevices,
 };
 use crate::error::{EngineError, Result};
 use crate::gain::GainControl;
-use crate::meter::Meter;
+use crate::meter::{Meter, MeterReading};
 use crate::plugin::{
     ChainPlugins, FaultBoard, KernelFactory, KernelSetup, OUTPUT_LIMIT, PluginFault, PluginSlot,
     StageRole, board_slot, copy_checked, set_params,
@@ -53,6 +53,9 @@ const DETACH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Streams a mixer plugin mixes at once; more running streams fall back to the native sum
 /// for the cycle.
 pub const MIXER_INPUTS: u32 = 64;
+/// Bytes per sample of the one format a period goes to a device in as it is
+/// ([`crate::chain::is_direct_format`]: S16_LE).
+const DIRECT_SAMPLE_BYTES: usize = 2;
 /// First and longest wait between attempts to reopen a lost device.
 const REOPEN_BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(8));
 
@@ -84,6 +87,9 @@ pub(crate) enum Returned {
 pub struct MixerStage {
     slot: PluginSlot,
     inputs: usize,
+    /// Whether one input comes back unchanged ([`KernelFactory::sums_plainly`], no
+    /// parameter set): a cycle with one stream need not call it.
+    alone_is_identity: bool,
 }
 
 impl MixerStage {
@@ -328,6 +334,7 @@ impl Endpoint {
             stats: stats.clone(),
             mix: vec![0.0; format.period_samples()].into_boxed_slice(),
             scratch: vec![0.0; format.period_samples()].into_boxed_slice(),
+            direct: vec![0; format.period_samples() * DIRECT_SAMPLE_BYTES].into_boxed_slice(),
             mixer: None,
             timing: worker::CycleTiming::new(),
         };
@@ -594,6 +601,7 @@ impl Endpoint {
                         board_slot(StageRole::Mix),
                     ),
                     inputs: MIXER_INPUTS as usize,
+                    alone_is_identity: factory.sums_plainly() && params.is_empty(),
                 }))
             }
         };

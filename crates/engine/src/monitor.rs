@@ -206,6 +206,12 @@ pub struct TapPoint {
 }
 
 impl TapPoint {
+    /// Real-time: whether any monitor listens here now.
+    #[inline]
+    pub fn listened(&self) -> bool {
+        self.mask.load(Ordering::Relaxed) != 0
+    }
+
     /// Real-time: offers one period of interleaved samples in `format`'s rate and
     /// channels to every monitor listening here. Copies into a ring or drops; never
     /// waits, allocates or locks.

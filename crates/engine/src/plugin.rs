@@ -179,6 +179,12 @@ pub trait KernelFactory: Send + Sync + fmt::Debug {
         role: StageRole,
         setup: &KernelSetup,
     ) -> Result<Box<dyn PluginKernel>, String>;
+    /// Whether this plugin, as a mixer with no parameter set, hands a lone input back
+    /// unchanged: a plain sum. The endpoint then does not call it for a cycle in which one
+    /// stream plays. `false` unless the plugin is known to be one (paravox's own `mix`).
+    fn sums_plainly(&self) -> bool {
+        false
+    }
 }
 
 /// The plugins a stream's chain uses instead of native stages; `None` keeps the native

@@ -97,6 +97,25 @@ impl PlaybackDevice for WavSink {
         Ok(())
     }
 
+    fn byte_format(&self) -> Option<Format> {
+        Some(self.sample_format)
+    }
+
+    /// The audible frames of a period already in the file's format, written as they are.
+    fn write_cycle_bytes(
+        &mut self,
+        bytes: &[u8],
+        audible_frames: usize,
+    ) -> Result<(), DeviceError> {
+        let frame_bytes = self.sample_bytes * self.format.channels as usize;
+        let audible = &bytes[..(audible_frames * frame_bytes).min(bytes.len())];
+        if let Err(error) = self.writer.write_bytes(audible) {
+            return Err(error.into_device_error());
+        }
+        self.pacer.wait();
+        Ok(())
+    }
+
     fn resume(&mut self) {
         // Nothing played while paused: a new timeline, not a catch-up burst.
         self.pacer.reset();

@@ -38,6 +38,16 @@ impl PlaybackDevice for NullSink {
         Ok(())
     }
 
+    /// The null sink drops what it is given, so it takes bytes as readily as samples.
+    fn byte_format(&self) -> Option<paravox_pcm::Format> {
+        Some(paravox_pcm::Format::S16Le)
+    }
+
+    fn write_cycle_bytes(&mut self, _bytes: &[u8], _audible: usize) -> Result<(), DeviceError> {
+        self.pacer.wait();
+        Ok(())
+    }
+
     fn resume(&mut self) {
         // Nothing played while paused: a new timeline, not a catch-up burst.
         self.pacer.reset();

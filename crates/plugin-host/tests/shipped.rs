@@ -326,3 +326,19 @@ fn resample_matches_the_native_resampler() {
         assert!(worst < 1e-6, "{from}->{to}: off by {worst}");
     }
 }
+
+#[test]
+fn only_the_shipped_mix_itself_is_known_to_sum_plainly() {
+    use paravox_engine::plugin::KernelFactory;
+    let runtime = runtime();
+    assert!(runtime.load(shipped::MIX).expect("mix").sums_plainly());
+    for other in [shipped::CONVERT, shipped::GAIN] {
+        assert!(!runtime.load(other).expect("loads").sums_plainly());
+    }
+    // The same code with one more (custom) section is another module: it may sum
+    // differently, and is not taken on trust.
+    let mut changed = shipped::MIX.to_vec();
+    changed.extend_from_slice(&[0, 5, 4, b't', b'e', b's', b't']);
+    let changed = runtime.load(&changed).expect("still a valid module");
+    assert!(!changed.sums_plainly());
+}

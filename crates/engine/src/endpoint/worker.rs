@@ -19,6 +19,8 @@ pub(super) struct Worker {
     pub(super) stats: Arc<EndpointStats>,
     pub(super) mix: Box<[f32]>,
     pub(super) scratch: Box<[f32]>,
+    /// One period in the direct format, for a stream that goes to the device as it is.
+    pub(super) direct: Box<[u8]>,
     pub(super) mixer: Option<Box<MixerStage>>,
     pub(super) timing: CycleTiming,
 }
@@ -303,9 +305,29 @@ impl Worker {
             }
             let started = self.timing.start();
             let grace_cycles = self.grace_cycles();
+            let running = self.running_slots();
+            if let Held::Open(live) = &mut held
+                && let Some(audible) = self.direct_cycle(live.as_mut(), running, grace_cycles)
+            {
+                self.finish_cycle_accounting(started);
+                match live.write_cycle_bytes(&self.direct, audible) {
+                    Ok(()) => self.note_device_stats(live.stats()),
+                    Err(error) => {
+                        let _ = live.finish();
+                        self.lose_device(&error);
+                        held = Held::Lost(Recovery::new(&self.format));
+                    }
+                }
+                self.publish_positions();
+                continue;
+            }
             self.mix.fill(0.0);
             let mut audible_frames = 0;
-            let mut mixer = self.mixer.as_mut().filter(|mixer| mixer.slot.active());
+            // A mixer that hands one input back unchanged is not called for one stream.
+            let mut mixer = self
+                .mixer
+                .as_mut()
+                .filter(|mixer| mixer.slot.active() && !(mixer.alone_is_identity && running == 1));
             let mut handed = 0;
             let mut overflow = false;
             for slot in self.slots.iter_mut() {
@@ -379,13 +401,7 @@ impl Worker {
                         self.lose_device(&error);
                         held = Held::Lost(Recovery::new(&self.format));
                     } else {
-                        let stats = live.stats();
-                        self.stats
-                            .device_xruns
-                            .store(stats.xruns, Ordering::Relaxed);
-                        self.stats
-                            .device_delay_frames
-                            .store(stats.delay_frames, Ordering::Relaxed);
+                        self.note_device_stats(live.stats());
                     }
                 }
                 Held::Lost(waiting) => {
@@ -478,6 +494,74 @@ impl Worker {
         if let Held::Open(mut live) = held {
             let _ = live.finish();
         }
+    }
+
+    /// Running streams of this generation.
+    fn running_slots(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| slot.is_current() && slot.shared.is_running())
+            .count()
+    }
+
+    /// A playback cycle for one stream whose bytes go to the device as they are: the
+    /// device takes periods as bytes, the stream runs alone (`running` is 1), its chain
+    /// [passes them through](PlaybackChain::passes_through), the mixer (if any) hands one
+    /// input back unchanged, and no monitor listens to the stream or the endpoint. Reads
+    /// the period into `direct`, meters it as integers and judges the dry spell as the
+    /// float cycle would; returns the audible frames for the device, or `None` (nothing
+    /// done) when this cycle needs the float path.
+    fn direct_cycle(
+        &mut self,
+        device: &mut dyn PlaybackDevice,
+        running: usize,
+        grace_cycles: u32,
+    ) -> Option<usize> {
+        let format = device.byte_format().filter(|&f| is_direct_format(f))?;
+        if running != 1
+            || self.stats.tap.listened()
+            || self
+                .mixer
+                .as_ref()
+                .is_some_and(|mixer| mixer.slot.active() && !mixer.alone_is_identity)
+        {
+            return None;
+        }
+        let period_bytes = self.format.period_samples() * DIRECT_SAMPLE_BYTES;
+        let direct = self.direct.get_mut(..period_bytes)?;
+        let mut chosen = None;
+        for slot in self.slots.iter_mut() {
+            if !slot.is_current() || !slot.shared.is_running() {
+                slot.starvation = Default::default();
+                continue;
+            }
+            chosen = Some(slot);
+        }
+        let slot = chosen?;
+        let control = slot.shared.gain();
+        let SlotChain::Playback { ring, chain } = &mut slot.chain else {
+            return None;
+        };
+        if slot.shared.tap().listened() || !chain.passes_through(format, control) {
+            return None;
+        }
+        let outcome = chain.pull_bytes(ring, direct);
+        let levels = MeterReading::of_s16le(direct);
+        slot.shared.meter().record_levels(levels.peak, levels.rms);
+        self.stats.meter.record_levels(levels.peak, levels.rms);
+        if slot.starvation.cycle(outcome.underrun, grace_cycles) {
+            slot.shared.count_xrun();
+        }
+        Some(outcome.audible_frames)
+    }
+
+    fn note_device_stats(&self, stats: DeviceStats) {
+        self.stats
+            .device_xruns
+            .store(stats.xruns, Ordering::Relaxed);
+        self.stats
+            .device_delay_frames
+            .store(stats.delay_frames, Ordering::Relaxed);
     }
 
     /// [`XRUN_GRACE`] in this endpoint's cycles.

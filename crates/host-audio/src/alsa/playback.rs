@@ -182,6 +182,24 @@ impl PlaybackDevice for AlsaPlayback {
         Ok(())
     }
 
+    fn byte_format(&self) -> Option<Format> {
+        Some(self.sample_format)
+    }
+
+    /// A period already in the PCM's format goes to it as it is (through the period
+    /// buffer `write` encodes into).
+    fn write_cycle_bytes(&mut self, bytes: &[u8], _audible: usize) -> Result<(), DeviceError> {
+        let chunk_bytes = self.bytes.len() - self.bytes.len() % self.frame_bytes.max(1);
+        for chunk in bytes.chunks(chunk_bytes.max(1)) {
+            self.bytes[..chunk.len()].copy_from_slice(chunk);
+            self.write_all(chunk.len(), false)?;
+        }
+        if let Some(delay) = self.clock.after_period(&self.pcm, self.buffer_frames) {
+            self.delay_frames = delay;
+        }
+        Ok(())
+    }
+
     fn idle(&self) -> Idle {
         idle_of(&self.clock, self.idle_close)
     }
