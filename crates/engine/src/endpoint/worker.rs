@@ -438,15 +438,7 @@ impl Worker {
             }
             match &mut held {
                 Held::Open(live) => match live.read(&mut self.mix) {
-                    Ok(()) => {
-                        let stats = live.stats();
-                        self.stats
-                            .device_xruns
-                            .store(stats.xruns, Ordering::Relaxed);
-                        self.stats
-                            .device_delay_frames
-                            .store(stats.delay_frames, Ordering::Relaxed);
-                    }
+                    Ok(()) => self.note_device_stats(live.stats()),
                     Err(error) => {
                         let _ = live.finish();
                         self.lose_device(&error);
