@@ -2,9 +2,10 @@
 //! the pace of a sound card.
 //!
 //! Each period is encoded from `f32` into the file's sample format (into a buffer allocated
-//! at open) and written; the header is valid after every period (see
-//! [`WavWriter`](crate::wav::WavWriter)). A [`Pacer`] releases one period per period time, so
-//! a 10 s stream takes 10 s to record, exactly as it would take to play.
+//! at open), or taken as it is when it comes in that format, and written; the header is
+//! valid after every period (see [`WavWriter`](crate::wav::WavWriter)). A [`Pacer`]
+//! releases one period per period time, so a 10 s stream takes 10 s to record, exactly as
+//! it would take to play.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
