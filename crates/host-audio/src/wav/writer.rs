@@ -1,11 +1,15 @@
 //! Writing WAV files whose header stays valid while they grow.
 //!
-//! After every [`WavWriter::write_bytes`] the RIFF and data sizes in the header are rewritten
-//! in place (`pwrite`), so a daemon killed mid-recording leaves a file any player opens, with
-//! every byte written so far. The writer keeps a copy of the header (when it is small, as
-//! every header it writes is) and rewrites both sizes with one `pwrite` of everything
-//! between them: one system call a period less. [`WavWriter::finalize`] only adds the RIFF pad byte an odd-sized
-//! data chunk needs.
+//! After every [`WavWriter::write_bytes`] the RIFF and data sizes in the header are brought
+//! up to date, so a daemon killed mid-recording leaves a file any player opens, with every
+//! byte written so far. The writer maps the file's header (when it is small, as every
+//! header it writes is) shared into memory and stores the sizes there: the same page cache
+//! every reader of the file reads, written back by the kernel like any written page (also
+//! after the daemon is killed), and no system call a period. Where the file cannot be
+//! mapped it keeps a copy of the header and rewrites both sizes with one `pwrite` of
+//! everything between them; a longer header (a file appended to may carry chunks of any
+//! size) has them written one at a time. [`WavWriter::finalize`] only adds the RIFF pad
+//! byte an odd-sized data chunk needs.
 //!
 //! Header layout: `RIFF` size `WAVE`, a `fmt ` chunk (16-byte `WAVE_FORMAT_PCM` for integer
 //! PCM of at most 16 bits and 2 channels, 40-byte `WAVE_FORMAT_EXTENSIBLE` otherwise), then
@@ -14,9 +18,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 
 use paravox_pcm::Format;
 
@@ -51,6 +57,8 @@ pub struct WavWriter {
     /// The file's bytes before the first sample, when there are at most
     /// [`KEPT_HEADER_BYTES`]: the sizes are patched here and written out together.
     header: Option<Vec<u8>>,
+    /// The same bytes mapped from the file, where the sizes are stored.
+    mapped: Option<MappedHeader>,
 }
 
 /// The longest header kept in memory (a file appended to may carry chunks of any size
@@ -94,8 +102,10 @@ impl WavWriter {
             data_bytes: 0,
             padded: false,
             header: None,
+            mapped: None,
         };
         writer.write_at(&header, 0)?;
+        writer.mapped = MappedHeader::map(&writer.file, header.len(), &writer.path);
         writer.header = Some(header);
         writer.update_sizes()?;
         Ok(writer)
@@ -148,6 +158,7 @@ impl WavWriter {
             data_bytes,
             padded: false,
             header: None,
+            mapped: None,
         };
         writer
             .file
@@ -159,6 +170,7 @@ impl WavWriter {
                 .file
                 .read_exact_at(&mut header, 0)
                 .map_err(|source| writer.io_error("cannot read the WAV header", source))?;
+            writer.mapped = MappedHeader::map(&writer.file, header.len(), &writer.path);
             writer.header = Some(header);
         }
         writer.update_sizes()?;
@@ -220,6 +232,11 @@ impl WavWriter {
             Err(_) => (u32::MAX, u32::MAX),
         };
         let data_field_at = self.data_offset as usize - 4;
+        if let Some(mapped) = &mut self.mapped {
+            mapped.store(4, riff_field);
+            mapped.store(data_field_at, data_field);
+            return Ok(());
+        }
         match self.header.take() {
             Some(mut header) => {
                 header[4..8].copy_from_slice(&riff_field.to_le_bytes());
@@ -259,6 +276,69 @@ impl Drop for WavWriter {
     }
 }
 
+/// A file's first `len` bytes mapped shared, read-write.
+///
+/// A process that cut the file to nothing under the writer would make the next store fault
+/// (`SIGBUS`); the file is the daemon's own (mode 0600), so only its user or root could, and
+/// either can stop the daemon anyway.
+#[derive(Debug)]
+struct MappedHeader {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping belongs to one writer and is only touched through it; the memory is
+// the file's, not any thread's.
+unsafe impl Send for MappedHeader {}
+
+impl MappedHeader {
+    /// Maps the first `len` bytes of `file` (opened read-write, at least `len` long), or
+    /// says why not (the writer then writes the sizes with `pwrite`).
+    fn map(file: &File, len: usize, path: &Path) -> Option<MappedHeader> {
+        // SAFETY: a new mapping at an address the kernel chooses, so it overlaps nothing
+        // Rust refers to; the descriptor is valid for the call.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED || len == 0 {
+            let error = io::Error::last_os_error();
+            tracing::debug!(path = %path.display(), %error, "WAV header not mapped: sizes by pwrite");
+            return None;
+        }
+        Some(MappedHeader {
+            base: NonNull::new(base.cast())?,
+            len,
+        })
+    }
+
+    /// Stores `value` little-endian at `offset` (within the mapping; one outside is
+    /// ignored).
+    fn store(&mut self, offset: usize, value: u32) {
+        if offset.checked_add(4).is_none_or(|end| end > self.len) {
+            return;
+        }
+        for (index, byte) in value.to_le_bytes().into_iter().enumerate() {
+            // SAFETY: `offset + index < len`: inside the mapping. Volatile, as the bytes
+            // are the file's, read by other processes.
+            unsafe { self.base.as_ptr().add(offset + index).write_volatile(byte) };
+        }
+    }
+}
+
+impl Drop for MappedHeader {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, unmapped once; nothing refers to it after.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
 fn checked_fmt_body(format: Format, rate: u32, channels: u32) -> Result<Vec<u8>, HostAudioError> {
     if !WAV_WRITABLE_FORMATS.contains(&format) {
         return Err(HostAudioError::UnsupportedWavFormat { format });
@@ -287,18 +367,30 @@ fn file_len(file: &File, path: &Path) -> Result<u64, HostAudioError> {
             source,
         })
 }
-/// Opens `path` for writing without following a symbolic link in its last component,
-/// creating it (mode 0600) when `create` is set, and for reading too when not (an append
-/// reads the header back); refuses anything but a regular file, and only then truncates
-/// it (when `create` is set).
+
+/// Opens `path` for reading and writing (an append reads the header back, and a shared
+/// mapping of the header needs both; a file to create that may only be written is opened
+/// for writing) without following a symbolic link in its last component, creating it
+/// (mode 0600) when `create` is set; refuses anything but a regular file, and only then
+/// truncates it (when `create` is set).
 fn open_regular(path: &Path, create: bool) -> std::io::Result<File> {
-    let file = OpenOptions::new()
-        .read(!create)
-        .write(true)
-        .create(create)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
+    let open = |read: bool| {
+        OpenOptions::new()
+            .read(read)
+            .write(true)
+            .create(create)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+    };
+    let file = match open(true) {
+        // A file there that may be written but not read: written all the same, its header
+        // sizes by `pwrite`.
+        Err(error) if create && error.kind() == std::io::ErrorKind::PermissionDenied => {
+            open(false)?
+        }
+        opened => opened?,
+    };
     if !file.metadata()?.file_type().is_file() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
