@@ -369,7 +369,7 @@ impl GainPlugin {
 /// nothing in the chain changes them: S16_LE, the format nearly every guest and device
 /// speaks. Its every value survives decode → encode bit for bit (see
 /// [`paravox_pcm::convert`]), its silence is zero bytes, and the meters read it as
-/// integers ([`crate::meter::Meter::record_s16le`]), so no float operation is needed.
+/// integers ([`crate::meter::MeterReading::of_s16le`]), so no float operation is needed.
 pub fn is_direct_format(format: Format) -> bool {
     format == Format::S16Le
 }
